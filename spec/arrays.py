@@ -1,0 +1,179 @@
+"""Immutable arrays for attrs classes, and the append-only sequence buffer behind every KV cache.
+
+Two facts drive this file (DESIGN.md §2):
+- attrs ``frozen=True`` stops ``s.k = x`` but not ``s.k[0] = 5``, and ``==`` on arrays is elementwise, which
+  breaks attrs equality. Every array field therefore goes through :func:`array_field`: one copy, then
+  ``writeable=False``, compared with ``np.array_equal``.
+- Immutability must not cost O(T) per step. :class:`SeqBuffer` is an append-only buffer with spare capacity:
+  a buffer of length t only ever reads rows ``[:t]``, so writing row t in place changes no existing value's
+  meaning. Only a second append at the same row (a fork) or a full buffer copies.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+import attrs
+import numpy as np
+
+
+def frozen_array(value: Any, dtype: Any = None) -> np.ndarray:
+    """A read-only copy of ``value`` (always a copy, so the caller's array can never change ours)."""
+    arr = np.array(value, dtype=dtype, copy=True)
+    arr.flags.writeable = False
+    return arr
+
+
+def _array_eq(a: Any, b: Any) -> bool:
+    return isinstance(b, type(a)) and a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def array_field(dtype: Any = None, **kwargs: Any) -> Any:
+    """An attrs field holding a read-only numpy array; equality is exact (shape, dtype and values)."""
+
+    def convert(v: Any) -> np.ndarray:
+        if isinstance(v, np.ndarray) and not v.flags.writeable and (dtype is None or v.dtype == dtype):
+            return v  # already frozen: sharing it is safe and keeps construction O(1)
+        return frozen_array(v, dtype)
+
+    return attrs.field(converter=convert, eq=attrs.cmp_using(eq=_array_eq), **kwargs)
+
+
+def any_field(**kwargs: Any) -> Any:
+    """A field that holds either a numpy array (frozen) or another backend's value (graph / symbolic) as is.
+
+    Weights use this so one ``Weights`` class serves the numeric spec and the ONNX/Z3 interpretations
+    (DESIGN.md §1): :func:`tree_map` replaces each array by the other backend's value.
+    """
+
+    def convert(v: Any) -> Any:
+        if isinstance(v, np.ndarray) and v.flags.writeable:
+            return frozen_array(v)
+        return v
+
+    return attrs.field(converter=convert, eq=attrs.cmp_using(eq=_leaf_eq), **kwargs)
+
+
+def _leaf_eq(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray):
+        return _array_eq(a, b)
+    return a is b
+
+
+def tree_map(fn: Callable[[Any], Any], tree: Any) -> Any:
+    """Apply ``fn`` to every numpy array leaf of a tree of attrs instances, tuples and lists."""
+    if isinstance(tree, np.ndarray):
+        return fn(tree)
+    if attrs.has(type(tree)):
+        changes = {}
+        for f in attrs.fields(type(tree)):
+            changes[f.name] = tree_map(fn, getattr(tree, f.name))
+        return attrs.evolve(tree, **{k.lstrip("_"): v for k, v in changes.items()})
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(tree_map(fn, x) for x in tree)
+    return tree
+
+
+def tree_leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted name, leaf) for every array leaf, in field order; names follow the attrs field names."""
+    if isinstance(tree, np.ndarray) or not (attrs.has(type(tree)) or isinstance(tree, (tuple, list))):
+        return [(prefix, tree)] if isinstance(tree, np.ndarray) else []
+    out: list[tuple[str, Any]] = []
+    if attrs.has(type(tree)):
+        items = [(f.name, getattr(tree, f.name)) for f in attrs.fields(type(tree))]
+    else:
+        items = [(str(i), x) for i, x in enumerate(tree)]
+    for name, value in items:
+        out.extend(tree_leaves(value, f"{prefix}.{name}" if prefix else name))
+    return out
+
+
+class _Store:
+    """The mutable storage behind one or more :class:`SeqBuffer` values. Private: never handed out writable."""
+
+    __slots__ = ("data", "filled", "lock")
+
+    def __init__(self, data: np.ndarray, filled: int):
+        self.data = data  # rows [filled:] along the sequence axis are spare capacity
+        self.filled = filled  # high-water mark: rows [:filled] are claimed by some SeqBuffer value
+        self.lock = threading.Lock()
+
+
+MIN_CAPACITY = 16
+
+
+@attrs.frozen(eq=False, repr=False)
+class SeqBuffer:
+    """An immutable sequence of rows along ``axis`` with amortized O(1) append.
+
+    ``view()`` is rows ``[:length]`` (read-only, no copy). ``append(rows)`` returns ``(view_of_all, new_buffer)``
+    and never changes ``self``: it writes in place only when this buffer is the longest value on its store
+    (nobody else has claimed row ``length``) and there is capacity; otherwise it copies ``[:length]`` into a
+    fresh store with doubled capacity. A fork (two appends to the same value) therefore costs one copy.
+    """
+
+    store: _Store
+    length: int
+    axis: int
+
+    @staticmethod
+    def empty(shape_without_seq: tuple[int, ...], axis: int, dtype: Any = np.float32) -> "SeqBuffer":
+        return SeqBuffer.from_array(np.zeros(_with_len(shape_without_seq, axis, 0), dtype), axis)
+
+    @staticmethod
+    def from_array(rows: np.ndarray, axis: int) -> "SeqBuffer":
+        n = rows.shape[axis]
+        data = np.zeros(_with_len(_without(rows.shape, axis), axis, max(MIN_CAPACITY, n)), rows.dtype)
+        _rows(data, axis, 0, n)[...] = rows
+        return SeqBuffer(_Store(data, n), n, axis)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return _with_len(_without(self.store.data.shape, self.axis), self.axis, self.length)
+
+    @property
+    def capacity(self) -> int:
+        return self.store.data.shape[self.axis]
+
+    def view(self) -> np.ndarray:
+        v = _rows(self.store.data, self.axis, 0, self.length)
+        v.flags.writeable = False
+        return v
+
+    def append(self, rows: np.ndarray) -> tuple[np.ndarray, "SeqBuffer"]:
+        n = rows.shape[self.axis]
+        end = self.length + n
+        store = self.store
+        with store.lock:
+            in_place = store.filled == self.length and end <= store.data.shape[self.axis]
+            if in_place:
+                store.filled = end  # claim rows [length:end] before writing them
+        if not in_place:
+            cap = max(MIN_CAPACITY, 2 * end)
+            data = np.zeros(_with_len(_without(store.data.shape, self.axis), self.axis, cap), store.data.dtype)
+            _rows(data, self.axis, 0, self.length)[...] = _rows(store.data, self.axis, 0, self.length)
+            store = _Store(data, end)
+        _rows(store.data, self.axis, self.length, end)[...] = rows
+        new = SeqBuffer(store, end, self.axis)
+        return new.view(), new
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SeqBuffer) and self.axis == other.axis and _array_eq(self.view(), other.view())
+
+    def __repr__(self) -> str:
+        return f"SeqBuffer(shape={self.shape}, capacity={self.capacity})"
+
+
+def _without(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
+    return shape[:axis] + shape[axis + 1 :]
+
+
+def _with_len(shape_without: tuple[int, ...], axis: int, n: int) -> tuple[int, ...]:
+    return shape_without[:axis] + (n,) + shape_without[axis:]
+
+
+def _rows(data: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
+    index = [slice(None)] * data.ndim
+    index[axis] = slice(start, stop)
+    return data[tuple(index)]

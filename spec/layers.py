@@ -1,0 +1,134 @@
+"""Building blocks shared by the architectures, written against the ops vocabulary ``o`` (see ops.py).
+
+Shapes use B = batch, T = new tokens, S = all keys (cache + new), H = query heads, K = key/value heads,
+G = H // K (queries per key/value head), D = head_dim, C = model width.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+# The mask value for hidden keys: the lowest finite float32, as Hugging Face uses. Whenever a row has one
+# visible key, exp(MASKED - max) underflows to exactly 0, the same as -inf; a row with no visible key (a
+# padding query) stays finite instead of turning into NaN that a later layer's 0 * NaN would spread.
+MASKED = float(np.finfo(np.float32).min)
+
+
+def rms_norm(o: Any, x: Any, weight: Any, eps: float) -> Any:
+    """RMSNorm (Zhang & Sennrich 2019, eq. 4): x / sqrt(mean(x^2) + eps) * weight."""
+    var = o.reduce_mean(o.mul(x, x), axis=-1)
+    return o.mul(o.mul(x, o.reciprocal(o.sqrt(o.add(var, eps)))), weight)
+
+
+def layer_norm(o: Any, x: Any, weight: Any, bias: Any, eps: float) -> Any:
+    """LayerNorm (Ba et al. 2016, eq. 4), biased variance: (x - mean) / sqrt(var + eps) * weight + bias."""
+    centered = o.sub(x, o.reduce_mean(x, axis=-1))
+    var = o.reduce_mean(o.mul(centered, centered), axis=-1)
+    return o.add(o.mul(o.div(centered, o.sqrt(o.add(var, eps))), weight), bias)
+
+
+def silu(o: Any, x: Any) -> Any:
+    """SiLU / swish (Elfwing et al. 2017): x * sigmoid(x)."""
+    return o.mul(x, o.sigmoid(x))
+
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+def gelu_tanh(o: Any, x: Any) -> Any:
+    """GELU, tanh approximation (Hendrycks & Gimpel 2016, §2): 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3)))."""
+    inner = o.mul(o.add(x, o.mul(o.mul(o.mul(x, x), x), 0.044715)), _GELU_C)
+    return o.mul(o.mul(x, 0.5), o.add(o.tanh(inner), 1.0))
+
+
+def softmax(o: Any, scores: Any) -> Any:
+    """Softmax over the last axis, shifted by the row max (shift invariance makes this exact over the reals)."""
+    e = o.exp(o.sub(scores, o.reduce_max(scores, axis=-1)))
+    return o.div(e, o.reduce_sum(e, axis=-1))
+
+
+def linear(o: Any, x: Any, w: Any, b: Any = None) -> Any:
+    """x @ w (+ b); weights are stored [in, out]."""
+    y = o.matmul(x, w)
+    return y if b is None else o.add(y, b)
+
+
+def split_heads(o: Any, x: Any, n_heads: int, head_dim: int) -> Any:
+    """[B, T, n*D] -> [B, n, T, D]."""
+    return o.transpose(o.reshape(x, (0, 0, n_heads, head_dim)), (0, 2, 1, 3))
+
+
+def merge_heads(o: Any, x: Any) -> Any:
+    """[B, n, T, D] -> [B, T, n*D]."""
+    return o.reshape(o.transpose(x, (0, 2, 1, 3)), (0, 0, -1))
+
+
+def rope_inv_freq(head_dim: int, theta: float) -> np.ndarray:
+    """RoPE frequencies (Su et al. 2021, eq. 15): theta^(-2i/D), i < D/2, in float32 as Hugging Face builds them."""
+    exponents = np.arange(0, head_dim, 2, dtype=np.int64).astype(np.float32) / np.float32(head_dim)
+    return (np.float32(1.0) / (np.float32(theta) ** exponents)).astype(np.float32)
+
+
+def rope_cos_sin(o: Any, positions: Any, inv_freq: Any) -> tuple[Any, Any]:
+    """cos and sin of position * frequency, duplicated to [B, 1, T, D] (the 'rotate half' layout)."""
+    angles = o.mul(o.unsqueeze(o.cast(positions, np.float32), -1), inv_freq)  # [B, T, D/2]
+    angles = o.unsqueeze(o.concat([angles, angles], axis=-1), 1)  # [B, 1, T, D]
+    return o.cos(angles), o.sin(angles)
+
+
+def apply_rope(o: Any, x: Any, cos: Any, sin: Any, head_dim: int) -> Any:
+    """x * cos + rotate_half(x) * sin, where rotate_half([a, b]) = [-b, a] (GPT-NeoX / Llama layout)."""
+    half = head_dim // 2
+    first, second = o.slice(x, -1, 0, half), o.slice(x, -1, half, None)
+    rotated = o.concat([o.neg(second), first], axis=-1)
+    return o.add(o.mul(x, cos), o.mul(rotated, sin))
+
+
+def causal_mask(o: Any, n_new: Any, n_all: Any, key_mask: Any = None) -> Any:
+    """[B|1, 1, T, S] bool: new token i (cache slot S - T + i) sees key j iff j <= S - T + i and key j is real."""
+    query_slot = o.add(o.arange(0, n_new), o.sub(n_all, n_new))  # [T]
+    visible = o.less_equal(o.unsqueeze(o.arange(0, n_all), 0), o.unsqueeze(query_slot, -1))  # [T, S]
+    visible = o.unsqueeze(o.unsqueeze(visible, 0), 0)
+    if key_mask is not None:
+        visible = o.logical_and(visible, o.unsqueeze(o.unsqueeze(key_mask, 1), 1))
+    return visible
+
+
+def attention_unrolled(
+    o: Any, q: Any, k_all: Any, v_all: Any, visible: Any, n_heads: int, n_kv: int, head_dim: int
+) -> Any:
+    """Causal-masked attention for all new queries at once (Vaswani et al. 2017, eq. 1).
+
+    q: [B, H, T, D]; k_all, v_all: [B, K, S, D]; visible: [B|1, 1, T, S]. Grouped-query attention (Ainslie et
+    al. 2023) by repeating each key/value head for its G = H/K query heads: query head h uses kv head h // G.
+    """
+    group = n_heads // n_kv
+    if group > 1:  # [B, K, S, D] -> [B, K, G, S, D] -> [B, H, S, D]
+        k_all = o.reshape(o.concat([o.unsqueeze(k_all, 2)] * group, axis=2), (0, n_heads, -1, head_dim))
+        v_all = o.reshape(o.concat([o.unsqueeze(v_all, 2)] * group, axis=2), (0, n_heads, -1, head_dim))
+    scores = o.mul(o.matmul(q, o.transpose(k_all, (0, 1, 3, 2))), head_dim**-0.5)  # [B, H, T, S]
+    scores = o.where(visible, scores, o.const(MASKED, np.float32))
+    return o.matmul(softmax(o, scores), v_all)  # [B, H, T, D]
+
+
+def attention_decode(
+    o: Any, q: Any, k_all: Any, v_all: Any, key_mask: Any, n_heads: int, n_kv: int, head_dim: int
+) -> Any:
+    """One new query per sequence against its whole cache: no causal mask is needed, every cached key is past.
+
+    q: [B, H, 1, D]; k_all, v_all: [B, K, S, D]; key_mask: [B, S] bool or None. Grouped-query attention by
+    folding the G query heads of each kv head into the query axis ([B, K, G, D]) instead of repeating keys, a
+    different computation from :func:`attention_unrolled` with the same head mapping (h -> h // G).
+    """
+    group = n_heads // n_kv
+    d = head_dim
+    qg = o.reshape(q, (0, n_kv, group, d))  # [B, K, G, D]: query head h = kv * G + g
+    scores = o.mul(o.matmul(qg, o.transpose(k_all, (0, 1, 3, 2))), d**-0.5)  # [B, K, G, S]
+    if key_mask is not None:
+        scores = o.where(o.unsqueeze(o.unsqueeze(key_mask, 1), 1), scores, o.const(MASKED, np.float32))
+    out = o.matmul(softmax(o, scores), v_all)  # [B, K, G, D]
+    return o.reshape(out, (0, n_heads, 1, d))
+

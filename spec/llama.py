@@ -1,0 +1,176 @@
+"""Llama-style decoder (Touvron et al. 2023): RMSNorm, RoPE, SwiGLU MLP, grouped-query attention, KV cache.
+
+State carried between steps: for every layer the keys and values of all past tokens, [B, K, S, D] each (rotated
+keys, as Hugging Face caches them). Field names follow transformers' ``LlamaConfig`` so checkpoints map 1:1.
+
+    x_0     = E[token]                                                      embedding
+    a_l     = RMSNorm(x_l) ;  q, k, v = a_l Wq, a_l Wk, a_l Wv              per head, k/v shared by G heads
+    q, k    = RoPE(q, pos), RoPE(k, pos)
+    x_l'    = x_l + Attn(q, [K_cache; k], [V_cache; v]) Wo
+    x_{l+1} = x_l' + (silu(m Wgate) * (m Wup)) Wdown,  m = RMSNorm(x_l')     (Shazeer 2020, SwiGLU)
+    logits  = RMSNorm(x_L) W_lm         (W_lm = E^T when tie_word_embeddings)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import attrs
+import numpy as np
+
+from .arrays import SeqBuffer, any_field
+from .config import bool_field, float_field, int_field, require
+from .layers import (
+    apply_rope,
+    attention_decode,
+    attention_unrolled,
+    causal_mask,
+    linear,
+    merge_heads,
+    rms_norm,
+    rope_cos_sin,
+    rope_inv_freq,
+    silu,
+    split_heads,
+)
+
+
+@attrs.frozen(kw_only=True)
+class Config:
+    vocab_size: int = int_field()
+    hidden_size: int = int_field()
+    intermediate_size: int = int_field()
+    num_hidden_layers: int = int_field()
+    num_attention_heads: int = int_field()
+    num_key_value_heads: int = int_field()
+    head_dim: int = int_field()
+    max_position_embeddings: int = int_field(2048)
+    rms_norm_eps: float = float_field(1e-6)
+    rope_theta: float = float_field(10000.0)
+    attention_bias: bool = bool_field(False)
+    mlp_bias: bool = bool_field(False)
+    tie_word_embeddings: bool = bool_field(False)
+
+    def __attrs_post_init__(self) -> None:
+        require(
+            self.num_attention_heads % self.num_key_value_heads == 0,
+            f"num_attention_heads ({self.num_attention_heads}) must be a multiple of num_key_value_heads "
+            f"({self.num_key_value_heads})",
+        )
+        require(self.head_dim % 2 == 0, f"head_dim must be even for RoPE, got {self.head_dim}")
+
+    @property
+    def context_limit(self) -> int:
+        return self.max_position_embeddings
+
+
+@attrs.frozen
+class Layer:
+    input_layernorm: Any = any_field()  # [C]
+    q_proj: Any = any_field()  # [C, H*D]
+    k_proj: Any = any_field()  # [C, K*D]
+    v_proj: Any = any_field()  # [C, K*D]
+    o_proj: Any = any_field()  # [H*D, C]
+    post_attention_layernorm: Any = any_field()  # [C]
+    gate_proj: Any = any_field()  # [C, F]
+    up_proj: Any = any_field()  # [C, F]
+    down_proj: Any = any_field()  # [F, C]
+    q_bias: Any = any_field(default=None)  # [H*D] when attention_bias
+    k_bias: Any = any_field(default=None)  # [K*D]
+    v_bias: Any = any_field(default=None)  # [K*D]
+    o_bias: Any = any_field(default=None)  # [C]
+    gate_bias: Any = any_field(default=None)  # [F] when mlp_bias
+    up_bias: Any = any_field(default=None)  # [F]
+    down_bias: Any = any_field(default=None)  # [C]
+
+
+@attrs.frozen
+class Weights:
+    embed_tokens: Any = any_field()  # [V, C]
+    layers: tuple[Layer, ...] = attrs.field(converter=tuple)
+    norm: Any = any_field()  # [C]
+    lm_head: Any = any_field(default=None)  # [C, V]; None when tied to embed_tokens
+
+
+def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
+    """Every parameter's name (as in :class:`Weights`, dotted) and shape, in a fixed order."""
+    c, v, f = cfg.hidden_size, cfg.vocab_size, cfg.intermediate_size
+    hd, kd = cfg.num_attention_heads * cfg.head_dim, cfg.num_key_value_heads * cfg.head_dim
+    shapes: dict[str, tuple[int, ...]] = {"embed_tokens": (v, c)}
+    for i in range(cfg.num_hidden_layers):
+        p = f"layers.{i}."
+        shapes |= {p + "input_layernorm": (c,), p + "q_proj": (c, hd), p + "k_proj": (c, kd)}
+        shapes |= {p + "v_proj": (c, kd), p + "o_proj": (hd, c), p + "post_attention_layernorm": (c,)}
+        shapes |= {p + "gate_proj": (c, f), p + "up_proj": (c, f), p + "down_proj": (f, c)}
+        if cfg.attention_bias:
+            shapes |= {p + "q_bias": (hd,), p + "k_bias": (kd,), p + "v_bias": (kd,), p + "o_bias": (c,)}
+        if cfg.mlp_bias:
+            shapes |= {p + "gate_bias": (f,), p + "up_bias": (f,), p + "down_bias": (c,)}
+    shapes["norm"] = (c,)
+    if not cfg.tie_word_embeddings:
+        shapes["lm_head"] = (c, v)
+    return shapes
+
+
+def weights_from_dict(cfg: Config, params: dict[str, np.ndarray]) -> Weights:
+    layers = []
+    for i in range(cfg.num_hidden_layers):
+        p = f"layers.{i}."
+        layers.append(Layer(**{k[len(p) :]: a for k, a in params.items() if k.startswith(p)}))
+    return Weights(params["embed_tokens"], layers, params["norm"], params.get("lm_head"))
+
+
+def empty_cache(cfg: Config, batch: int = 1) -> tuple[tuple[SeqBuffer, SeqBuffer], ...]:
+    """Numeric initial state: an empty [B, K, 0, D] key and value buffer per layer."""
+    shape = (batch, cfg.num_key_value_heads, cfg.head_dim)
+    return tuple((SeqBuffer.empty(shape, axis=2), SeqBuffer.empty(shape, axis=2)) for _ in range(cfg.num_hidden_layers))
+
+
+Attend = Callable[[Any, Any, Any], Any]  # (q [B,H,T,D], k_all, v_all) -> [B,H,T,D]
+
+
+def _decoder(o: Any, cfg: Config, w: Weights, tokens: Any, positions: Any, cache: Any, attend: Attend):
+    """The blocks shared by both forms; only ``attend`` (how queries meet the cache) differs between them."""
+    H, K, D = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+    x = o.gather(w.embed_tokens, tokens)  # [B, T, C]
+    cos, sin = rope_cos_sin(o, positions, o.const(rope_inv_freq(D, cfg.rope_theta)))
+    new_cache = []
+    for layer, (k_cache, v_cache) in zip(w.layers, cache):
+        a = rms_norm(o, x, layer.input_layernorm, cfg.rms_norm_eps)
+        q = apply_rope(o, split_heads(o, linear(o, a, layer.q_proj, layer.q_bias), H, D), cos, sin, D)
+        k = apply_rope(o, split_heads(o, linear(o, a, layer.k_proj, layer.k_bias), K, D), cos, sin, D)
+        v = split_heads(o, linear(o, a, layer.v_proj, layer.v_bias), K, D)
+        k_all, k_cache = k_cache.append(k)  # [B, K, S, D]
+        v_all, v_cache = v_cache.append(v)
+        new_cache.append((k_cache, v_cache))
+        x = o.add(x, linear(o, merge_heads(o, attend(q, k_all, v_all)), layer.o_proj, layer.o_bias))
+        m = rms_norm(o, x, layer.post_attention_layernorm, cfg.rms_norm_eps)
+        gate = silu(o, linear(o, m, layer.gate_proj, layer.gate_bias))
+        x = o.add(x, linear(o, o.mul(gate, linear(o, m, layer.up_proj, layer.up_bias)), layer.down_proj, layer.down_bias))
+    x = rms_norm(o, x, w.norm, cfg.rms_norm_eps)
+    lm_head = w.lm_head if w.lm_head is not None else o.transpose(w.embed_tokens, (1, 0))
+    return o.matmul(x, lm_head), tuple(new_cache)
+
+
+def forward(o: Any, cfg: Config, w: Weights, tokens: Any, positions: Any, cache: Any, key_mask: Any = None):
+    """Unrolled form: T new tokens [B, T] at ``positions`` [B, T] after the cache -> logits [B, T, V], new cache.
+
+    Causal-masked attention over [cache; new] for all T queries at once. ``key_mask`` [B, S] marks real
+    (non-padding) cache slots; None means all are real.
+    """
+
+    def attend(q: Any, k_all: Any, v_all: Any) -> Any:
+        visible = causal_mask(o, o.shape(q, 2), o.shape(k_all, 2), key_mask)
+        return attention_unrolled(o, q, k_all, v_all, visible, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim)
+
+    return _decoder(o, cfg, w, tokens, positions, cache, attend)
+
+
+def decode(o: Any, cfg: Config, w: Weights, token: Any, position: Any, cache: Any, key_mask: Any = None):
+    """Recurrent form: one token [B] at ``position`` [B] -> logits [B, V], cache grown by one slot."""
+
+    def attend(q: Any, k_all: Any, v_all: Any) -> Any:
+        return attention_decode(o, q, k_all, v_all, key_mask, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim)
+
+    logits, cache = _decoder(o, cfg, w, o.unsqueeze(token, 1), o.unsqueeze(position, 1), cache, attend)
+    return o.squeeze(logits, 1), cache

@@ -1,0 +1,176 @@
+"""The public value types: ``Model``, ``State``, ``StepOutput``; step / prefill / unrolled for one sequence.
+
+    state, out    = model.step(state, token, rand)   # recurrent form: arch.decode, then the sampler
+    state, logits = model.prefill(state, tokens)     # unrolled form: arch.forward over the new tokens
+    logits        = model.unrolled(tokens)           # prefill from init_state, logits only
+
+Nothing here mutates an argument: states are immutable values (see arrays.SeqBuffer for how the KV cache
+grows in amortized O(1) without copying), so any state can be stepped again, forked, compared or stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from types import ModuleType
+from typing import Any, Sequence
+
+import attrs
+import numpy as np
+
+from . import gpt2, llama, mamba
+from .arrays import SeqBuffer, array_field, frozen_array
+from .errors import InputError
+from .ops import NP
+from .rand import rand_for
+from .sampler import Sampler, check_logits, check_rand, sample_one
+
+ARCHITECTURES: dict[str, ModuleType] = {"llama": llama, "gpt2": gpt2, "mamba": mamba}
+STATE_KINDS = {"llama": ("key", "value"), "gpt2": ("key", "value"), "mamba": ("conv_state", "recurrent_state")}
+
+
+@attrs.frozen(eq=False)
+class State:
+    """What carries over between steps: ``pos`` tokens consumed, and per layer two tensors with batch dim 1.
+
+    Transformers: (key, value) SeqBuffers, [1, K, pos, D] each. Mamba: (conv_state [1, E, W-1],
+    recurrent_state [1, E, N]) read-only arrays. ``arrays()`` names them as the ONNX contract does.
+    """
+
+    arch: str
+    pos: int
+    cache: tuple[tuple[Any, Any], ...]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        names = STATE_KINDS[self.arch]
+        out = {}
+        for i, pair in enumerate(self.cache):
+            for name, t in zip(names, pair):
+                out[f"past_key_values.{i}.{name}"] = t.view() if isinstance(t, SeqBuffer) else t
+        return out
+
+    def digest(self) -> str:
+        """A short hash of pos and every state tensor's name, shape, dtype and bytes (for comparing by eye)."""
+        h = hashlib.sha256(f"{self.arch}:{self.pos}".encode())
+        for name, a in self.arrays().items():
+            h.update(f"{name}{a.shape}{a.dtype}".encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:16]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, State) or (self.arch, self.pos) != (other.arch, other.pos):
+            return False
+        a, b = self.arrays(), other.arrays()
+        return a.keys() == b.keys() and all(
+            a[k].shape == b[k].shape and a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a
+        )
+
+    def __repr__(self) -> str:
+        return f"State(arch={self.arch!r}, pos={self.pos}, digest={self.digest()})"
+
+
+@attrs.frozen
+class StepOutput:
+    logits: np.ndarray = array_field(np.float32)  # [V] float32: the distribution over the token at pos + 1
+    token: int = attrs.field(converter=int)  # sampled with the step's rand
+
+
+@attrs.frozen
+class Model:
+    """A model value: architecture, config, weights and sampler settings. Build one with ``lmstep.spec.load``."""
+
+    arch: str = attrs.field(validator=attrs.validators.in_(ARCHITECTURES))
+    config: Any
+    weights: Any = attrs.field(repr=False)
+    sampler: Sampler = Sampler()
+    name: str = ""
+
+    @property
+    def module(self) -> ModuleType:
+        return ARCHITECTURES[self.arch]
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    @property
+    def context_limit(self) -> int | None:
+        return self.config.context_limit
+
+    def with_sampler(self, **settings: Any) -> "Model":
+        return attrs.evolve(self, sampler=attrs.evolve(self.sampler, **settings))
+
+    def init_state(self) -> State:
+        return State(self.arch, 0, self.module.empty_cache(self.config, 1))
+
+    def step(self, state: State, token: int, rand: float) -> tuple[State, StepOutput]:
+        """Consume ``token`` at position ``state.pos``; sample the next token with ``rand`` (recurrent form)."""
+        self._check_state(state)
+        token = self._check_tokens([token], state.pos)[0]
+        rand = check_rand(rand)
+        logits, cache = self.module.decode(
+            NP, self.config, self.weights, np.array([token], np.int64), np.array([state.pos], np.int64), state.cache
+        )
+        logits = logits[0]
+        return State(self.arch, state.pos + 1, _freeze(cache)), StepOutput(logits, sample_one(logits, rand, self.sampler))
+
+    def prefill(self, state: State, tokens: Sequence[int]) -> tuple[State, np.ndarray]:
+        """Consume ``tokens`` after ``state`` all at once (unrolled form) -> (state', logits [len, V] float32)."""
+        self._check_state(state)
+        toks = np.array(self._check_tokens(tokens, state.pos), np.int64)[None, :]
+        positions = np.arange(state.pos, state.pos + toks.shape[1], dtype=np.int64)[None, :]
+        logits, cache = self.module.forward(NP, self.config, self.weights, toks, positions, state.cache)
+        return State(self.arch, state.pos + toks.shape[1], _freeze(cache)), frozen_array(logits[0], np.float32)
+
+    def unrolled(self, tokens: Sequence[int]) -> np.ndarray:
+        """Logits [len(tokens), V] for a whole sequence from the initial state."""
+        return self.prefill(self.init_state(), tokens)[1]
+
+    def sample(self, logits: np.ndarray, rand: float) -> int:
+        """The sampler alone: logits [V] and a rand in [0, 1) -> token id."""
+        return sample_one(np.asarray(logits, np.float32), rand, self.sampler)
+
+    def generate(self, prompt: Sequence[int], steps: int, seed: int = 0) -> list[int]:
+        """``steps`` new tokens after ``prompt``; the token at position p uses ``rand_for(seed, p)``."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise InputError(f"steps must be an integer >= 0, got {steps!r}")
+        state, logits = self.prefill(self.init_state(), prompt)
+        check_logits(logits[-1])
+        out: list[int] = []
+        if steps:
+            out.append(self.sample(logits[-1], rand_for(seed, state.pos)))
+        while len(out) < steps:
+            state, step_out = self.step(state, out[-1], rand_for(seed, state.pos + 1))
+            out.append(step_out.token)
+        return out
+
+    # -- input checks: one clear line each ---------------------------------------------------------------
+    def _check_state(self, state: Any) -> None:
+        if not isinstance(state, State) or state.arch != self.arch:
+            raise InputError(f"state must be a State of this {self.arch} model; get one from model.init_state()")
+        if len(state.cache) != len(self.weights.layers):
+            raise InputError("state has a different number of layers than the model; use model.init_state()")
+
+    def _check_tokens(self, tokens: Sequence[int], pos: int) -> list[int]:
+        if isinstance(tokens, np.ndarray):
+            if tokens.ndim != 1 or not np.issubdtype(tokens.dtype, np.integer):
+                raise InputError(f"tokens must be a 1-D sequence of integers, got array {tokens.dtype}{tokens.shape}")
+            tokens = tokens.tolist()
+        tokens = list(tokens)
+        if not tokens:
+            raise InputError("tokens is empty: give at least one token id")
+        for t in tokens:
+            if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+                raise InputError(f"token ids must be integers, got {t!r}")
+            if not 0 <= t < self.vocab_size:
+                raise InputError(f"token id {t} is outside the vocabulary [0, {self.vocab_size}); use ids below {self.vocab_size}")
+        limit = self.context_limit
+        if limit is not None and pos + len(tokens) > limit:
+            raise InputError(
+                f"position {pos + len(tokens) - 1} is beyond the model's context of {limit} tokens; "
+                "use a shorter prompt or fewer steps"
+            )
+        return [int(t) for t in tokens]
+
+
+def _freeze(cache: Any) -> tuple[tuple[Any, Any], ...]:
+    return tuple(tuple(t if isinstance(t, SeqBuffer) else frozen_array(t) for t in pair) for pair in cache)

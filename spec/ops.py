@@ -37,7 +37,8 @@ class NumpyOps:
 
     # -- values -------------------------------------------------------------------------------------------
     def const(self, value: Any, dtype: Any = None) -> np.ndarray:
-        """Constant / initializer."""
+        """Constant / initializer. A value that already belongs to the backend (a graph or symbolic value) is
+        returned unchanged, so model code may pass either a number or a backend value."""
         return np.asarray(value, dtype=dtype)
 
     def cast(self, x: Any, dtype: Any) -> np.ndarray:

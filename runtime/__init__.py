@@ -1,0 +1,1 @@
+"""lmstep.runtime: the spec's equation exported to ONNX and run by onnxruntime; the command-line interface."""

@@ -1,0 +1,1 @@
+"""One module per ``lmstep`` subcommand; each defines ``register(app)``."""

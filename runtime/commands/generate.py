@@ -1,0 +1,46 @@
+"""``lmstep generate``: N new tokens after a prompt."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+
+from . import options as opt
+
+HELP = """Generate tokens after a prompt.
+
+\b
+Examples:
+  lmstep generate -m tiny-llama --prompt "Hello" --steps 16
+  lmstep generate -m tiny-gpt2 --tokens 72,105 --steps 8 --seed 3 --temperature 0.8 --top-k 40 --json
+"""
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("generate", help=HELP)
+    def generate(
+        model: str = opt.Model,
+        prompt: Optional[str] = opt.Prompt,
+        tokens: Optional[str] = opt.Tokens,
+        steps: int = opt.Steps,
+        seed: int = opt.Seed,
+        temperature: float = opt.Temperature,
+        top_k: int = opt.TopK,
+        top_p: float = opt.TopP,
+        as_json: bool = opt.Json,
+    ) -> None:
+        from lmstep.runtime.modelref import decode_tokens, open_model
+        from lmstep.spec.rand import check_seed
+
+        check_seed(seed)
+        m = open_model(model, temperature=temperature, top_k=top_k, top_p=top_p)
+        ids = opt.prompt_ids(m, prompt, tokens)
+        out = m.generate(ids, steps, seed=seed)
+        if as_json:
+            typer.echo(json.dumps({"model": model, "prompt_tokens": ids, "seed": seed, "tokens": out}))
+        elif prompt is not None:
+            typer.echo(decode_tokens(m, ids + out))
+        else:
+            typer.echo(",".join(map(str, out)))

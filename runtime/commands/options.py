@@ -1,0 +1,29 @@
+"""Options shared by several subcommands, so every command spells them the same way."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import typer
+
+from lmstep.runtime.modelref import encode_prompt, parse_token_list
+from lmstep.spec.errors import InputError
+
+Model = typer.Option(..., "--model", "-m", help="Built-in name (see `lmstep models`) or checkpoint folder.")
+Prompt = typer.Option(None, "--prompt", "-p", help="Prompt text.")
+Tokens = typer.Option(None, "--tokens", "-t", help="Prompt token ids, comma-separated, e.g. 72,105.")
+Steps = typer.Option(8, "--steps", "-n", min=0, help="Number of tokens to generate.")
+Seed = typer.Option(0, "--seed", "-s", help="Seed of the rand stream, in [0, 2**64).")
+Temperature = typer.Option(0.0, "--temperature", "-T", help="0 = greedy.")
+TopK = typer.Option(0, "--top-k", help="Keep the k most likely tokens (0 = all).")
+TopP = typer.Option(1.0, "--top-p", help="Keep the smallest set with this much probability (1 = all).")
+Json = typer.Option(False, "--json", help="Machine-readable output.")
+
+
+def prompt_ids(model: Any, prompt: Optional[str], tokens: Optional[str]) -> list[int]:
+    if (prompt is None) == (tokens is None):
+        raise InputError("give exactly one of --prompt TEXT or --tokens IDS")
+    ids = parse_token_list(tokens) if tokens is not None else encode_prompt(model, prompt)
+    if not ids:
+        raise InputError("the prompt is empty: give at least one character or token id")
+    return ids

@@ -84,6 +84,9 @@ class Model:
     sampler: Sampler = Sampler()
     name: str = ""
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # pretty printers (IPython, Hypothesis): no weights
+        printer.text(f"Model(arch={self.arch!r}, name={self.name!r}, config={self.config!r}, sampler={self.sampler!r})")
+
     @property
     def module(self) -> ModuleType:
         return ARCHITECTURES[self.arch]

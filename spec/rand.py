@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InputError
+
 MASK64 = (1 << 64) - 1
 GOLDEN_GAMMA = 0x9E3779B97F4A7C15
 SEED_MAX = MASK64  # seeds are integers in [0, 2^64)
@@ -35,7 +37,7 @@ def splitmix64(x: int) -> int:
 
 def check_seed(seed: object) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= SEED_MAX:
-        raise ValueError(f"seed must be an integer in [0, 2**64 - 1], got {seed!r}; pass e.g. seed=0")
+        raise InputError(f"seed must be an integer in [0, 2**64 - 1], got {seed!r}; pass e.g. seed=0")
     return int(seed)
 
 
@@ -43,7 +45,7 @@ def rand_for(seed: int, position: int) -> float:
     """The rand in [0, 1) used to sample the token at ``position`` (a multiple of 2^-24, exact in float32)."""
     seed = check_seed(seed)
     if isinstance(position, bool) or not isinstance(position, (int, np.integer)) or not 0 <= position <= POSITION_MAX:
-        raise ValueError(f"position must be an integer in [0, 2**63 - 1], got {position!r}")
+        raise InputError(f"position must be an integer in [0, 2**63 - 1], got {position!r}")
     key = splitmix64(seed)
     return (splitmix64((key + int(position)) & MASK64) >> 40) / float(1 << 24)
 

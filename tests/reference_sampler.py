@@ -1,0 +1,54 @@
+"""A second implementation of the sampler, written from SPEC.md's text with scalar loops (no ops vocabulary, no
+vectorised selection), so that agreement with ``lmstep.spec.sampler.sample`` is evidence about the written
+spec, not a copy of the code. ``variant`` selects deliberately broken readings for the negative controls."""
+
+from __future__ import annotations
+
+import numpy as np
+
+F32 = np.float32
+
+
+def reference_sample(logits, u, temperature, top_k, top_p, variant: str = "") -> int:
+    z = [F32(v) for v in np.asarray(logits, np.float32)]
+    V = len(z)
+    t, p, u = F32(temperature), F32(top_p), F32(u)
+    if t == 0:
+        best = 0
+        for i in range(1, V):
+            if z[i] > z[best] or (variant == "greedy-last" and z[i] == z[best]):
+                best = i
+        return best
+    y = np.asarray(z, np.float32) / t  # step 1, elementwise float32
+    order = sorted(range(V), key=lambda i: (-float(y[i]), i))  # step 2: descending, ties by lower index
+    k = V if top_k == 0 else min(top_k, V)
+    s = np.array([y[i] for i in order], np.float32)
+    e_all = np.exp(s - s[0])  # step 3 (the exp primitive itself, elementwise)
+    e = [F32(e_all[r]) if r < k else F32(0) for r in range(V)]
+    c, acc = [], F32(0)
+    for r in range(V):  # step 4: sequential float32 sum
+        acc = F32(acc + e[r])
+        c.append(acc)
+    total = c[-1]
+    m = 0
+    for r in range(k):  # step 5
+        prev = c[r - 1] if r > 0 else F32(0)
+        threshold = F32(total * p)
+        inside = prev <= threshold if variant == "top-p-inclusive" else prev < threshold
+        if p < 1 and not inside:
+            break
+        m = r + 1
+    if variant == "normalised-fallback-last":  # a 'probabilities sum to 1' sampler, falling back to rank m-1
+        probs = [F32(e[r] / c[m - 1]) for r in range(m)]
+        acc = F32(0)
+        for r in range(m):
+            acc = F32(acc + probs[r])
+            if u < acc:
+                return order[r]
+        return order[m - 1]
+    target = F32(u * c[m - 1])  # step 6
+    for r in range(m):
+        if (c[r] >= target) if variant == "bracket-inclusive" else (c[r] > target):
+            return order[r]
+    last = max(r for r in range(m) if e[r] > 0)  # step 7
+    return order[last]

@@ -1,0 +1,85 @@
+"""The spec's laws over random configs, weights, token sequences and seeds (issue: the spec, properties 1-5).
+The broken variants each law catches are in test_spec_mutants.py."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from hypothesis import given, strategies as st
+
+import laws
+from lmstep.spec import load
+from strategies import models, token_lists
+from tolerances import FORMS
+
+
+@st.composite
+def model_and_tokens(draw, min_size=1, max_size=24):
+    model = draw(models())
+    return model, draw(token_lists(model.vocab_size, min_size, max_size))
+
+
+@given(model_and_tokens(), st.integers(0, 2**64 - 1), st.sampled_from([0.0, 0.8, 1.5]))
+def test_determinism(case, seed, temperature):
+    """1. The same (model, prompt, seed, sampler) gives a bitwise identical trajectory."""
+    model, prompt = case
+    model = model.with_sampler(temperature=temperature, top_k=5, top_p=0.9)
+    assert laws.trajectory(model, prompt, 6, seed) == laws.trajectory(model, prompt, 6, seed)
+
+
+def test_determinism_in_a_fresh_process():
+    """1. ... also in a fresh interpreter (no hidden global state, no hash randomisation effects)."""
+    code = (
+        "import json, sys; sys.path.insert(0, 'tests'); import laws; from lmstep.spec import load;"
+        "print(json.dumps([laws.trajectory(load(n, temperature=0.9, top_k=20), [72, 105, 33], 12, 2**63 + 5)"
+        " for n in ('tiny-llama', 'tiny-gpt2', 'tiny-mamba')]))"
+    )
+    env = {"PYTHONHASHSEED": "123", "PATH": ""}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
+                         cwd=Path(__file__).parent.parent)
+    here = [list(laws.trajectory(load(n, temperature=0.9, top_k=20), [72, 105, 33], 12, 2**63 + 5))
+            for n in ("tiny-llama", "tiny-gpt2", "tiny-mamba")]
+    assert json.loads(out.stdout) == here
+
+
+@given(model_and_tokens(max_size=40))
+def test_unrolled_equals_recurrent(case):
+    """2. unrolled(tokens) = logits from stepping (and the same final state), within the measured tolerance."""
+    model, tokens = case
+    assert laws.unrolled_vs_recurrent(model, tokens) <= FORMS[model.arch]
+
+
+@given(model_and_tokens(min_size=2, max_size=30), st.data())
+def test_split_invariance(case, data):
+    """3. Any partition of a prompt into chunks, each stepped or prefilled, gives the same logits and state."""
+    model, tokens = case
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(tokens) - 1), max_size=5)))
+    modes = data.draw(st.lists(st.booleans(), min_size=len(cuts) + 1, max_size=len(cuts) + 1))
+    assert laws.split_invariance(model, tokens, cuts, modes) <= FORMS[model.arch]
+
+
+@given(model_and_tokens(), st.data())
+def test_causality(case, data):
+    """4. Appending tokens never changes earlier positions' logits."""
+    model, tokens = case
+    extra = data.draw(token_lists(model.vocab_size, 1, 8))
+    assert laws.causality(model, tokens, extra) <= FORMS[model.arch]
+
+
+@given(model_and_tokens(max_size=12), st.data())
+def test_forks_are_independent(case, data):
+    """5. Two continuations from one state equal fresh computations; the shared state is unchanged."""
+    model, prefix = case
+    a = data.draw(token_lists(model.vocab_size, 1, 6))
+    b = data.draw(token_lists(model.vocab_size, 1, 6))
+    assert laws.fork_law(model, prefix, a, b)
+
+
+@given(model_and_tokens(min_size=2, max_size=12), st.integers(0, 2**32), st.data())
+def test_sampled_continuation_is_split_invariant(case, seed, data):
+    """rand is keyed by position: how the prompt was consumed cannot shift the stream."""
+    model, prompt = case
+    cut = data.draw(st.integers(1, len(prompt) - 1))
+    model = model.with_sampler(temperature=1.0)
+    assert laws.generation_split_invariance(model, prompt, 5, seed, cut)

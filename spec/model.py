@@ -45,7 +45,7 @@ class State:
         out = {}
         for i, pair in enumerate(self.cache):
             for name, t in zip(names, pair):
-                out[f"past_key_values.{i}.{name}"] = t.view() if isinstance(t, SeqBuffer) else t
+                out[f"past_key_values.{i}.{name}"] = t if isinstance(t, np.ndarray) else t.view()
         return out
 
     def digest(self) -> str:
@@ -176,4 +176,4 @@ class Model:
 
 
 def _freeze(cache: Any) -> tuple[tuple[Any, Any], ...]:
-    return tuple(tuple(t if isinstance(t, SeqBuffer) else frozen_array(t) for t in pair) for pair in cache)
+    return tuple(tuple(frozen_array(t) if isinstance(t, np.ndarray) else t for t in pair) for pair in cache)

@@ -27,8 +27,11 @@ def configs(draw, arch: str):
         )
     if arch == "gpt2":
         heads = draw(st.sampled_from([1, 2, 4]))
+        # Width >= 8: LayerNorm over 4 values is so ill-conditioned (it divides by their spread) that float32
+        # rounding differences are amplified 10x (measured tail 1.3e-5 vs 4e-6 at width 8).
+        head_dim = draw(st.sampled_from([8] if heads == 1 else [4, 8]))
         return gpt2.Config(
-            vocab_size=vocab, n_embd=heads * draw(st.sampled_from([4, 8])), n_layer=layers, n_head=heads,
+            vocab_size=vocab, n_embd=heads * head_dim, n_layer=layers, n_head=heads,
             n_positions=128, n_inner=draw(st.sampled_from([8, 32])),
         )
     return mamba.Config(

@@ -3,23 +3,28 @@
 Error metric: ``rel_err(a, b) = max|a - b| / max(1, max|b|)`` — the worst absolute error, scaled by the
 magnitude of the values (logits here reach |z| ~ 13; below 1 the absolute error is used).
 
-Measured (400 random configs from tests/strategies.py, sequences of 1..40 tokens, numpy 2.4 + OpenBLAS,
-float32 throughout; see benchmarks/measure_tolerances.py to re-measure):
+Measured with benchmarks/measure_tolerances.py (random configs from tests/strategies.py, 1..40 tokens) and
+3000 plain random draws per architecture (numpy 2.4 + OpenBLAS, float32 throughout):
 
-    unrolled vs recurrent logits    llama 1.1e-6   gpt2 0.9e-6   mamba 6.6e-6 (worst case)
+    unrolled vs recurrent         median    99.9%     worst seen
+    llama                         4e-7      1.5e-6    1.9e-6
+    gpt2 (width >= 8)             4e-7      3.0e-6    4.2e-6
+    mamba                         9e-7      2.2e-5    3.1e-5
+    (sequences of 1024 tokens on the built-in models: llama 2.1e-6, gpt2 1.4e-6, mamba 8.3e-6)
 
-Why these sizes: a logit is a dot product of width C (<= 64 here) after L residual blocks; float32 rounding is
-eps = 6e-8 per op and the two forms sum in different orders (batched GEMM vs one row; masked softmax over S
-keys vs the decode softmax; for Mamba, a log-depth Hillis-Steele scan of products vs a sequential recurrence,
-whose decay products exp(dt A) compound over up to 40 steps), giving ~10-100 eps. The tolerances below are
-~10x the worst measured value so that a correct implementation never flakes, while every broken variant in
-the negative controls (RoPE off by one, mask off by one, conv window not shifted, ...) errs by > 1e-2.
+Why these sizes: a logit is a dot product of width C after L residual blocks; float32 rounding is eps = 6e-8
+per op and the two forms sum in different orders (batched GEMM vs one row; masked softmax over S keys vs the
+decode softmax; for Mamba, a log-depth Hillis-Steele scan of decay products vs a sequential recurrence, and
+y = h C cancels when h is large, ~50, against a small output). That gives ~10-500 eps with a long tail for
+small widths. The tolerances are >= 5x the worst value seen, so a correct implementation does not flake, while
+every broken variant in the negative controls (RoPE off by one, mask off by one, conv window not shifted, ...)
+errs by more than 100x the tolerance.
 """
 
 import numpy as np
 
 # Two forms of the same model (unrolled vs recurrent; any chunking of a prefill; prefix vs extended sequence).
-FORMS = {"llama": 1e-5, "gpt2": 1e-5, "mamba": 5e-5}
+FORMS = {"llama": 2e-5, "gpt2": 2e-5, "mamba": 2e-4}
 
 
 def rel_err(a: np.ndarray, b: np.ndarray) -> float:

@@ -18,7 +18,7 @@ import attrs
 import numpy as np
 
 from . import gpt2, llama, mamba
-from .arrays import SeqBuffer, array_field, frozen_array
+from .arrays import array_field, frozen_array, tree_leaves
 from .errors import InputError
 from .ops import NP
 from .rand import rand_for
@@ -98,6 +98,19 @@ class Model:
     @property
     def context_limit(self) -> int | None:
         return self.config.context_limit
+
+    def named_weights(self) -> dict[str, np.ndarray]:
+        """Every parameter by its dotted name, in the architecture's ``param_shapes`` order."""
+        leaves = dict(tree_leaves(self.weights))
+        return {name: leaves[name] for name in self.module.param_shapes(self.config)}
+
+    def weights_digest(self) -> str:
+        """sha256 over (name, shape, float32 little-endian bytes) of every parameter in ``param_shapes`` order."""
+        h = hashlib.sha256()
+        for name, a in self.named_weights().items():
+            h.update(f"{name}{tuple(a.shape)}".encode())
+            h.update(np.ascontiguousarray(a, "<f4").tobytes())
+        return h.hexdigest()
 
     def with_sampler(self, **settings: Any) -> "Model":
         return attrs.evolve(self, sampler=attrs.evolve(self.sampler, **settings))

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from hypothesis import given, strategies as st
 
 import laws
@@ -28,19 +29,40 @@ def test_determinism(case, seed, temperature):
     assert laws.trajectory(model, prompt, 6, seed) == laws.trajectory(model, prompt, 6, seed)
 
 
+FRESH_PROCESS_CODE = (
+    "import json, os, sys; sys.path.insert(0, 'tests'); import laws; from lmstep.spec import load\n"
+    "if os.environ.get('MUTANT') == 'hash':  # rand derived from hash(): differs between interpreters\n"
+    "    laws.rand_for = lambda s, p: (hash(str((s, p))) % 2**24) / 2**24\n"
+    "print(json.dumps([laws.trajectory(load(n, temperature=0.9, top_k=20), [72, 105, 33], 12, 2**63 + 5)"
+    " for n in ('tiny-llama', 'tiny-gpt2', 'tiny-mamba')]))"
+)
+
+
+def fresh_process_trajectories(hash_seed: str, mutant: str = "") -> list:
+    env = {"PYTHONHASHSEED": hash_seed, "PATH": "", "MUTANT": mutant}
+    out = subprocess.run([sys.executable, "-c", FRESH_PROCESS_CODE], capture_output=True, text=True, check=True,
+                         env=env, cwd=Path(__file__).parent.parent)
+    return json.loads(out.stdout)
+
+
 def test_determinism_in_a_fresh_process():
     """1. ... also in a fresh interpreter (no hidden global state, no hash randomisation effects)."""
-    code = (
-        "import json, sys; sys.path.insert(0, 'tests'); import laws; from lmstep.spec import load;"
-        "print(json.dumps([laws.trajectory(load(n, temperature=0.9, top_k=20), [72, 105, 33], 12, 2**63 + 5)"
-        " for n in ('tiny-llama', 'tiny-gpt2', 'tiny-mamba')]))"
-    )
-    env = {"PYTHONHASHSEED": "123", "PATH": ""}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
-                         cwd=Path(__file__).parent.parent)
     here = [list(laws.trajectory(load(n, temperature=0.9, top_k=20), [72, 105, 33], 12, 2**63 + 5))
             for n in ("tiny-llama", "tiny-gpt2", "tiny-mamba")]
-    assert json.loads(out.stdout) == here
+    assert fresh_process_trajectories("123") == here
+
+
+def test_determinism_catches_hidden_global_state(monkeypatch):
+    """Negative controls: a sampler that draws from a global RNG instead of its rand argument fails the
+    in-process check; rand derived from hash() fails the fresh-process check."""
+    from lmstep.spec import model as model_mod
+
+    rng = np.random.default_rng()
+    real = model_mod.sample_one
+    monkeypatch.setattr(model_mod, "sample_one", lambda logits, u, s: real(logits, float(rng.random()) * 0.999, s))
+    model = load("tiny-llama", temperature=1.0)
+    assert laws.trajectory(model, [72, 105], 12, 1) != laws.trajectory(model, [72, 105], 12, 1)
+    assert fresh_process_trajectories("1", "hash") != fresh_process_trajectories("2", "hash")
 
 
 @given(model_and_tokens(max_size=40))

@@ -1,0 +1,63 @@
+"""Tolerances for comparing two float32 computations of the same quantity, measured, per architecture (SPEC.md §8).
+
+Error metric: ``rel_err(a, b) = max|a - b| / max(1, max|b|)`` — the worst absolute error, scaled by the
+magnitude of the values (logits here reach |z| ~ 13; below 1 the absolute error is used).
+
+Measured with benchmarks/measure_tolerances.py (random configs from tests/strategies.py, 1..40 tokens) and
+3000 plain random draws per architecture (numpy 2.4 + OpenBLAS, float32 throughout):
+
+    unrolled vs recurrent         median    99.9%     worst seen
+    llama                         4e-7      1.5e-6    1.9e-6
+    gpt2 (width >= 8)             4e-7      3.0e-6    4.2e-6
+    mamba                         9e-7      2.2e-5    3.1e-5
+    (sequences of 1024 tokens on the built-in models: llama 2.1e-6, gpt2 1.4e-6, mamba 8.3e-6)
+
+Why these sizes: a logit is a dot product of width C after L residual blocks; float32 rounding is eps = 6e-8
+per op and the two forms sum in different orders (batched GEMM vs one row; masked softmax over S keys vs the
+decode softmax; for Mamba, a log-depth Hillis-Steele scan of decay products vs a sequential recurrence, and
+y = h C cancels when h is large, ~50, against a small output). That gives ~10-500 eps with a long tail for
+small widths. The tolerances are >= 5x the worst value seen, so a correct implementation does not flake, while
+every broken variant in the negative controls (RoPE off by one, mask off by one, conv window not shifted, ...)
+errs by more than 100x the tolerance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+# Two forms of the same model (unrolled vs recurrent; any chunking of a prefill; prefix vs extended sequence).
+FORMS = {"llama": 2e-5, "gpt2": 2e-5, "mamba": 2e-4}
+
+
+def rel_err(a: Any, b: Any) -> float:
+    """max|a - b| / max(1, max|b|) in float64; inf when the shapes differ."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        return float("inf")
+    if a.size == 0:
+        return 0.0
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return 0.0 if np.array_equal(a, b, equal_nan=True) else float("inf")
+    return float(np.abs(a - b).max() / max(1.0, float(np.abs(b).max())))
+
+
+def arrays_err(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, str]:
+    """The worst rel_err over named tensors and the name where it occurs (inf for missing names)."""
+    if a.keys() != b.keys():
+        missing = sorted(set(a) ^ set(b))
+        return float("inf"), missing[0]
+    worst, where = 0.0, ""
+    for k in a:
+        e = rel_err(a[k], b[k])
+        if e > worst:
+            worst, where = e, k
+    return worst, where
+
+
+def state_err(s1: Any, s2: Any) -> float:
+    """The worst rel_err over every state tensor (inf when names, shapes or positions differ)."""
+    if s1.pos != s2.pos:
+        return float("inf")
+    return arrays_err(s1.arrays(), s2.arrays())[0]

@@ -1,0 +1,118 @@
+"""Adapters from what the user names with ``--impl`` to the protocol in protocol.py.
+
+    spec                    the spec itself (a self-check: everything L0)
+    onnx                    the --model exported to ONNX and run by onnxruntime (lmstep.runtime)
+    onnx:DIR                an exported ONNX folder following lmstep's IO contract
+    cmd:"program args"      any program speaking the JSON-lines protocol (external.py)
+    python:module:factory   factory(model) -> an object with init/run/decode (+ optional fork/state/run_batch)
+    mutant:NAME             one of the injected-bug implementations in mutants.py
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Sequence
+
+import numpy as np
+
+from lmstep.spec import Model, State
+from lmstep.spec.errors import InputError
+
+from .protocol import CAPABILITIES, ImplementationError
+
+
+class SpecImpl:
+    """The spec as an implementation: handles are immutable State values."""
+
+    capabilities = frozenset({"fork", "state", "immutable"})
+
+    def __init__(self, model: Model, name: str = "spec"):
+        self.model, self.name, self.vocab_size = model, name, model.vocab_size
+
+    def init(self) -> State:
+        return self.model.init_state()
+
+    def run(self, handle: State, tokens: Sequence[int]) -> tuple[State, np.ndarray]:
+        return self.model.prefill(handle, list(tokens))
+
+    def decode(self, handle: State, token: int, rand: float) -> tuple[State, np.ndarray, int]:
+        state, out = self.model.step(handle, token, rand)
+        return state, out.logits, out.token
+
+    def fork(self, handle: State) -> State:
+        return handle
+
+    def state(self, handle: State) -> dict[str, np.ndarray]:
+        return handle.arrays()
+
+    def close(self) -> None:
+        pass
+
+
+def model_info(model: Model) -> dict[str, Any]:
+    """What an external implementation is told about the model it is checked on."""
+    return {"name": model.name, "arch": model.arch, "vocab_size": model.vocab_size, "weights_digest": model.weights_digest()}
+
+
+def open_impl(spec: str, model: Model, timeout: float = 30.0) -> Any:
+    """Parse an --impl value into an implementation object (see the module docstring)."""
+    kind, _, arg = spec.partition(":")
+    if kind == "spec" and not arg:
+        return SpecImpl(model)
+    if kind == "mutant":
+        from .mutants import MUTANTS
+
+        if arg not in MUTANTS:
+            raise InputError(f"unknown mutant {arg!r}; choose from: {', '.join(MUTANTS)}")
+        return MUTANTS[arg].build(model)
+    if kind == "cmd":
+        from .external import CommandImpl
+
+        return CommandImpl(arg.strip().strip('"').strip("'"), model_info(model), timeout=timeout)
+    if kind == "python":
+        return _python_impl(arg, model)
+    if kind == "onnx":
+        return _onnx_impl(arg, model)
+    raise InputError(
+        f"unknown implementation {spec!r}; use spec, onnx, onnx:DIR, cmd:\"program args\", python:module:factory "
+        "or mutant:NAME"
+    )
+
+
+def _python_impl(target: str, model: Model) -> Any:
+    module_name, _, factory_name = target.partition(":")
+    if not module_name or not factory_name:
+        raise InputError(f"python:{target}: use python:module:factory, e.g. python:my_engine.lmstep:build")
+    try:
+        factory = getattr(importlib.import_module(module_name), factory_name)
+    except ImportError as err:
+        raise InputError(f"python:{target}: cannot import {module_name!r} ({err})") from None
+    except AttributeError:
+        raise InputError(f"python:{target}: module {module_name!r} has no {factory_name!r}") from None
+    impl = factory(model)
+    validate(impl, f"python:{target}")
+    return impl
+
+
+def _onnx_impl(folder: str, model: Model) -> Any:
+    try:
+        from lmstep.runtime.onnx_impl import OnnxImpl
+    except ImportError as err:  # pragma: no cover - the runtime ships with lmstep
+        raise InputError(f"onnx: the onnxruntime backend is unavailable ({err})") from None
+    return OnnxImpl.open(model, folder or None)
+
+
+def validate(impl: Any, what: str) -> None:
+    """A one-line error naming what a user-supplied implementation object is missing."""
+    missing = [n for n in ("name", "vocab_size", "capabilities", "init", "run", "decode") if not hasattr(impl, n)]
+    if missing:
+        raise InputError(f"{what}: the implementation lacks {', '.join(missing)} (see docs/checking.md)")
+    unknown = set(impl.capabilities) - set(CAPABILITIES)
+    if unknown:
+        raise InputError(f"{what}: unknown capabilities {sorted(unknown)}; known: {list(CAPABILITIES)}")
+    for cap, method in (("fork", "fork"), ("state", "state"), ("batch", "run_batch")):
+        if cap in impl.capabilities and not hasattr(impl, method):
+            raise InputError(f"{what}: announces {cap!r} but has no {method}()")
+
+
+__all__ = ["ImplementationError", "SpecImpl", "model_info", "open_impl", "validate"]

@@ -1,0 +1,61 @@
+"""Bit-exact JSON encodings shared by the JSON-lines protocol and the counterexample traces.
+
+- a float32 scalar:  {"f32": "0x3f000000"}   (its IEEE-754 bit pattern; DESIGN.md §4, ITF style)
+- a float32 array:   {"dtype": "f32", "shape": [2, 3], "b64": "<base64 of little-endian bytes, C order>"}
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from typing import Any
+
+import numpy as np
+
+from lmstep.spec.errors import LmstepError
+
+
+class CodecError(LmstepError):
+    """A JSON value that is not a valid encoding."""
+
+
+def f32_hex(x: float) -> dict[str, str]:
+    return {"f32": "0x%08x" % struct.unpack("<I", struct.pack("<f", float(np.float32(x))))[0]}
+
+
+def f32_value(obj: Any) -> float:
+    if isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        return float(np.float32(obj))
+    try:
+        bits = int(obj["f32"], 16)
+        if not 0 <= bits < 2**32:
+            raise ValueError
+    except (TypeError, KeyError, ValueError):
+        raise CodecError(f'expected a number or {{"f32": "0x........"}}, got {str(obj)[:60]}') from None
+    return struct.unpack("<f", struct.pack("<I", bits))[0]
+
+
+def encode_array(a: Any) -> dict[str, Any]:
+    arr = np.ascontiguousarray(a, dtype="<f4")
+    return {"dtype": "f32", "shape": list(arr.shape), "b64": base64.b64encode(arr.tobytes()).decode("ascii")}
+
+
+def decode_array(obj: Any) -> np.ndarray:
+    """The inverse of encode_array; also accepts nested lists of numbers (convenient for hand-written peers)."""
+    if isinstance(obj, list):
+        try:
+            return np.asarray(obj, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise CodecError("array given as a list must contain only numbers") from None
+    try:
+        if obj.get("dtype") != "f32":
+            raise CodecError(f"unsupported array dtype {obj.get('dtype')!r}; use \"f32\"")
+        shape = [int(n) for n in obj["shape"]]
+        raw = base64.b64decode(obj["b64"], validate=True)
+    except CodecError:
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise CodecError('expected {"dtype": "f32", "shape": [...], "b64": "..."}') from None
+    if any(n < 0 for n in shape) or len(raw) != 4 * int(np.prod(shape, dtype=np.int64)):
+        raise CodecError(f"array bytes ({len(raw)}) do not match shape {shape} of float32")
+    return np.frombuffer(raw, dtype="<f4").reshape(shape).astype(np.float32)

@@ -1,0 +1,157 @@
+"""Apply one operation to an implementation and to the spec, and grade what came back.
+
+Operations are plain data (JSON-able dicts), so the same executor serves the Hypothesis state machine
+(machine.py), the counterexample shrinker (shrink.py) and ``lmstep replay`` of a counterexample trace:
+
+    {"op": "init", "new": s}
+    {"op": "run", "session": s, "new": s2, "tokens": [...]}                   prefill a chunk
+    {"op": "decode", "session": s, "new": s2, "token": t, "rand": {"f32": ...}}
+    {"op": "fork", "session": s, "new": s2}                                    snapshot, resumed later
+    {"op": "run_batch", "sessions": [...], "new": [...], "tokens": [[...], ...]}
+    {"op": "repeat", "session": s, "token": t, "rand": {...}}                  the same decode twice on forks
+    {"op": "causality", "tokens": [...], "extra": [...]}                       a prefix vs its extension
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import attrs
+import numpy as np
+
+from lmstep.spec import Model, State
+from lmstep.spec.conformance import FORMS
+
+from .codec import f32_value
+from .levels import Grade, Level, grade_logits, grade_numbers, grade_token
+
+LAWS = {
+    "unrolled": "a chunk from the initial state (prefill) = spec",
+    "split": "a chunk after a cache (any prefill split) = spec",
+    "recurrent": "one decode step = spec",
+    "sampler": "the token sampled with the same rand = spec",
+    "state": "the whole state after each operation = spec",
+    "fork": "a resumed snapshot continues like the spec",
+    "batch": "a sequence in a batch = the same sequence alone",
+    "determinism": "the same operation twice gives the same bits",
+    "causality": "appending tokens never changes earlier logits",
+}
+
+GradeFn = Callable[[str, Grade, str], None]
+
+
+class NotApplicable(Exception):
+    """The operation refers to a session that does not exist (or was consumed): skip it when shrinking."""
+
+
+@attrs.frozen
+class Session:
+    handle: Any
+    spec: State
+    forked: bool = False
+
+
+class Executor:
+    def __init__(self, model: Model, impl: Any, grade: GradeFn):
+        self.model, self.impl, self.grade = model, impl, grade
+        self.tol = FORMS[model.arch]
+        self.keep = "immutable" in impl.capabilities
+        self.sessions: dict[int, Session] = {}
+        self.limit = model.context_limit or 10**9
+
+    def apply(self, op: dict[str, Any], where: str) -> None:
+        getattr(self, "_" + op["op"])(op, where)
+
+    # -- helpers -----------------------------------------------------------------------------------------
+    def _take(self, sid: int) -> Session:
+        """The session ``sid``; without "immutable" it is consumed (its handle may no longer be used)."""
+        if sid not in self.sessions:
+            raise NotApplicable(f"session {sid}")
+        return self.sessions[sid] if self.keep else self.sessions.pop(sid)
+
+    def _fits(self, s: Session, n: int) -> None:
+        if s.spec.pos + n > self.limit:
+            raise NotApplicable("beyond the context")
+
+    def _check_state(self, s: Session, where: str) -> None:
+        if "state" not in self.impl.capabilities:
+            return
+        got, want = self.impl.state(s.handle), s.spec.arrays()
+        if set(got) != set(want):
+            note = f"state tensors {sorted(got)} != spec {sorted(want)}"
+            self.grade("state", Grade(Level.FAIL, float("inf"), note=note), where)
+        for name in sorted(want):
+            g = grade_numbers(np.asarray(got[name]), want[name], self.tol)
+            self.grade("state", attrs.evolve(g, note=f"{name}: {g.note}" if g.note else name), where)
+
+    # -- operations ----------------------------------------------------------------------------------------
+    def _init(self, op: dict[str, Any], where: str) -> None:
+        self.sessions[op["new"]] = Session(self.impl.init(), self.model.init_state())
+
+    def _run(self, op: dict[str, Any], where: str) -> None:
+        if op["session"] not in self.sessions:
+            raise NotApplicable(f"session {op['session']}")
+        self._fits(self.sessions[op["session"]], len(op["tokens"]))
+        s = self._take(op["session"])
+        handle, logits = self.impl.run(s.handle, op["tokens"])
+        spec_state, spec_logits = self.model.prefill(s.spec, op["tokens"])
+        law = "fork" if s.forked else ("unrolled" if s.spec.pos == 0 else "split")
+        self.grade(law, grade_logits(logits, spec_logits, self.tol), where)
+        new = Session(handle, spec_state)
+        self.sessions[op["new"]] = new
+        self._check_state(new, where)
+
+    def _decode(self, op: dict[str, Any], where: str) -> None:
+        if op["session"] not in self.sessions:
+            raise NotApplicable(f"session {op['session']}")
+        self._fits(self.sessions[op["session"]], 1)
+        s, rand = self._take(op["session"]), f32_value(op["rand"])
+        handle, logits, token = self.impl.decode(s.handle, op["token"], rand)
+        spec_state, out = self.model.step(s.spec, op["token"], rand)
+        self.grade("fork" if s.forked else "recurrent", grade_logits(logits, out.logits, self.tol), where)
+        err = float(np.abs(logits.astype(np.float64) - out.logits).max())
+        self.grade("sampler", grade_token(token, out.token, err, out.logits, rand, self.model.sampler), where)
+        new = Session(handle, spec_state)
+        self.sessions[op["new"]] = new
+        self._check_state(new, where)
+
+    def _fork(self, op: dict[str, Any], where: str) -> None:
+        if op["session"] not in self.sessions or "fork" not in self.impl.capabilities:
+            raise NotApplicable("fork")
+        s = self.sessions[op["session"]]
+        self.sessions[op["new"]] = Session(self.impl.fork(s.handle), s.spec, forked=True)
+
+    def _run_batch(self, op: dict[str, Any], where: str) -> None:
+        ids, chunks = op["sessions"], op["tokens"]
+        if "batch" not in self.impl.capabilities or len(set(ids)) != len(ids) or any(i not in self.sessions for i in ids):
+            raise NotApplicable("batch")
+        for i, c in zip(ids, chunks):
+            self._fits(self.sessions[i], len(c))
+        group = [self._take(i) for i in ids]
+        results = self.impl.run_batch([s.handle for s in group], chunks)
+        for k, (s, c, (handle, logits), new_id) in enumerate(zip(group, chunks, results, op["new"])):
+            spec_state, spec_logits = self.model.prefill(s.spec, c)
+            self.grade("batch", grade_logits(logits, spec_logits, self.tol), f"{where} [sequence {k}]")
+            self.sessions[new_id] = Session(handle, spec_state)
+
+    def _repeat(self, op: dict[str, Any], where: str) -> None:
+        if op["session"] not in self.sessions or not ({"fork", "immutable"} & self.impl.capabilities):
+            raise NotApplicable("repeat")
+        s, rand = self.sessions[op["session"]], f32_value(op["rand"])
+        self._fits(s, 1)
+        first = s.handle if self.keep else self.impl.fork(s.handle)
+        second = s.handle if self.keep else self.impl.fork(s.handle)
+        _, la, ta = self.impl.decode(first, op["token"], rand)
+        _, lb, tb = self.impl.decode(second, op["token"], rand)
+        g = grade_numbers(lb, la, 0.0)
+        if ta != tb:
+            g = Grade(Level.FAIL, float("inf"), note=f"sampled {ta}, then {tb}")
+        self.grade("determinism", g, where)
+
+    def _causality(self, op: dict[str, Any], where: str) -> None:
+        prefix, extra = op["tokens"], op["extra"]
+        if len(prefix) + len(extra) > self.limit:
+            raise NotApplicable("beyond the context")
+        _, short = self.impl.run(self.impl.init(), prefix)
+        _, longer = self.impl.run(self.impl.init(), prefix + extra)
+        self.grade("causality", grade_numbers(longer[: len(prefix)], short, self.tol), where)

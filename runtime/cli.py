@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import sys
 
-import click
 import typer
 
 from lmstep.spec.errors import LmstepError
@@ -42,26 +41,29 @@ def _register() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors print one line to stderr and exit with status 2."""
+    """Entry point: every error is one line on stderr; user errors exit with status 2, never a traceback."""
     _register()
     try:
         app(args=argv, prog_name="lmstep", standalone_mode=False)
     except LmstepError as err:
         print(f"lmstep: error: {err}", file=sys.stderr)
         return 2
-    except click.exceptions.Abort:
-        print("lmstep: aborted", file=sys.stderr)
-        return 130
-    except click.exceptions.ClickException as err:
-        err.show()
+    except typer.Exit as err:
         return err.exit_code
-    except click.exceptions.Exit as err:
-        return err.exit_code
-    except KeyboardInterrupt:
+    except (typer.Abort, KeyboardInterrupt):
         print("lmstep: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as err:
+        # Usage errors (unknown option, bad value, missing --model) come from click, which typer may vendor:
+        # recognise them by their interface rather than by a class from one of the two packages.
+        if not (hasattr(err, "format_message") and hasattr(err, "exit_code")):
+            raise
+        ctx = getattr(err, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        print(f"lmstep: error: {' '.join(err.format_message().split())}{hint}", file=sys.stderr)
+        return err.exit_code
     return 0
 
 

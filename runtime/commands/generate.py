@@ -32,9 +32,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = opt.Json,
     ) -> None:
         from lmstep.runtime.modelref import decode_tokens, open_model
-        from lmstep.spec.rand import check_seed
-
-        check_seed(seed)
+        opt.seed_value(seed)
         m = open_model(model, temperature=temperature, top_k=top_k, top_p=top_p)
         ids = opt.prompt_ids(m, prompt, tokens)
         out = m.generate(ids, steps, seed=seed)

@@ -15,11 +15,12 @@ HELP = """lmstep: an LLM written down as an equation, step(state, input, rand) -
 Examples:
   lmstep models
   lmstep step --model tiny-llama --prompt "Hello" --steps 8
+  lmstep trace -m tiny-llama --prompt "Hello" --steps 8 --out t.jsonl && lmstep replay t.jsonl
   lmstep generate --model tiny-gpt2 --tokens 72,105 --steps 16 --seed 1 --temperature 0.8 --json
 """
 
 # Subcommand modules, in help order; each defines register(app).
-COMMANDS = ["models", "step", "generate"]
+COMMANDS = ["models", "step", "trace", "replay", "generate"]
 
 app = typer.Typer(
     help=HELP,

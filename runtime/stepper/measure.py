@@ -13,10 +13,15 @@ import attrs
 import numpy as np
 
 
+def le_bytes(a: np.ndarray) -> bytes:
+    """The array's values as little-endian bytes in C order, whatever the machine's byte order."""
+    a = np.asarray(a)
+    return np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes()
+
+
 def array_sha256(a: np.ndarray) -> str:
-    """sha256 of the array's little-endian bytes in C order (the dtype and shape are recorded beside it)."""
-    a = np.ascontiguousarray(a)
-    return hashlib.sha256(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()).hexdigest()
+    """sha256 of :func:`le_bytes` (the dtype and shape are recorded beside it)."""
+    return hashlib.sha256(le_bytes(a)).hexdigest()
 
 
 @attrs.frozen

@@ -41,7 +41,8 @@ class Branch:
     entries: tuple[Entry, ...]
     parent: Optional[int] = None  # the branch this one was forked from
     fork_at: Optional[int] = None  # the entry index it was forked at
-    note: str = ""  # how it differs from its parent, e.g. "seed 7" or "forced 'x'"
+    note: str = ""  # how it differs from its parent, e.g. "seed 7" or "forced #120 at 3"
+    forced: bool = False  # forked by forcing a token (else by a new seed)
 
 
 @attrs.frozen
@@ -157,7 +158,7 @@ class Session:
             seed = new_seed
         branch = Branch(
             f"fork {len(self.branches)}", here.seed if seed is None else seed, prompt,
-            here.entries[: self.index] + (new,), parent=self.branch, fork_at=self.index, note=note,
+            here.entries[: self.index] + (new,), parent=self.branch, fork_at=self.index, note=note, forced=token is not None,
         )
         return attrs.evolve(self, branches=self.branches + (branch,), branch=len(self.branches))
 

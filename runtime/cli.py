@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import typer
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: every error is one line on stderr; user errors exit with status 2, never a traceback."""
     _register()
     try:
-        app(args=argv, prog_name="lmstep", standalone_mode=False)
+        # Without standalone mode, typer returns the code of a raised typer.Exit instead of raising it.
+        code = app(args=argv, prog_name="lmstep", standalone_mode=False)
     except LmstepError as err:
         print(f"lmstep: error: {err}", file=sys.stderr)
         return 2
@@ -61,15 +63,23 @@ def main(argv: list[str] | None = None) -> int:
         # recognise them by their interface rather than by a class from one of the two packages.
         if not (hasattr(err, "format_message") and hasattr(err, "exit_code")):
             raise
+        if type(err).__name__ == "NoArgsIsHelpError":  # bare `lmstep` or `lmstep CMD`: the help is the answer
+            print(err.format_message())
+            return 0
         ctx = getattr(err, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         print(f"lmstep: error: {' '.join(err.format_message().split())}{hint}", file=sys.stderr)
         return err.exit_code
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def entry() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+    except BrokenPipeError:  # the reader left (e.g. `| head`): silence the exit-time flush, as click does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ Examples:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("replay", help=HELP)
+    @app.command("replay", help=HELP, short_help="Re-run a trace; report bitwise / close / diverged per op.")
     def replay(
         file: Path = typer.Argument(..., help="A trace written by `lmstep trace` (or any implementation)."),
         runtime: str = opt.Runtime,

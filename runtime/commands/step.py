@@ -13,13 +13,11 @@ from . import options as opt
 HELP = """Step through a generation, one transition at a time.
 
 \b
-Each transition shows the position, the input token, the rand used, the top
-candidates with probabilities, the sampled token, and the state: per-layer
-tensor shapes and L2 norms, and a digest to compare runs by eye.
-\b
-On a terminal this is interactive: n/space/→ step, b/← back, f fork (new
-seed or forced token), t switch branch, d diff two states, ? help, q quit.
-Piped, it prints --steps transitions; --json prints one object per line.
+Each transition shows the position, input token, rand, top candidates with
+probabilities, sampled token, and the state (per-layer shapes, L2 norms, digest).
+On a terminal it is interactive: n/space/→ step, b/← back, f fork (new seed or
+forced token), t branch, d diff, ? help, q quit. Piped, it prints the
+transitions up to --steps tokens; --json prints one object per line.
 \b
 Examples:
   lmstep step -m tiny-llama --prompt "Hi"
@@ -35,7 +33,7 @@ def register(app: typer.Typer) -> None:
         prompt: Optional[str] = opt.Prompt,
         tokens: Optional[str] = opt.Tokens,
         steps: Optional[int] = typer.Option(
-            None, "--steps", "-n", min=0, help="Tokens to generate after the prompt [piped: 8; interactive: 0]."
+            None, "--steps", "-n", min=0, help="Tokens to generate [piped: 8; interactive: start at 0]."
         ),
         seed: int = opt.Seed,
         temperature: float = opt.Temperature,
@@ -44,7 +42,7 @@ def register(app: typer.Typer) -> None:
         runtime: str = opt.Runtime,
         as_json: bool = opt.Json,
         interactive: Optional[bool] = typer.Option(
-            None, "--interactive/--no-interactive", "-i/-I", help="Force the interactive mode on or off [default: on a terminal]."
+            None, "--interactive/--no-interactive", "-i/-I", help="[default: interactive on a terminal]"
         ),
     ) -> None:
         from lmstep.runtime.modelref import open_model

@@ -25,7 +25,7 @@ Examples:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("trace", help=HELP)
+    @app.command("trace", help=HELP, short_help="Record a golden trace another implementation can check.")
     def trace(
         model: str = opt.Model,
         prompt: Optional[str] = opt.Prompt,

@@ -41,14 +41,13 @@ def register(app: typer.Typer) -> None:
         stepwise: bool = typer.Option(False, "--stepwise", help="Consume the prompt with step, not prefill."),
         force: bool = opt.Force,
     ) -> None:
-        from lmstep.runtime.files import write_atomic
+        from lmstep.runtime.files import check_writable
         from lmstep.runtime.modelref import open_model
         from lmstep.runtime.progress import progress
         from lmstep.runtime.stepper.session import Session
-        from lmstep.runtime.trace import record, schema
+        from lmstep.runtime.trace import record
 
-        if out.exists() and not force:  # fail before the work, not after it
-            write_atomic(out, "", force=False)
+        check_writable(out, force)  # fail before the work, not after it
         m = open_model(model, runtime=runtime, temperature=temperature, top_k=top_k, top_p=top_p)
         ids = opt.prompt_ids(m, prompt, tokens)
         seed = opt.seed_value(seed)
@@ -63,5 +62,5 @@ def register(app: typer.Typer) -> None:
         else:
             with progress("tracing", max(steps, 1)) as advance:
                 ops = record.generation_ops(m, ids, steps, seed, top, on_op=advance)
-        write_atomic(out, schema.dumps([schema.header(m, seed, top)] + ops), force=force)
+        record.save(out, m, seed, top, ops, force=force)
         typer.echo(f"wrote {out}: {len(ops)} ops ({m.name}, seed {seed}); check it with: lmstep replay {out}")

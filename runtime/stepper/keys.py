@@ -53,6 +53,8 @@ def apply_key(session: Session, key: str, ask: Ask) -> tuple[Session, Any, bool]
             return _fork(session, ask)
         if key == "d":
             return _diff(session, ask)
+        if key == "w":
+            return _write(session, ask)
         return session, Text(f"unknown key {key!r}; press ? for help", style="yellow"), False
     except LmstepError as err:
         return session, Text(f"error: {err}", style="red"), False
@@ -89,6 +91,18 @@ def _diff(session: Session, ask: Ask) -> tuple[Session, Any, bool]:
     a, other = session.current.state, session.entry(b, i).state
     label_a = f"{session.branch}:{session.index}"
     return session, render.diff_view(label_a, f"{b}:{i}", a, other, diff_states(a, other)), False
+
+
+def _write(session: Session, ask: Ask) -> tuple[Session, Any, bool]:
+    """Save every branch's computed transitions as a trace (forks included) for `lmstep replay`."""
+    from lmstep.runtime.trace import record
+
+    path = ask("write the session as a trace to (Enter cancels): ").strip()
+    if not path:
+        return session, Text("write cancelled"), False
+    ops = record.session_ops(session, render.TOP)
+    record.save(path, session.model, session.branches[0].seed, render.TOP, ops)
+    return session, Text(f"wrote {path}: {len(ops)} ops; check it with: lmstep replay {path}", style="green"), False
 
 
 def parse_address(answer: str, branch: int) -> tuple[int, int]:

@@ -19,7 +19,7 @@ from .text import f32_hex, token_text, tokens_text
 TOP = 5  # candidates shown per transition
 MAX_LAYERS = 8  # state rows shown on screen; deeper models get a "... n more layers" line
 
-KEYS = "n/space/→ step   b/← back   f fork   t branch   d diff   ? help   q quit"
+KEYS = "n/space/→ step   b/← back   f fork   t branch   d diff   w write trace   ? help   q quit"
 
 HELP = """\
 Keys
@@ -30,6 +30,7 @@ Keys
   t             switch to the next branch, at the same position
   d             diff this state against another: Enter = the other branch at this
                 position (or the previous position); or B:P = branch B, position P
+  w             write every branch as a trace file (lmstep replay checks it)
   ?             this help        q  quit
 A transition at position p consumes the input token at p and samples position p+1
 with rand_for(seed, p+1); inside the prompt the prompt decides the next input."""

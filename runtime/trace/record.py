@@ -85,3 +85,10 @@ def session_ops(session: Session, top: int) -> list[dict[str, Any]]:
             where[(b, i)] = len(ops)
             ops.append(step_op(model, len(ops), ref(b, i - 1), branch.entries[i], top))
     return ops
+
+
+def save(path: Any, model: Any, seed: int, top: int, ops: list[dict[str, Any]], force: bool = False) -> None:
+    """Header + ops, written atomically; an existing file is an error unless ``force``."""
+    from ..files import write_atomic
+
+    write_atomic(path, schema.dumps([schema.header(model, seed, top)] + ops), force=force)

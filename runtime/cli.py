@@ -17,7 +17,7 @@ Examples:
   lmstep models
   lmstep step --model tiny-llama --prompt "Hello" --steps 8
   lmstep trace -m tiny-llama --prompt "Hello" --steps 8 --out t.jsonl && lmstep replay t.jsonl
-  lmstep generate --model tiny-gpt2 --tokens 72,105 --steps 16 --seed 1 --temperature 0.8 --json
+  lmstep generate -m tiny-gpt2 --tokens 72,105 --steps 16 --seed 1 -T 0.8 --json
 """
 
 # Subcommand modules, in help order; each defines register(app).

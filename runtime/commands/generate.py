@@ -14,7 +14,7 @@ HELP = """Generate tokens after a prompt.
 \b
 Examples:
   lmstep generate -m tiny-llama --prompt "Hello" --steps 16
-  lmstep generate -m tiny-gpt2 --tokens 72,105 --steps 8 --seed 3 --temperature 0.8 --top-k 40 --json
+  lmstep generate -m tiny-gpt2 --tokens 72,105 --steps 8 --seed 3 -T 0.8 --top-k 40 --json
 """
 
 

@@ -130,3 +130,18 @@ def test_existing_out_needs_force(recorded, tmp_path, capsys):
     assert run(capsys, "trace", *ARGS, "--out", path, "--force")[0] == 0
     assert path.read_text() == recorded.read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["t.jsonl"]  # no temp file left behind
+
+
+def test_digests_follow_the_documented_rules(recorded):
+    """docs/trace-format.md, written again from the text: state digest and per-tensor sha256."""
+    import hashlib
+
+    model = load("tiny-llama", temperature=0.8)
+    meta, prefill, *_ = lines(recorded)
+    state, logits = model.prefill(model.init_state(), prefill["tokens"])
+    h = hashlib.sha256(f"llama:{state.pos}".encode())
+    for t, (name, a) in zip(prefill["state"]["tensors"], state.arrays().items()):
+        assert t["name"] == name and t["sha256"] == hashlib.sha256(a.astype("<f4").tobytes()).hexdigest()
+        h.update((name + str(tuple(a.shape)) + "float32").encode() + a.astype("<f4").tobytes())
+    assert prefill["state"]["digest"] == h.hexdigest()[:16]
+    assert prefill["logits"]["sha256"] == hashlib.sha256(logits.astype("<f4").tobytes()).hexdigest()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -13,7 +14,8 @@ from typing import Callable
 import pexpect
 import pyte
 
-LMSTEP = str(Path(sys.executable).parent / "lmstep")
+# The console script beside this interpreter (a venv), else the one on PATH.
+LMSTEP = str(Path(sys.executable).parent / "lmstep") if (Path(sys.executable).parent / "lmstep").exists() else shutil.which("lmstep")
 
 
 class Terminal:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from lmstep.runtime.cli import COMMANDS, main
+from terminal import LMSTEP
 
-LMSTEP = str(Path(sys.executable).parent / "lmstep")
 
 
 @pytest.mark.parametrize("command", [[]] + [[c] for c in COMMANDS])

@@ -19,7 +19,7 @@ from .text import f32_hex, token_text, tokens_text
 TOP = 5  # candidates shown per transition
 MAX_LAYERS = 8  # state rows shown on screen; deeper models get a "... n more layers" line
 
-KEYS = "n/space/→ step   b/← back   f fork   t branch   d diff   w write trace   ? help   q quit"
+KEYS = "n/→ step  b/← back  f fork  t branch  d diff  w write trace  ? help  q quit"
 
 HELP = """\
 Keys
@@ -59,7 +59,8 @@ def screen(session: Session, message: Any = None) -> Group:
     parts.append(_state(e.state))
     if message is not None:
         parts.append(message)
-    parts.append(Rule(Text(KEYS), style="dim"))
+    parts.append(Rule(style="dim"))
+    parts.append(Text(KEYS, style="dim"))  # a line, not the rule's title, so a narrow terminal wraps it
     return Group(*parts)
 
 
@@ -114,10 +115,10 @@ def _state(state: Any) -> Any:
 def diff_view(label_a: str, label_b: str, a: Any, b: Any, diffs: list[TensorDiff]) -> Any:
     same = all(d.equal for d in diffs) and a.pos == b.pos
     table = Table(box=None, padding=(0, 2), show_edge=False, title_justify="left")
-    for col in ("tensor", "shape A", "shape B", "max |A-B|", ""):
+    for col in ("past_key_values.", "shape A", "shape B", "max |A-B|", ""):
         table.add_column(col)
     for d in diffs:
-        table.add_row(d.name, str(list(d.shape_a)), str(list(d.shape_b)), f"{d.max_abs:.3e}", "equal" if d.equal else "DIFFERS")
+        table.add_row(d.name.removeprefix("past_key_values."), str(list(d.shape_a)), str(list(d.shape_b)), f"{d.max_abs:.3e}", "equal" if d.equal else "DIFFERS")
     verdict = "identical states" if same else "states differ"
     head = Text(f"diff  A = {label_a} (digest {a.digest()})  vs  B = {label_b} (digest {b.digest()}): {verdict}", style="bold")
     return Group(head, table)

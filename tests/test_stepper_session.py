@@ -48,7 +48,7 @@ def test_fork_with_a_seed_resamples_and_leaves_the_parent_alone():
 
 def test_fork_with_a_forced_token_drops_the_rest_of_the_prompt():
     s = start().advance(1).fork(token=ord("x"))
-    assert s.current.next == ord("x") and s.current.source == FORCED and s.branches[1].prompt == (72, 120)
+    assert s.current.next == ord("x") and s.current.source == FORCED and s.branches[1].prompt == (72,)
     s = s.forward()
     assert s.current.input == ord("x") and s.current.source == SAMPLED
     with pytest.raises(InputError):

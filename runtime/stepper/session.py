@@ -37,7 +37,7 @@ class Entry:
 class Branch:
     name: str  # "main", "fork 1", ...
     seed: int
-    prompt: tuple[int, ...]  # inputs forced by position: the prompt, or a forked prefix plus the forced token
+    prompt: tuple[int, ...]  # inputs decided by position: the prompt (a forced fork keeps only the part before it)
     entries: tuple[Entry, ...]
     parent: Optional[int] = None  # the branch this one was forked from
     fork_at: Optional[int] = None  # the entry index it was forked at
@@ -144,7 +144,7 @@ class Session:
             if not 0 <= token < self.model.vocab_size:
                 raise InputError(f"token id {token} is outside the vocabulary [0, {self.model.vocab_size})")
             new = attrs.evolve(e, next=token, source=FORCED)
-            prompt = tuple(here.prompt[:pos]) + (token,)
+            prompt = tuple(here.prompt[:pos])  # the forced token itself lives in the entry's ``next``
             note = f"forced #{token} at {pos}"
         else:
             new_seed = checked_seed(seed)

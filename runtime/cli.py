@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
-import click
 import typer
 
 from lmstep.spec.errors import LmstepError
@@ -16,11 +16,12 @@ HELP = """lmstep: an LLM written down as an equation, step(state, input, rand) -
 Examples:
   lmstep models
   lmstep step --model tiny-llama --prompt "Hello" --steps 8
-  lmstep generate --model tiny-gpt2 --tokens 72,105 --steps 16 --seed 1 --temperature 0.8 --json
+  lmstep trace -m tiny-llama --prompt "Hello" --steps 8 --out t.jsonl && lmstep replay t.jsonl
+  lmstep generate -m tiny-gpt2 --tokens 72,105 --steps 16 --seed 1 -T 0.8 --json
 """
 
 # Subcommand modules, in help order; each defines register(app).
-COMMANDS = ["models", "step", "generate"]
+COMMANDS = ["models", "step", "trace", "replay", "generate"]
 
 app = typer.Typer(
     help=HELP,
@@ -42,31 +43,43 @@ def _register() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors print one line to stderr and exit with status 2."""
+    """Entry point: every error is one line on stderr; user errors exit with status 2, never a traceback."""
     _register()
     try:
-        app(args=argv, prog_name="lmstep", standalone_mode=False)
+        # Without standalone mode, typer returns the code of a raised typer.Exit instead of raising it.
+        code = app(args=argv, prog_name="lmstep", standalone_mode=False)
     except LmstepError as err:
         print(f"lmstep: error: {err}", file=sys.stderr)
         return 2
-    except click.exceptions.Abort:
-        print("lmstep: aborted", file=sys.stderr)
-        return 130
-    except click.exceptions.ClickException as err:
-        err.show()
+    except typer.Exit as err:
         return err.exit_code
-    except click.exceptions.Exit as err:
-        return err.exit_code
-    except KeyboardInterrupt:
+    except (typer.Abort, KeyboardInterrupt):
         print("lmstep: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
-    return 0
+    except Exception as err:
+        # Usage errors (unknown option, bad value, missing --model) come from click, which typer may vendor:
+        # recognise them by their interface rather than by a class from one of the two packages.
+        if not (hasattr(err, "format_message") and hasattr(err, "exit_code")):
+            raise
+        if type(err).__name__ == "NoArgsIsHelpError":  # bare `lmstep` or `lmstep CMD`: the help is the answer
+            print(err.format_message())
+            return 0
+        ctx = getattr(err, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        print(f"lmstep: error: {' '.join(err.format_message().split())}{hint}", file=sys.stderr)
+        return err.exit_code
+    return code if isinstance(code, int) else 0
 
 
 def entry() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+    except BrokenPipeError:  # the reader left (e.g. `| head`): silence the exit-time flush, as click does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
+    sys.exit(code)
 
 
 if __name__ == "__main__":

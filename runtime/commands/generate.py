@@ -14,7 +14,7 @@ HELP = """Generate tokens after a prompt.
 \b
 Examples:
   lmstep generate -m tiny-llama --prompt "Hello" --steps 16
-  lmstep generate -m tiny-gpt2 --tokens 72,105 --steps 8 --seed 3 --temperature 0.8 --top-k 40 --json
+  lmstep generate -m tiny-gpt2 --tokens 72,105 --steps 8 --seed 3 -T 0.8 --top-k 40 --json
 """
 
 
@@ -32,9 +32,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = opt.Json,
     ) -> None:
         from lmstep.runtime.modelref import decode_tokens, open_model
-        from lmstep.spec.rand import check_seed
-
-        check_seed(seed)
+        opt.seed_value(seed)
         m = open_model(model, temperature=temperature, top_k=top_k, top_p=top_p)
         ids = opt.prompt_ids(m, prompt, tokens)
         out = m.generate(ids, steps, seed=seed)

@@ -18,6 +18,8 @@ Temperature = typer.Option(0.0, "--temperature", "-T", help="0 = greedy.")
 TopK = typer.Option(0, "--top-k", help="Keep the k most likely tokens (0 = all).")
 TopP = typer.Option(1.0, "--top-p", help="Keep the smallest set with this much probability (1 = all).")
 Json = typer.Option(False, "--json", help="Machine-readable output.")
+Runtime = typer.Option("spec", "--runtime", "-r", help="Which implementation runs the model: spec (numpy reference).")
+Force = typer.Option(False, "--force", help="Overwrite an existing output file.")
 
 
 def prompt_ids(model: Any, prompt: Optional[str], tokens: Optional[str]) -> list[int]:
@@ -27,3 +29,10 @@ def prompt_ids(model: Any, prompt: Optional[str], tokens: Optional[str]) -> list
     if not ids:
         raise InputError("the prompt is empty: give at least one character or token id")
     return ids
+
+
+def seed_value(seed: int) -> int:
+    """The seed, or a one-line InputError (the spec's check raises a plain ValueError)."""
+    from lmstep.runtime.stepper.session import checked_seed
+
+    return checked_seed(seed)

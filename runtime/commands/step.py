@@ -1,11 +1,11 @@
-"""``lmstep step``: show each transition state -> state' of a generation."""
+"""``lmstep step``: show each transition state -> state' of a generation, interactively on a terminal."""
 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Optional
 
-import numpy as np
 import typer
 
 from . import options as opt
@@ -13,12 +13,16 @@ from . import options as opt
 HELP = """Step through a generation, one transition at a time.
 
 \b
-Each line: position, input token, the rand used, top candidates with probabilities,
-the sampled token, and a digest of the new state.
+Each transition shows the position, input token, rand, top candidates with
+probabilities, sampled token, and the state (per-layer shapes, L2 norms, digest).
+On a terminal it is interactive: n/space/→ step, b/← back, f fork (new seed or
+forced token), t branch, d diff, ? help, q quit. Piped, it prints the
+transitions up to --steps tokens; --json prints one object per line.
 \b
 Examples:
-  lmstep step -m tiny-llama --prompt "Hi" --steps 8
-  lmstep step -m tiny-mamba --tokens 1,2,3 --temperature 0.8 --seed 7 --json
+  lmstep step -m tiny-llama --prompt "Hi"
+  lmstep step -m tiny-gpt2 --prompt "Hi" --steps 4 | less
+  lmstep step -m tiny-mamba --tokens 1,2,3 -T 0.8 --seed 7 --json
 """
 
 
@@ -28,45 +32,49 @@ def register(app: typer.Typer) -> None:
         model: str = opt.Model,
         prompt: Optional[str] = opt.Prompt,
         tokens: Optional[str] = opt.Tokens,
-        steps: int = opt.Steps,
+        steps: Optional[int] = typer.Option(
+            None, "--steps", "-n", min=0, help="Tokens to generate [piped: 8; interactive: start at 0]."
+        ),
         seed: int = opt.Seed,
         temperature: float = opt.Temperature,
         top_k: int = opt.TopK,
         top_p: float = opt.TopP,
+        runtime: str = opt.Runtime,
         as_json: bool = opt.Json,
+        interactive: Optional[bool] = typer.Option(
+            None, "--interactive/--no-interactive", "-i/-I", help="[default: interactive on a terminal]"
+        ),
     ) -> None:
-        from lmstep.runtime.modelref import decode_tokens, open_model
-        from lmstep.spec import rand_for
-        from lmstep.spec.rand import check_seed
+        from lmstep.runtime.modelref import open_model
+        from lmstep.runtime.stepper.session import Session
 
-        check_seed(seed)
-        m = open_model(model, temperature=temperature, top_k=top_k, top_p=top_p)
-        ids = opt.prompt_ids(m, "Hello" if prompt is None and tokens is None else prompt, tokens)
-        state = m.init_state()
-        feed = list(ids)
-        for i in range(len(ids) - 1 + steps):
-            token = feed[i]
-            rand = rand_for(seed, state.pos + 1)
-            state, out = m.step(state, token, rand)
-            if i >= len(ids) - 1:
-                feed.append(out.token)
-            probs = _softmax(out.logits / (temperature if temperature > 0 else 1.0))
-            top = np.argsort(-probs, kind="stable")[:3]
-            row = {
-                "pos": state.pos - 1, "input": token, "rand": rand, "token": out.token if i >= len(ids) - 1 else None,
-                "top": [[int(t), float(probs[t])] for t in top], "state": state.digest(),
-            }
-            if as_json:
-                typer.echo(json.dumps(row))
-            else:
-                cands = "  ".join(f"{decode_tokens(m, [int(t)])!r}:{probs[t]:.2f}" for t in top)
-                sampled = "" if row["token"] is None else f"-> {decode_tokens(m, [out.token])!r}"
-                typer.echo(
-                    f"pos {row['pos']:>4}  in {decode_tokens(m, [token])!r:<8} rand {rand:.6f}  "
-                    f"top {cands}  {sampled:<10} state {row['state']}"
-                )
+        m = open_model(model, runtime=runtime, temperature=temperature, top_k=top_k, top_p=top_p)
+        ids = opt.prompt_ids(m, prompt, tokens)
+        session = Session.start(m, ids, opt.seed_value(seed))
+        if interactive is None:
+            interactive = not as_json and sys.stdin.isatty() and sys.stdout.isatty()
+        if interactive:
+            _interactive(session, steps or 0)
+        else:
+            _piped(session, len(ids) - 1 + (8 if steps is None else steps), as_json)
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max())
-    return e / e.sum()
+def _interactive(session, steps: int) -> None:
+    from rich.console import Console
+
+    from lmstep.runtime.stepper import keys
+
+    # Start where the first token is sampled only if the user asked for steps; else at the initial state.
+    keys.run(session.advance(len(session.branches[0].prompt) - 1 + steps) if steps else session, Console())
+
+
+def _piped(session, transitions: int, as_json: bool) -> None:
+    from lmstep.runtime.stepper import render
+
+    for _ in range(transitions):
+        session = session.forward()
+        e = session.current
+        if as_json:
+            typer.echo(json.dumps(render.json_record(session.model, e, session.seed)))
+        else:
+            typer.echo(render.plain_block(session.model, e, session.seed))

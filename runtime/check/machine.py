@@ -21,14 +21,15 @@ from lmstep.spec import Model, rand_for
 
 from .codec import f32_hex
 from .levels import Grade, Level
-from .lockstep import Executor, NotApplicable
+from .lockstep import Executor, NotApplicable, needed
 from .protocol import ImplementationError
 
 
 class Failure(AssertionError):
     def __init__(self, law: str, grade: Grade, where: str, required: Level):
         self.law, self.grade, self.where = law, grade, where
-        super().__init__(f"{law}: {grade.level.label()} (needs {required.label()}) at {where}: {grade.note or f'rel err {grade.err:.3g}'}")
+        need = needed(law, required).label()
+        super().__init__(f"{law}: {grade.level.label()} (needs {need}) at {where}: {grade.note or f'rel err {grade.err:.3g}'}")
 
 
 class Recorder:
@@ -52,7 +53,7 @@ class Recorder:
 
     def grade(self, law: str, g: Grade, where: str) -> None:
         self.grades[law].append(g)
-        if g.level < self.required:
+        if g.level < needed(law, self.required):
             if self.failing is None:
                 self.failing = list(self.ops)
                 self.first_failure = (self.examples, time.perf_counter() - self.t0)

@@ -66,15 +66,19 @@ def check(
     try:
         run_state_machine_as_test(build_machine(model, impl, rec, max_chunk=max_chunk), settings=config)
     except (Failure, ImplementationError, Flaky) as err:
-        message, ops = str(err).splitlines()[0], rec.failing
-        if isinstance(err, ImplementationError):
-            tail = getattr(err, "stderr_tail", "")
-        elif ops is not None:
-            ops, found = shrink(model, impl, ops, required, shrink_seconds)
-            if found is not None:
-                message = str(found[1]).splitlines()[0]
-                err = found[1]
-        law = getattr(err, "law", "protocol" if isinstance(err, ImplementationError) else "")
+        if rec.impl_error is not None:  # the implementation crashed, hung or misspoke: report its first error
+            err, ops, law = rec.impl_error, rec.failing, "protocol"  # no shrinking on a dead process
+            message, tail = str(err), getattr(err, "stderr_tail", "")
+        else:
+            message, ops = str(err).splitlines()[0], rec.failing
+            if ops is not None:
+                ops, found = shrink(model, impl, ops, required, shrink_seconds)
+                if found is not None:
+                    err = found[1]
+                    message = str(err).splitlines()[0]
+            law = getattr(err, "law", "")
+            if isinstance(err, Failure):
+                rec.grades[law].append(err.grade)  # the shrunk failure counts in its law's row
     laws = {name: summarize(rec.grades[name]) for name in LAWS if rec.grades.get(name)}
     return Report(
         model=model.name, impl=getattr(impl, "name", type(impl).__name__), required=required, passed=not message,

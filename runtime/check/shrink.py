@@ -14,7 +14,7 @@ from typing import Any, Iterator
 from lmstep.spec import Model
 
 from .levels import Grade, Level
-from .lockstep import Executor, NotApplicable
+from .lockstep import Executor, NotApplicable, needed
 from .machine import Failure
 from .protocol import ImplementationError
 
@@ -23,7 +23,7 @@ def replay(model: Model, impl: Any, ops: list[dict[str, Any]], required: Level) 
     """(index of the first failing op, what failed), or None when every op passes at ``required``."""
 
     def grade(law: str, g: Grade, where: str) -> None:
-        if g.level < required:
+        if g.level < needed(law, required):
             raise Failure(law, g, where, required)
 
     ex = Executor(model, impl, grade)

@@ -1,0 +1,150 @@
+"""Counterexample traces: the shrunk operation sequence of a failed check, as one versioned JSON file.
+
+Schema (``lmstep-counterexample``, version 1; documented in docs/checking.md):
+
+    {"format": "lmstep-counterexample", "version": 1,
+     "model": {"name", "arch", "weights_digest", "sampler": {"temperature", "top_k", "top_p"}},
+     "impl": "the --impl value", "required_level": "L1",
+     "failure": {"law", "message"},
+     "ops": [{"op": "init", "new": 0}, {"op": "run", "session": 0, "new": 1, "tokens": [...]}, ...]}
+
+Rands inside ops are float32 bit patterns ({"f32": "0x..."}), so a replay is bit-exact in any language.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from lmstep.spec import Model, load
+from lmstep.spec.conformance import FORMS, rel_err
+from lmstep.spec.errors import CheckpointError, InputError
+
+from .codec import f32_value
+from .levels import Grade, Level, parse_level
+from .lockstep import Executor, NotApplicable, needed
+from .machine import Failure
+from .protocol import ImplementationError
+
+FORMAT, VERSION = "lmstep-counterexample", 1
+
+
+def to_json(model: Model, impl_spec: str, report: Any) -> dict[str, Any]:
+    s = model.sampler
+    return {
+        "format": FORMAT, "version": VERSION,
+        "model": {
+            "name": model.name, "arch": model.arch, "weights_digest": model.weights_digest(),
+            "sampler": {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p},
+        },
+        "impl": impl_spec, "required_level": report.required.name,
+        "failure": {"law": report.failed_law, "message": report.message},
+        "ops": report.counterexample or [],
+    }
+
+
+def is_counterexample(path: Path) -> bool:
+    """True when the file is a JSON object of this format (golden traces are JSON lines with a #meta header)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(200)
+    except OSError:
+        return False
+    return b'"format"' in head and FORMAT.encode() in head
+
+
+def read(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise InputError(f"{path}: not an {FORMAT} file")
+    if doc.get("version") != VERSION:
+        raise InputError(f"{path}: {FORMAT} version {doc.get('version')!r} is not supported; this lmstep reads {VERSION}")
+    for key in ("model", "impl", "ops"):
+        if key not in doc:
+            raise InputError(f"{path}: the field {key!r} is missing")
+    if not isinstance(doc["ops"], list) or not all(isinstance(op, dict) and "op" in op for op in doc["ops"]):
+        raise InputError(f"{path}: ops must be a list of objects with an 'op' field")
+    return doc
+
+
+def open_model(doc: dict[str, Any]) -> Model:
+    info = doc["model"]
+    try:
+        s = info.get("sampler", {})
+        model = load(info["name"], temperature=s.get("temperature", 0.0), top_k=s.get("top_k", 0), top_p=s.get("top_p", 1.0))
+    except (KeyError, TypeError):
+        raise InputError("the counterexample's model section needs name and sampler settings") from None
+    if info.get("weights_digest") not in (None, model.weights_digest()):
+        raise CheckpointError(f"model {info['name']!r} here has different weights than the counterexample was found with")
+    return model
+
+
+@attrs.frozen
+class OpResult:
+    index: int
+    op: str
+    status: str  # "ok", "diverged", "skipped", "error"
+    detail: str = ""
+    layer: str = ""  # the first state tensor (past_key_values.{layer}.*) that differs, when known
+
+
+def replay(doc: dict[str, Any], model: Model, impl: Any) -> list[OpResult]:
+    """Re-run every op on the spec and ``impl``; stop at the first divergence and locate it by layer."""
+    required = parse_level(doc.get("required_level", "L1"))
+    fails: list[tuple[str, Grade, str]] = []
+
+    def grade(law: str, g: Grade, where: str) -> None:
+        if g.level < needed(law, required):
+            fails.append((law, g, where))
+            raise Failure(law, g, where, required)
+
+    ex, out = Executor(model, impl, grade), []
+    for i, op in enumerate(doc["ops"]):
+        try:
+            ex.apply(op, f"op {i} {op['op']}")
+        except NotApplicable as err:
+            out.append(OpResult(i, op["op"], "skipped", f"not applicable ({err})"))
+            continue
+        except ImplementationError as err:
+            out.append(OpResult(i, op["op"], "error", str(err)))
+            break
+        except Failure as err:
+            out.append(OpResult(i, op["op"], "diverged", str(err), _first_layer(ex, op, model)))
+            break
+        out.append(OpResult(i, op["op"], "ok"))
+    return out
+
+
+def _first_layer(ex: Executor, op: dict[str, Any], model: Model) -> str:
+    """The first layer whose state differs after the failing op, by comparing every state tensor in order."""
+    new = op.get("new")
+    sessions = [new] if isinstance(new, int) else list(new or [])
+    if "state" not in ex.impl.capabilities:
+        return "(the implementation does not expose its state; only the output is compared)"
+    for sid in sessions:
+        s = ex.sessions.get(sid)
+        if s is None:
+            continue
+        got, want = ex.impl.state(s.handle), s.spec.arrays()
+        for name in sorted(want, key=_layer_order):
+            if name not in got or rel_err(np.asarray(got[name]), want[name]) > FORMS[model.arch]:
+                return name
+        return "every layer's state agrees: the divergence is in the output (logits or sampling)"
+    return ""
+
+
+def _layer_order(name: str) -> tuple[int, str]:
+    parts = name.split(".")
+    return (int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else 0, name)
+
+
+__all__ = ["FORMAT", "VERSION", "OpResult", "f32_value", "is_counterexample", "open_model", "read", "replay", "to_json"]

@@ -1,0 +1,96 @@
+"""``lmstep check``: drive an implementation and the spec in lockstep; report the level reached per law."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import options as opt
+
+HELP = """Check an implementation against the spec, law by law.
+
+\b
+IMPL: spec | onnx | onnx:DIR | cmd:"program args" | python:module:factory | mutant:NAME
+Levels: L0 bitwise, L1 numeric (measured tolerance), L2 tokens (margin rule).
+A failure is shrunk to a short operation sequence, written with --out and
+replayable with `lmstep replay FILE`. Exit status 0 pass, 1 fail.
+\b
+Examples:
+  lmstep check -m tiny-llama --impl onnx
+  lmstep check -m tiny-gpt2 --impl cmd:"python my_engine.py" --level L2 --out cex.json
+  lmstep check -m tiny-mamba --impl mutant:conv-not-shifted --examples 50
+"""
+
+PROFILES = {"quick": (30, 10), "thorough": (300, 25)}
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("check", help=HELP, short_help="Check an implementation against the spec, law by law.")
+    def check(
+        model: str = opt.Model,
+        impl: str = typer.Option(..., "--impl", help="The implementation to check (see above)."),
+        level: str = typer.Option("L1", "--level", help="Required conformance level: L0, L1 or L2."),
+        profile: str = typer.Option("quick", "--profile", help="quick (30 runs x 10 ops) or thorough (300 x 25)."),
+        examples: Optional[int] = typer.Option(None, "--examples", min=1, help="Runs (overrides the profile)."),
+        steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Operations per run (overrides the profile)."),
+        temperature: float = opt.Temperature,
+        top_k: int = opt.TopK,
+        top_p: float = opt.TopP,
+        timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="Seconds an external program may take per reply."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write a counterexample here on failure."),
+        force: bool = opt.Force,
+        as_json: bool = opt.Json,
+    ) -> None:
+        from lmstep.runtime.check import check as run_check, open_impl, parse_level
+        from lmstep.runtime.check.cetrace import to_json
+        from lmstep.runtime.check.report import render
+        from lmstep.runtime.files import check_writable, write_atomic
+        from lmstep.runtime.modelref import open_model
+        from lmstep.spec.errors import InputError
+
+        if profile not in PROFILES:
+            raise InputError(f"unknown profile {profile!r}; use quick or thorough")
+        required = parse_level(level)
+        if out is not None:
+            check_writable(out, force)
+        m = open_model(model, temperature=temperature, top_k=top_k, top_p=top_p)
+        n_examples, n_steps = examples or PROFILES[profile][0], steps or PROFILES[profile][1]
+        implementation = open_impl(impl, m, timeout=timeout)
+        try:
+            report = _run(run_check, m, implementation, required, n_examples, n_steps)
+        finally:
+            getattr(implementation, "close", lambda: None)()
+        if out is not None and not report.passed:
+            write_atomic(out, json.dumps(to_json(m, impl, report), indent=1) + "\n", force)
+        if as_json:
+            typer.echo(json.dumps(_as_dict(report, out)))
+        else:
+            render(report, out if not report.passed else None)
+        raise typer.Exit(0 if report.passed else 1)
+
+
+def _run(run_check, model, impl, required, examples, steps):
+    import sys
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    columns = (TextColumn("checking {task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task(impl.name, total=examples)
+        return run_check(model, impl, required=required, max_examples=examples, steps=steps,
+                         on_example=lambda n: bar.update(task, completed=min(n, examples)))
+
+
+def _as_dict(report, out) -> dict:
+    return {
+        "model": report.model, "impl": report.impl, "required": report.required.name, "passed": report.passed,
+        "laws": {law: {"level": s["level"].name if s["level"] else "FAIL", "worst_rel_err": s["worst_err"],
+                       "excused": s["excused"], "comparisons": s["n"]} for law, s in report.laws.items()},
+        "examples": report.examples, "seconds": round(report.seconds, 3), "message": report.message,
+        "failed_law": report.failed_law, "counterexample_ops": len(report.counterexample or []),
+        "counterexample_file": str(out) if out is not None and not report.passed else None,
+    }

@@ -40,9 +40,6 @@ INERT_COMMON = frozenset({
 # Fields of PretrainedConfig that would change the model, with the only value a plain causal LM has.
 CHECKED_COMMON = {"is_encoder_decoder": False, "tie_encoder_decoder": False, "pruned_heads": {}}
 
-_REQUIRED = object()
-
-
 class Fields:
     """The fields of one config.json; records which were looked at so the rest can be refused by name."""
 
@@ -54,16 +51,17 @@ class Fields:
     def error(self, problem: str) -> ConfigError:
         return ConfigError(f"{self.path}: {problem}")
 
-    def take(self, key: str, default: Any = _REQUIRED, *, null_is_default: bool = False) -> Any:
-        """The value of ``key``; ``default`` when absent (or null, where transformers' own default is None)."""
+    def take(self, key: str, default: Any, *, null_is_default: bool = False) -> Any:
+        """The value of ``key``; ``default`` when absent (or null, where transformers' own default is None).
+
+        Every field has transformers' default, as in transformers: a config.json that omits one gets the default,
+        and a mismatch with the weights then shows up as a shape error naming the tensor."""
         self.used.add(key)
         if key not in self.raw or (null_is_default and self.raw[key] is None):
-            if default is _REQUIRED:
-                raise self.error(f"missing field {key!r}, which a {self.arch} checkpoint needs; add it to config.json")
             return default
         return self.raw[key]
 
-    def alias(self, key: str, other: str, default: Any = _REQUIRED) -> Any:
+    def alias(self, key: str, other: str, default: Any) -> Any:
         """``key``, also accepted under the name ``other``; when both are present they must agree."""
         if other in self.raw and key in self.raw and not _same(self.raw[key], self.raw[other]):
             raise self.error(f"{key}={self.raw[key]!r} disagrees with {other}={self.raw[other]!r}; make them equal")

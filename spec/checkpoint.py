@@ -109,8 +109,8 @@ def read_params(arch: str, cfg: Any, src: TensorSource) -> dict[str, np.ndarray]
         hf, layout = hf_names.hf_name(arch, ours)
         if hf not in in_file:
             raise CheckpointError(
-                f"{src.where}: tensor {hf!r} is missing, but config.json needs it (our {ours}, shape "
-                f"{hf_names.hf_shape(shape, layout)}); the weights do not match config.json"
+                f"{src.where}: tensor {hf!r} is missing, but config.json needs it (shape "
+                f"{list(hf_names.hf_shape(shape, layout))}); the weights do not match config.json"
             )
         params[ours] = hf_names.to_ours(_read(src, in_file[hf], hf_names.hf_shape(shape, layout)), layout)
         used.add(hf)

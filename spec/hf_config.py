@@ -47,6 +47,7 @@ class Fields:
         self.raw, self.path, self.arch, self.used = raw, path, arch, set(INERT_COMMON)
         for key, value in CHECKED_COMMON.items():
             self.expect(key, (value,), value)
+        self.expect("quantization_config", (None,), None, ", quantized weights; dequantize and save in float32, float16 or bfloat16")
 
     def error(self, problem: str) -> ConfigError:
         return ConfigError(f"{self.path}: {problem}")

@@ -188,3 +188,24 @@ def test_prompt_without_tokenizer_is_refused_in_one_line(capsys):
     assert main(["generate", "-m", folder("mamba-base"), "--prompt", "hi", "--steps", "2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no tokenizer.json" in err and "--tokens" in err
+
+
+# -- the spec's loader stands alone ------------------------------------------------------------------------------
+PROBE = """
+import sys
+{pre}
+from lmstep.spec import load
+load({folder!r}).unrolled([1, 2, 3])
+print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'torch', 'transformers', 'safetensors', 'tokenizers', 'ml_dtypes'}}))
+"""
+
+
+@pytest.mark.parametrize("pre, foreign", [("", []), ("import safetensors", ["safetensors"])], ids=["spec", "control"])
+def test_loading_a_checkpoint_imports_only_numpy_and_attrs(pre, foreign):
+    """The spec reads safetensors itself; the control shows the probe does see a library that was imported."""
+    import subprocess
+    import sys
+
+    code = PROBE.format(pre=pre, folder=folder("llama-mqa-headdim-bias-bf16"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == repr(foreign)

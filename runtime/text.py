@@ -17,8 +17,10 @@ TOKENIZER_FILE = "tokenizer.json"
 
 
 def checkpoint_folder(model: Any) -> str | None:
+    """The folder a checkpoint model was loaded from. Its name is then an absolute path; a built-in's name is
+    not, so a folder in the working directory that happens to be called "tiny-llama" is never mistaken for it."""
     name = getattr(model, "name", "")
-    return name if name and os.path.isdir(name) else None
+    return name if isinstance(name, str) and os.path.isabs(name) and os.path.isdir(name) else None
 
 
 @functools.lru_cache(maxsize=8)

@@ -51,7 +51,8 @@ class TensorSource:
         single, index = os.path.join(folder, WEIGHTS_FILE), os.path.join(folder, INDEX_FILE)
         if os.path.isfile(single):  # transformers looks for the single file first, too
             self.where = single
-            self.files = {name: f for f in [SafetensorsFile(single)] for name in f.tensors}
+            f = SafetensorsFile(single)
+            self.files = dict.fromkeys(f.tensors, f)
         elif os.path.isfile(index):
             self.where = index
             self.files = _open_shards(folder, index)
@@ -116,13 +117,13 @@ def read_params(arch: str, cfg: Any, src: TensorSource) -> dict[str, np.ndarray]
         used.add(hf)
     tied = arch == "gpt2" or cfg.tie_word_embeddings  # untied, lm_head was read above like any parameter
     if tied and hf_names.LM_HEAD in in_file:  # a tied checkpoint may still store the (identical) output projection
-        emb = hf_names.EMBEDDING[arch]
-        head = _read(src, in_file[hf_names.LM_HEAD], src.files[in_file[emb]].tensors[in_file[emb]].shape)
-        if not np.array_equal(head, src.files[in_file[emb]].read_float32(in_file[emb])):
+        emb, head = in_file[hf_names.EMBEDDING[arch]], in_file[hf_names.LM_HEAD]
+        emb_file = src.files[emb]
+        if not np.array_equal(_read(src, head, emb_file.tensors[emb].shape), emb_file.read_float32(emb)):
             fix = "set tie_word_embeddings to false" if arch != "gpt2" else "lmstep's GPT-2 supports tied embeddings only"
             raise CheckpointError(
-                f"{src.files[in_file[hf_names.LM_HEAD]].path}: lm_head.weight differs from {emb}, but config.json ties "
-                f"them (tie_word_embeddings=true); {fix}"
+                f"{src.files[head].path}: {head} differs from {emb}, but config.json ties them "
+                f"(tie_word_embeddings=true); {fix}"
             )
         used.add(hf_names.LM_HEAD)
     for hf in sorted(set(in_file) - used):

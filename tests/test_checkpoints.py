@@ -209,3 +209,14 @@ def test_loading_a_checkpoint_imports_only_numpy_and_attrs(pre, foreign):
     code = PROBE.format(pre=pre, folder=folder("llama-mqa-headdim-bias-bf16"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == repr(foreign)
+
+
+def test_builtin_name_is_not_mistaken_for_a_folder(tmp_path, monkeypatch, capsys):
+    """A folder called like a built-in in the working directory: the built-in (byte-level) model still runs."""
+    (tmp_path / "tiny-gpt2").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["generate", "-m", "tiny-gpt2", "--prompt", "Hi", "--steps", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["prompt_tokens"] == [72, 105]
+    # Control: named by its path, the same folder is taken as a checkpoint (and refused: it has no config.json).
+    assert main(["generate", "-m", str(tmp_path / "tiny-gpt2"), "--tokens", "1", "--steps", "2"]) == 2
+    assert "config.json: not found" in capsys.readouterr().err

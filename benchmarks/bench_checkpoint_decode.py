@@ -8,7 +8,8 @@ transformers' ``generate`` on the same weights, loaded by each from the same che
 The models are random (tools/hf_random.py), saved with save_pretrained to a temporary folder. Both sides run
 float32 on the CPU with the same number of threads: numpy's BLAS through the *_NUM_THREADS variables (set
 before numpy is imported), torch through torch.set_num_threads. Each measurement is the best of --repeat runs
-after one warm-up, and both sides must produce the same greedy tokens (else the comparison is void).
+(the two sides taking turns) after one warm-up, and both sides must produce the same greedy tokens (else the
+comparison is void and the row says so).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=64, help="new tokens per generation")
     p.add_argument("--prompt-len", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--repeat", type=int, default=5)
     return p.parse_args()
 
 
@@ -86,22 +87,24 @@ def main() -> None:
                         )
                     return out[0, len(prompt):].tolist()
 
-                t_spec, tokens_spec = best_of(run_spec, args.repeat)
-                t_hf, tokens_hf = best_of(run_hf, args.repeat)
+                (t_spec, tokens_spec), (t_hf, tokens_hf) = best_of_interleaved([run_spec, run_hf], args.repeat)
                 same = "" if tokens_spec == tokens_hf else "  (greedy tokens DIFFER: comparison void)"
                 spec_rate, hf_rate = args.steps / t_spec, args.steps / t_hf
                 print(f"| {arch} | {size} | {n_params / 1e6:.2f}M | {spec_rate:.0f} | {hf_rate:.0f} | "
                       f"{spec_rate / hf_rate:.2f} |{same}", flush=True)
 
 
-def best_of(fn, repeat: int) -> tuple[float, list[int]]:
-    result = fn()  # warm-up: first-call allocations, lazy imports, caches
-    times = []
+def best_of_interleaved(fns, repeat: int) -> list[tuple[float, list[int]]]:
+    """(best time, result) per function. The functions take turns, so on a shared machine both sides see the
+    same background load; the minimum is the run least disturbed by it."""
+    results = [fn() for fn in fns]  # warm-up: first-call allocations, lazy imports, caches
+    best = [float("inf")] * len(fns)
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), result
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            results[i] = fn()
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return list(zip(best, results))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Hugging Face ``config.json`` -> (architecture, our ``Config``), refusing what we do not implement.
 
 Every field of a checkpoint's config falls in exactly one of three groups, per architecture:
-- **mapped**: it sets a field of our ``Config`` (defaults are transformers' own, checked against transformers
-  5.24's ``configuration_*.py``; each default below says where it comes from);
+- **mapped**: it sets a field of our ``Config``; defaults are transformers' own (read from transformers 5.24's
+  ``configuration_*.py``; derived ones say how they are derived);
 - **checked**: it changes the math and we implement only some values (``expect``): any other value is refused;
 - **inert**: it cannot change the logits of a causal LM run in float32 (dropout, initialisation, token ids,
   generation defaults, bookkeeping).
@@ -39,6 +39,7 @@ INERT_COMMON = frozenset({
 })
 # Fields of PretrainedConfig that would change the model, with the only value a plain causal LM has.
 CHECKED_COMMON = {"is_encoder_decoder": False, "tie_encoder_decoder": False, "pruned_heads": {}}
+
 
 class Fields:
     """The fields of one config.json; records which were looked at so the rest can be refused by name."""

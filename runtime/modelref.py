@@ -7,6 +7,8 @@ from typing import Any
 from lmstep.spec import load as load_spec
 from lmstep.spec.errors import InputError
 
+from . import text as text_codec
+
 RUNTIMES = ("spec",)
 
 
@@ -29,13 +31,10 @@ def parse_token_list(text: str) -> list[int]:
 
 
 def encode_prompt(model: Any, text: str) -> list[int]:
-    """Text -> token ids: bytes (UTF-8) for the built-in byte-level models."""
-    ids = list(text.encode("utf-8"))
-    if model.vocab_size < 256:
-        raise InputError(f"this model's vocabulary ({model.vocab_size}) is not byte-level; use --tokens instead of --prompt")
-    return ids
+    """Text -> token ids: the checkpoint's tokenizer.json, or UTF-8 bytes for the byte-level built-ins."""
+    return text_codec.encode(model, text)
 
 
 def decode_tokens(model: Any, ids: list[int]) -> str:
-    """Token ids -> text, replacing invalid UTF-8 (a byte-level model may emit partial characters)."""
-    return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
+    """Token ids -> text (see runtime/text.py)."""
+    return text_codec.decode(model, ids)

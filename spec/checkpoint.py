@@ -1,0 +1,152 @@
+"""Load a Hugging Face checkpoint folder as a ``Model``: config.json + model.safetensors (or sharded with
+model.safetensors.index.json), for GPT2LMHeadModel, LlamaForCausalLM and MambaForCausalLM.
+
+    config.json        -> hf_config.read_config: architecture + Config, refusing what we do not implement
+    *.safetensors      -> safetensors_io: validated, memory-mapped, widened to float32 (bf16 / f16 exactly)
+    tensor names       -> hf_names: HF name and layout for each of our parameters
+
+Every expected tensor must be present with the shape the config implies, be a float type, and be finite;
+a tensor the config does not use is refused (a bias with attention_bias=false would otherwise be dropped
+silently and change the outputs). Pickled weights (.bin/.pt/.pth) are refused, never opened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from . import hf_names
+from .errors import CheckpointError
+from .hf_config import read_config
+from .model import ARCHITECTURES, Model
+from .safetensors_io import FLOAT_DTYPES, SafetensorsFile
+from .sampler import Sampler
+
+WEIGHTS_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+CONVERT_HINT = (
+    "convert it once with: python -c \"from transformers import AutoModelForCausalLM as M; "
+    "M.from_pretrained('{d}').save_pretrained('{d}', safe_serialization=True)\""
+)
+
+
+def load_checkpoint(path: str | os.PathLike, sampler: Sampler = Sampler()) -> Model:
+    """A ``Model`` from a checkpoint folder; its ``name`` is the folder's absolute path (the tokenizer is found
+    there). Raises ConfigError / CheckpointError with one line naming the file, the problem and the fix."""
+    folder = os.path.abspath(os.fspath(path))
+    arch, cfg = read_config(os.path.join(folder, "config.json"))
+    tensors = TensorSource(folder)
+    params = read_params(arch, cfg, tensors)
+    return Model(arch, cfg, ARCHITECTURES[arch].weights_from_dict(cfg, params), sampler, name=folder)
+
+
+class TensorSource:
+    """Every tensor of a checkpoint folder, by name, from one file or from the shards an index lists."""
+
+    def __init__(self, folder: str):
+        single, index = os.path.join(folder, WEIGHTS_FILE), os.path.join(folder, INDEX_FILE)
+        if os.path.isfile(single):  # transformers looks for the single file first, too
+            self.where = single
+            f = SafetensorsFile(single)
+            self.files = dict.fromkeys(f.tensors, f)
+        elif os.path.isfile(index):
+            self.where = index
+            self.files = _open_shards(folder, index)
+        else:
+            raise CheckpointError(_no_weights_message(folder))
+
+    def names(self) -> list[str]:
+        return list(self.files)
+
+
+def _open_shards(folder: str, index: str) -> dict[str, SafetensorsFile]:
+    try:
+        with open(index, encoding="utf-8") as fh:
+            weight_map = json.load(fh).get("weight_map")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"{index}: not a valid index ({err}); regenerate it with save_pretrained") from None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CheckpointError(f"{index}: needs a \"weight_map\" object of tensor name -> shard file name")
+    shards: dict[str, SafetensorsFile] = {}
+    for shard in sorted(set(weight_map.values())):
+        if os.path.basename(shard) != shard or shard in (".", "..") or not shard.endswith(".safetensors"):
+            raise CheckpointError(f"{index}: shard {shard!r} must be a .safetensors file name inside the folder")
+        if not os.path.isfile(os.path.join(folder, shard)):
+            raise CheckpointError(f"{index}: lists shard {shard!r}, which is not in {folder}; copy it there")
+        shards[shard] = SafetensorsFile(os.path.join(folder, shard))
+    files: dict[str, SafetensorsFile] = {}
+    for shard, f in shards.items():
+        for name in f.tensors:  # the index and the shards must tell the same story
+            if weight_map.get(name) != shard:
+                raise CheckpointError(f"{f.path}: holds tensor {name!r}, which {INDEX_FILE} does not map to this shard")
+            files[name] = f
+    for name, shard in weight_map.items():
+        if name not in files:
+            raise CheckpointError(f"{index}: maps tensor {name!r} to {shard}, which does not contain it")
+    return files
+
+
+def _no_weights_message(folder: str) -> str:
+    entries = sorted(os.listdir(folder))
+    pickled = [e for e in entries if e.endswith(PICKLE_SUFFIXES) or e.endswith(".bin.index.json")]
+    if pickled:
+        return (
+            f"{folder}: has only pickled weights ({pickled[0]}), which lmstep never opens (unpickling can run code); "
+            + CONVERT_HINT.format(d=folder)
+        )
+    return f"{folder}: has neither {WEIGHTS_FILE} nor {INDEX_FILE}; save the model with save_pretrained(safe_serialization=True)"
+
+
+def read_params(arch: str, cfg: Any, src: TensorSource) -> dict[str, np.ndarray]:
+    """Our parameters (float32, our layout) from the checkpoint's tensors, every name and shape checked."""
+    in_file = hf_names.with_base_prefix(arch, src.names())  # canonical HF name -> name in the file
+    params: dict[str, np.ndarray] = {}
+    used: set[str] = set()
+    for ours, shape in ARCHITECTURES[arch].param_shapes(cfg).items():
+        hf, layout = hf_names.hf_name(arch, ours)
+        if hf not in in_file:
+            raise CheckpointError(
+                f"{src.where}: tensor {hf!r} is missing, but config.json needs it (shape "
+                f"{list(hf_names.hf_shape(shape, layout))}); the weights do not match config.json"
+            )
+        params[ours] = hf_names.to_ours(_read(src, in_file[hf], hf_names.hf_shape(shape, layout)), layout)
+        used.add(hf)
+    tied = arch == "gpt2" or cfg.tie_word_embeddings  # untied, lm_head was read above like any parameter
+    if tied and hf_names.LM_HEAD in in_file:  # a tied checkpoint may still store the (identical) output projection
+        emb, head = in_file[hf_names.EMBEDDING[arch]], in_file[hf_names.LM_HEAD]
+        emb_file = src.files[emb]
+        if not np.array_equal(_read(src, head, emb_file.tensors[emb].shape), emb_file.read_float32(emb)):
+            fix = "set tie_word_embeddings to false" if arch != "gpt2" else "lmstep's GPT-2 supports tied embeddings only"
+            raise CheckpointError(
+                f"{src.files[head].path}: {head} differs from {emb}, but config.json ties them "
+                f"(tie_word_embeddings=true); {fix}"
+            )
+        used.add(hf_names.LM_HEAD)
+    for hf in sorted(set(in_file) - used):
+        if not hf_names.IGNORED[arch].fullmatch(hf):
+            raise CheckpointError(
+                f"{src.files[in_file[hf]].path}: unexpected tensor {in_file[hf]!r}, which config.json does not use "
+                "(e.g. a bias with attention_bias=false); fix config.json or remove the tensor"
+            )
+    return params
+
+
+def _read(src: TensorSource, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    f = src.files[name]
+    info = f.tensors[name]
+    if info.dtype not in FLOAT_DTYPES:
+        raise CheckpointError(f"{f.path}: tensor {name!r} has dtype {info.dtype}; weights must be F32, F16, BF16 or F64")
+    if info.shape != tuple(shape):
+        raise CheckpointError(
+            f"{f.path}: tensor {name!r} has shape {list(info.shape)}, but config.json implies {list(shape)}; "
+            "the weights do not match config.json"
+        )
+    a = f.read_float32(name)
+    bad = a.size - int(np.count_nonzero(np.isfinite(a)))
+    if bad:
+        raise CheckpointError(f"{f.path}: tensor {name!r} has {bad} NaN or infinite values; the checkpoint is corrupt")
+    return a

@@ -1,0 +1,274 @@
+"""Hugging Face ``config.json`` -> (architecture, our ``Config``), refusing what we do not implement.
+
+Every field of a checkpoint's config falls in exactly one of three groups, per architecture:
+- **mapped**: it sets a field of our ``Config``; defaults are transformers' own (read from transformers 5.24's
+  ``configuration_*.py``; derived ones say how they are derived);
+- **checked**: it changes the math and we implement only some values (``expect``): any other value is refused;
+- **inert**: it cannot change the logits of a causal LM run in float32 (dropout, initialisation, token ids,
+  generation defaults, bookkeeping).
+A field in none of the groups is refused too: we cannot tell whether it changes the outputs, so we do not guess.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Callable
+
+from . import gpt2, llama, mamba
+from .errors import ConfigError
+
+ARCHITECTURES = {"GPT2LMHeadModel": "gpt2", "LlamaForCausalLM": "llama", "MambaForCausalLM": "mamba"}
+MODEL_TYPES = {"gpt2": "gpt2", "llama": "llama", "mamba": "mamba"}
+
+# Fields of transformers' PretrainedConfig and generation defaults that older configs carry: none changes the
+# logits. dtype / torch_dtype only say how the weights were stored: we always compute in float32.
+INERT_COMMON = frozenset({
+    "_name_or_path", "architectures", "model_type", "transformers_version", "dtype", "torch_dtype", "use_cache",
+    "return_dict", "output_attentions", "output_hidden_states", "torchscript", "chunk_size_feed_forward",
+    "bos_token_id", "eos_token_id", "pad_token_id", "sep_token_id", "decoder_start_token_id",
+    "id2label", "label2id", "num_labels", "problem_type", "finetuning_task", "tokenizer_class", "prefix",
+    "task_specific_params", "initializer_range", "_attn_implementation", "attn_implementation", "is_decoder",
+    "cross_attention_hidden_size", "max_length", "min_length", "do_sample", "early_stopping", "num_beams",
+    "num_beam_groups", "diversity_penalty", "temperature", "top_k", "top_p", "typical_p", "repetition_penalty",
+    "length_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size", "bad_words_ids",
+    "num_return_sequences", "output_scores", "return_dict_in_generate", "forced_bos_token_id",
+    "forced_eos_token_id", "remove_invalid_values", "exponential_decay_length_penalty", "suppress_tokens",
+    "begin_suppress_tokens",
+})
+# Fields of PretrainedConfig that would change the model, with the only value a plain causal LM has.
+CHECKED_COMMON = {"is_encoder_decoder": False, "tie_encoder_decoder": False, "pruned_heads": {}}
+
+
+class Fields:
+    """The fields of one config.json; records which were looked at so the rest can be refused by name."""
+
+    def __init__(self, raw: dict[str, Any], path: str, arch: str):
+        self.raw, self.path, self.arch, self.used = raw, path, arch, set(INERT_COMMON)
+        for key, value in CHECKED_COMMON.items():
+            self.expect(key, (value,), value)
+        self.expect("quantization_config", (None,), None, ", quantized weights; dequantize and save in float32, float16 or bfloat16")
+
+    def error(self, problem: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {problem}")
+
+    def take(self, key: str, default: Any, *, null_is_default: bool = False) -> Any:
+        """The value of ``key``; ``default`` when absent (or null, where transformers' own default is None).
+
+        Every field has transformers' default, as in transformers: a config.json that omits one gets the default,
+        and a mismatch with the weights then shows up as a shape error naming the tensor."""
+        self.used.add(key)
+        if key not in self.raw or (null_is_default and self.raw[key] is None):
+            return default
+        return self.raw[key]
+
+    def alias(self, key: str, other: str, default: Any) -> Any:
+        """``key``, also accepted under the name ``other``; when both are present they must agree."""
+        if other in self.raw and key in self.raw and not _same(self.raw[key], self.raw[other]):
+            raise self.error(f"{key}={self.raw[key]!r} disagrees with {other}={self.raw[other]!r}; make them equal")
+        self.used.add(other)
+        return self.take(key, self.raw[other] if other in self.raw else default)
+
+    def expect(self, key: str, allowed: tuple[Any, ...], default: Any, why: str = "") -> Any:
+        """A field that changes the math where lmstep implements only the ``allowed`` values."""
+        value = self.take(key, default)
+        if not any(_same(value, a) for a in allowed):
+            shown = " or ".join(json.dumps(a) for a in allowed)
+            raise self.error(
+                f"{key}={json.dumps(value)} is not supported by lmstep's {self.arch} (only {shown}){why}; "
+                "it changes the model's outputs, so the checkpoint is refused"
+            )
+        return value
+
+    def inert(self, *keys: str) -> None:
+        self.used.update(keys)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.raw) - self.used)
+        if unknown:
+            raise self.error(
+                f"unknown field {unknown[0]!r} for a {self.arch} checkpoint; lmstep does not guess whether it changes "
+                "the outputs: remove it from config.json if it does not"
+            )
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality where true != 1 (JSON keeps them apart; Python's == does not)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return a == b
+
+
+# -- GPT-2: transformers GPT2Config ----------------------------------------------------------------------------
+def gpt2_config(f: Fields) -> gpt2.Config:
+    n_embd = f.alias("n_embd", "hidden_size", 768)  # GPT2Config.attribute_map aliases
+    f.expect("activation_function", ("gelu_new", "gelu_pytorch_tanh"), "gelu_new", ", both the tanh approximation of GELU")
+    f.expect("scale_attn_weights", (True,), True, ", scores divided by sqrt(head_dim)")
+    f.expect("scale_attn_by_inverse_layer_idx", (False,), False)
+    f.expect("add_cross_attention", (False,), False)
+    f.expect("tie_word_embeddings", (True,), True, ", the output projection is the token embedding")
+    # reorder_and_upcast_attn only changes the order and precision of the score product in half precision: in
+    # float32 it is the same computation. n_ctx is an old alias that transformers no longer reads. The summary_*
+    # fields and dropouts belong to training or to other heads.
+    f.inert("reorder_and_upcast_attn", "n_ctx", "attn_pdrop", "embd_pdrop", "resid_pdrop", "summary_activation",
+            "summary_first_dropout", "summary_proj_to_labels", "summary_type", "summary_use_proj")
+    return gpt2.Config(
+        vocab_size=f.take("vocab_size", 50257),
+        n_embd=n_embd,
+        n_layer=f.alias("n_layer", "num_hidden_layers", 12),
+        n_head=f.alias("n_head", "num_attention_heads", 12),
+        n_positions=f.alias("n_positions", "max_position_embeddings", 1024),
+        n_inner=f.take("n_inner", 4 * n_embd if isinstance(n_embd, int) else None, null_is_default=True),  # GPT2Block
+        layer_norm_epsilon=f.take("layer_norm_epsilon", 1e-5),
+    )
+
+
+# -- Llama: transformers LlamaConfig ---------------------------------------------------------------------------
+ROPE_KEYS = {"rope_type", "type", "rope_theta", "partial_rotary_factor"}
+
+
+def llama_config(f: Fields) -> llama.Config:
+    hidden, heads = f.take("hidden_size", 4096), f.take("num_attention_heads", 32)
+    f.expect("hidden_act", ("silu",), "silu", ", the SwiGLU gate")
+    f.inert("attention_dropout", "pretraining_tp")  # pretraining_tp: transformers 5 no longer reads it
+    return llama.Config(
+        vocab_size=f.take("vocab_size", 32000),
+        hidden_size=hidden,
+        intermediate_size=f.take("intermediate_size", 11008),
+        num_hidden_layers=f.take("num_hidden_layers", 32),
+        num_attention_heads=heads,
+        num_key_value_heads=f.take("num_key_value_heads", heads, null_is_default=True),  # None: multi-head
+        head_dim=f.take("head_dim", _div(hidden, heads), null_is_default=True),  # None: hidden // heads
+        max_position_embeddings=f.take("max_position_embeddings", 2048),
+        rms_norm_eps=f.take("rms_norm_eps", 1e-6),
+        rope_theta=_rope_theta(f),
+        attention_bias=f.take("attention_bias", False),
+        mlp_bias=f.take("mlp_bias", False),
+        tie_word_embeddings=f.take("tie_word_embeddings", False),
+    )
+
+
+def _rope_theta(f: Fields) -> Any:
+    """RoPE base from transformers 5's ``rope_parameters`` or the older ``rope_theta`` + ``rope_scaling``.
+
+    As transformers' ``convert_rope_params_to_dict``: a non-null rope_scaling wins over rope_parameters; keys
+    inside the dict win over top-level ones; theta defaults to 10000. Only plain RoPE is implemented.
+    """
+    scaling, params = f.take("rope_scaling", None), f.take("rope_parameters", None)
+    top_theta, top_factor = f.take("rope_theta", None), f.take("partial_rotary_factor", None)
+    params = scaling or params or {}
+    name = "rope_scaling" if scaling else "rope_parameters"
+    if not isinstance(params, dict):
+        raise f.error(f"{name} must be an object or null, got {json.dumps(params)}")
+    kind = params.get("rope_type", params.get("type", "default"))
+    if kind != "default":
+        raise f.error(
+            f"{name} has rope_type {json.dumps(kind)}, which lmstep does not implement (only plain RoPE, "
+            "\"default\"); it changes the model's outputs, so the checkpoint is refused"
+        )
+    extra = sorted(set(params) - ROPE_KEYS)
+    if extra:
+        raise f.error(f"{name} has field {extra[0]!r}, which plain RoPE does not use; remove it or fix rope_type")
+    factor = params.get("partial_rotary_factor", 1.0 if top_factor is None else top_factor)
+    if not _same(factor, 1.0):
+        raise f.error(
+            f"partial_rotary_factor={json.dumps(factor)} is not supported by lmstep's llama (only 1: RoPE on the "
+            "whole head); it changes the model's outputs, so the checkpoint is refused"
+        )
+    return params.get("rope_theta", 10000.0 if top_theta is None else top_theta)
+
+
+# -- Mamba: transformers MambaConfig ---------------------------------------------------------------------------
+def mamba_config(f: Fields) -> mamba.Config:
+    hidden = f.alias("hidden_size", "d_model", 768)  # d_model / n_layer: the original mamba_ssm names
+    if not _positive(hidden, int):
+        raise f.error(f"hidden_size must be a positive integer, got {json.dumps(hidden)}")
+    expand = f.take("expand", 2)
+    if not _positive(expand, (int, float)) or int(expand * hidden) < 1:
+        raise f.error(f"expand must be a positive number, got {json.dumps(expand)}")
+    inner = int(expand * hidden)  # MambaConfig.__post_init__ always recomputes intermediate_size this way
+    saved_inner = f.take("intermediate_size", inner)
+    if not _same(saved_inner, inner):
+        raise f.error(f"intermediate_size={saved_inner!r} disagrees with expand * hidden_size = {inner}; make them equal")
+    rank = f.take("time_step_rank", "auto")
+    f.expect("hidden_act", ("silu",), "silu", ", the conv activation and the output gate")
+    f.expect("rms_norm", (True,), True)  # mamba_ssm name: transformers always uses RMSNorm
+    f.expect("ssm_cfg", ({}, None), None)  # mamba_ssm per-layer overrides: transformers reads none
+    # residual_in_fp32: we compute in float32 throughout. time_step_* and rescale_prenorm_residual only shape the
+    # initialisation; use_mambapy / use_associative_scan / fused_add_norm choose an implementation of the same
+    # math; pad_vocab_size_multiple was already applied to vocab_size.
+    f.inert("residual_in_fp32", "rescale_prenorm_residual", "time_step_scale", "time_step_min", "time_step_max",
+            "time_step_init_scheme", "time_step_floor", "use_mambapy", "use_associative_scan", "fused_add_norm",
+            "pad_vocab_size_multiple")
+    return mamba.Config(
+        vocab_size=f.take("vocab_size", 50280),
+        hidden_size=hidden,
+        state_size=f.take("state_size", 16),
+        num_hidden_layers=f.alias("num_hidden_layers", "n_layer", 32),
+        intermediate_size=inner,
+        time_step_rank=math.ceil(hidden / 16) if rank == "auto" else rank,
+        conv_kernel=f.take("conv_kernel", 4),
+        layer_norm_epsilon=f.take("layer_norm_epsilon", 1e-5),
+        use_bias=f.take("use_bias", False),
+        use_conv_bias=f.take("use_conv_bias", True),
+        tie_word_embeddings=f.take("tie_word_embeddings", True),
+    )
+
+
+MAPPERS: dict[str, Callable[[Fields], Any]] = {"gpt2": gpt2_config, "llama": llama_config, "mamba": mamba_config}
+
+
+def read_config(path: str | os.PathLike) -> tuple[str, Any]:
+    """``config.json`` at ``path`` -> (our architecture name, its ``Config``); ConfigError naming the file."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = json.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found; a checkpoint folder needs the config.json that save_pretrained writes") from None
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ConfigError(f"{path}: not valid JSON ({err}); fix or regenerate config.json") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: must hold a JSON object, got {type(raw).__name__}")
+    arch = detect_architecture(raw, path)
+    fields = Fields(raw, path, arch)
+    try:
+        cfg = MAPPERS[arch](fields)
+    except ConfigError as err:
+        if str(err).startswith(path):
+            raise
+        raise ConfigError(f"{path}: {err}") from None  # a Config validator's message, now naming the file
+    fields.finish()
+    return arch, cfg
+
+
+def detect_architecture(raw: dict[str, Any], path: str) -> str:
+    """From ``architectures`` (the class save_pretrained wrote) or else ``model_type``; both must agree."""
+    names, model_type = raw.get("architectures"), raw.get("model_type")
+    arch = None
+    if names is not None:
+        if not (isinstance(names, list) and len(names) == 1 and isinstance(names[0], str)):
+            raise ConfigError(f"{path}: architectures must list exactly one class name, got {json.dumps(names)}")
+        if names[0] not in ARCHITECTURES:
+            raise ConfigError(
+                f"{path}: architecture {names[0]!r} is not supported; lmstep loads {', '.join(ARCHITECTURES)}"
+            )
+        arch = ARCHITECTURES[names[0]]
+    if model_type is not None:
+        if model_type not in MODEL_TYPES:
+            raise ConfigError(f"{path}: model_type {model_type!r} is not supported; lmstep loads {', '.join(MODEL_TYPES)}")
+        if arch is not None and MODEL_TYPES[model_type] != arch:
+            raise ConfigError(f"{path}: model_type {model_type!r} disagrees with architectures {names[0]!r}")
+        arch = MODEL_TYPES[model_type]
+    if arch is None:
+        raise ConfigError(f"{path}: has neither architectures nor model_type; add \"model_type\": one of {', '.join(MODEL_TYPES)}")
+    return arch
+
+
+def _positive(x: Any, types: Any) -> bool:
+    return isinstance(x, types) and not isinstance(x, bool) and x > 0
+
+
+def _div(a: Any, b: Any) -> Any:
+    return a // b if isinstance(a, int) and isinstance(b, int) and b > 0 else None

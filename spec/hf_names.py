@@ -1,0 +1,111 @@
+"""Our parameter names <-> Hugging Face tensor names, and the layout change between them.
+
+Ours are the dotted names of ``<arch>.param_shapes(cfg)``; matrices are stored [in, out] so a layer is
+``x @ W``. transformers' ``nn.Linear`` stores [out, in] (``x @ W.T``), so those are transposed ("linear");
+GPT-2's ``Conv1D`` is already [in, out] ("copy"); Mamba's depthwise ``nn.Conv1d`` weight is [E, 1, W] and ours
+is [W, E] ("conv").
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+# transformers' base_model_prefix per architecture: the backbone's tensors live under it.
+PREFIX = {"gpt2": "transformer.", "llama": "model.", "mamba": "backbone."}
+LAYER = {"gpt2": "transformer.h.{i}.", "llama": "model.layers.{i}.", "mamba": "backbone.layers.{i}."}
+
+# Per-layer leaves: our leaf -> (HF suffix after the layer prefix, layout).
+LAYER_LEAVES: dict[str, dict[str, tuple[str, str]]] = {
+    "llama": {
+        "input_layernorm": ("input_layernorm.weight", "copy"),
+        "post_attention_layernorm": ("post_attention_layernorm.weight", "copy"),
+        **{f"{p}_proj": (f"self_attn.{p}_proj.weight", "linear") for p in "qkvo"},
+        **{f"{p}_bias": (f"self_attn.{p}_proj.bias", "copy") for p in "qkvo"},
+        **{f"{p}_proj": (f"mlp.{p}_proj.weight", "linear") for p in ("gate", "up", "down")},
+        **{f"{p}_bias": (f"mlp.{p}_proj.bias", "copy") for p in ("gate", "up", "down")},
+    },
+    "gpt2": {  # Conv1D weights are already [in, out]
+        **{f"{ln}_{p}": (f"{ln}.{p}", "copy") for ln in ("ln_1", "ln_2") for p in ("weight", "bias")},
+        **{f"c_attn_{p}": (f"attn.c_attn.{p}", "copy") for p in ("weight", "bias")},
+        **{f"attn_c_proj_{p}": (f"attn.c_proj.{p}", "copy") for p in ("weight", "bias")},
+        **{f"c_fc_{p}": (f"mlp.c_fc.{p}", "copy") for p in ("weight", "bias")},
+        **{f"mlp_c_proj_{p}": (f"mlp.c_proj.{p}", "copy") for p in ("weight", "bias")},
+    },
+    "mamba": {
+        "norm": ("norm.weight", "copy"),
+        "in_proj": ("mixer.in_proj.weight", "linear"),
+        "in_proj_bias": ("mixer.in_proj.bias", "copy"),
+        "conv1d_weight": ("mixer.conv1d.weight", "conv"),
+        "conv1d_bias": ("mixer.conv1d.bias", "copy"),
+        "x_proj": ("mixer.x_proj.weight", "linear"),
+        "dt_proj": ("mixer.dt_proj.weight", "linear"),
+        "dt_proj_bias": ("mixer.dt_proj.bias", "copy"),
+        "A_log": ("mixer.A_log", "copy"),
+        "D": ("mixer.D", "copy"),
+        "out_proj": ("mixer.out_proj.weight", "linear"),
+        "out_proj_bias": ("mixer.out_proj.bias", "copy"),
+    },
+}
+
+# Top-level parameters: our name -> (HF name, layout).
+TOP: dict[str, dict[str, tuple[str, str]]] = {
+    "llama": {"embed_tokens": ("model.embed_tokens.weight", "copy"), "norm": ("model.norm.weight", "copy"),
+              "lm_head": ("lm_head.weight", "linear")},
+    "gpt2": {"wte": ("transformer.wte.weight", "copy"), "wpe": ("transformer.wpe.weight", "copy"),
+             "ln_f_weight": ("transformer.ln_f.weight", "copy"), "ln_f_bias": ("transformer.ln_f.bias", "copy")},
+    "mamba": {"embeddings": ("backbone.embeddings.weight", "copy"), "norm_f": ("backbone.norm_f.weight", "copy"),
+              "lm_head": ("lm_head.weight", "linear")},
+}
+# The input embedding, which a tied output projection reuses.
+EMBEDDING = {"llama": "model.embed_tokens.weight", "gpt2": "transformer.wte.weight", "mamba": "backbone.embeddings.weight"}
+LM_HEAD = "lm_head.weight"
+
+# Tensors some checkpoints carry that transformers recomputes and never reads: GPT-2's causal-mask buffers
+# (attn.bias, attn.masked_bias) and Llama's RoPE frequencies (rotary_emb.inv_freq). They cannot change the math.
+IGNORED = {
+    "gpt2": re.compile(r"transformer\.h\.\d+\.attn\.(bias|masked_bias)"),
+    "llama": re.compile(r"model\.(layers\.\d+\.self_attn\.)?rotary_emb\.inv_freq"),
+    "mamba": re.compile(r"(?!)"),  # none
+}
+
+_LAYER_NAME = re.compile(r"layers\.(\d+)\.(\w+)")
+
+
+def hf_name(arch: str, ours: str) -> tuple[str, str]:
+    """Our dotted parameter name -> (HF tensor name, layout: "copy" | "linear" | "conv")."""
+    m = _LAYER_NAME.fullmatch(ours)
+    if m:
+        suffix, layout = LAYER_LEAVES[arch][m.group(2)]
+        return LAYER[arch].format(i=m.group(1)) + suffix, layout
+    return TOP[arch][ours]
+
+
+def hf_shape(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
+    """The shape transformers stores for one of our parameters of ``shape``."""
+    if layout == "linear":
+        return shape[::-1]
+    if layout == "conv":
+        return (shape[1], 1, shape[0])  # ours [W, E] -> nn.Conv1d [E, 1, W]
+    return shape
+
+
+def to_ours(a: np.ndarray, layout: str) -> np.ndarray:
+    """An HF tensor in our layout, C-contiguous."""
+    if layout == "linear":
+        a = a.T
+    elif layout == "conv":
+        a = a[:, 0, :].T
+    return np.ascontiguousarray(a)
+
+
+def with_base_prefix(arch: str, names: Any) -> dict[str, str]:
+    """{canonical HF name: name in the file}. Checkpoints saved from the bare backbone (GPT2Model, or OpenAI's
+    original ``gpt2`` upload) lack the ``transformer.`` prefix; transformers adds it when loading, and so do we."""
+    names = list(names)
+    prefix = PREFIX[arch]
+    if any(n.startswith(prefix) for n in names):
+        return {n: n for n in names}
+    return {(n if n == LM_HEAD else prefix + n): n for n in names}

@@ -1,0 +1,163 @@
+"""Build the checkpoint fixtures in tests/fixtures/hf/ and record what transformers computes for them.
+
+    pip install -e '.[hf]'          # torch==2.13.0, transformers, safetensors
+    python tools/make_fixtures.py   # rewrites tests/fixtures/hf/
+
+Each fixture is a small randomly initialised transformers model (tools/hf_random.py), saved with
+``save_pretrained`` as a checkpoint folder (config.json + model.safetensors, or shards + index), plus:
+- expected.json: the token sequences, the greedy prompts and transformers' greedy continuations
+  (``generate(do_sample=False)``), the versions of transformers and torch, and the attention implementation;
+- expected.safetensors: transformers' float32 logits, ``logits.{i}`` [len, V] for sequence i (one forward
+  pass), and ``decode_logits.{j}`` [steps, V] for greedy prompt j (the scores ``generate`` computed step by
+  step with its cache).
+The reference logits always come from the checkpoint as saved, reloaded in float32, so a bfloat16 or float16
+fixture is compared on exactly the weights lmstep reads. The tests (tests/test_checkpoints.py) need no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import torch
+import transformers
+from safetensors.numpy import save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hf_random import build  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "fixtures", "hf")
+STEPS = 12  # greedy tokens per prompt
+SEQ_LENS = (1, 6, 17)  # one token, a short and a longer sequence (17: not a power of two, for Mamba's scan)
+
+# name -> (architecture, config, how it is saved). Several configs per architecture, each exercising fields
+# that change the math; one bfloat16, one float16, two sharded, one with a tokenizer.
+FIXTURES: dict[str, tuple[str, dict, dict]] = {
+    "gpt2-base": ("gpt2", dict(vocab_size=0, n_embd=32, n_layer=2, n_head=4, n_positions=64), {"tokenizer": True}),
+    "gpt2-ninner-bf16": (
+        "gpt2",
+        dict(vocab_size=80, n_embd=24, n_layer=3, n_head=2, n_positions=48, n_inner=40,
+             activation_function="gelu_pytorch_tanh", layer_norm_epsilon=1e-3),
+        {"dtype": torch.bfloat16},
+    ),
+    "llama-gqa-theta-sharded": (
+        "llama",
+        dict(vocab_size=72, hidden_size=32, intermediate_size=56, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, rope_theta=500000.0, rms_norm_eps=1e-5, max_position_embeddings=64),
+        {"max_shard_size": 24_000},
+    ),
+    "llama-mha-tied": (
+        "llama",
+        dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=4, tie_word_embeddings=True, max_position_embeddings=64),
+        {},
+    ),
+    "llama-mqa-headdim-bias-bf16": (
+        "llama",
+        dict(vocab_size=70, hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=1, head_dim=12, attention_bias=True, mlp_bias=True, rope_theta=100.0,
+             rms_norm_eps=1e-4, max_position_embeddings=64),
+        {"dtype": torch.bfloat16},
+    ),
+    "mamba-base": (
+        "mamba",
+        dict(vocab_size=64, hidden_size=32, state_size=8, num_hidden_layers=2, expand=2, conv_kernel=4),
+        {},
+    ),
+    "mamba-bias-rank-f16-sharded": (
+        "mamba",
+        dict(vocab_size=60, hidden_size=24, state_size=4, num_hidden_layers=2, expand=3, conv_kernel=3,
+             time_step_rank=5, use_bias=True, use_conv_bias=False, tie_word_embeddings=False, layer_norm_epsilon=1e-4),
+        {"dtype": torch.float16, "max_shard_size": 20_000},
+    ),
+}
+
+CORPUS = (
+    "the quick brown fox jumps over the lazy dog. a step is a pure function of state, input and rand. "
+    "hello world, hello state. the model is written down as an equation, and the equation is checked. "
+)
+
+
+def make_tokenizer():
+    """A tiny BPE tokenizer (Metaspace, as SentencePiece models spell spaces) trained on CORPUS."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    alphabet = sorted(set(CORPUS.replace(" ", "\u2581")))
+    tok.train_from_iterator([CORPUS] * 4, trainers.BpeTrainer(vocab_size=96, special_tokens=["<unk>"], initial_alphabet=alphabet))
+    return tok
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    if os.path.isdir(ROOT):
+        shutil.rmtree(ROOT)
+    for seed, (name, (arch, config, how)) in enumerate(FIXTURES.items()):
+        folder = os.path.join(ROOT, name)
+        tok = make_tokenizer() if how.get("tokenizer") else None
+        if tok is not None:
+            config = dict(config, vocab_size=tok.get_vocab_size())
+        # No eos: generate must not stop early, and bos/eos ids must lie inside the tiny vocabularies.
+        config = dict(config, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+        model = build(arch, 1000 + seed, **config)
+        model.to(how.get("dtype", torch.float32)).save_pretrained(folder, max_shard_size=how.get("max_shard_size", "50GB"))
+        os.remove(os.path.join(folder, "generation_config.json"))  # lmstep reads config.json only
+        if tok is not None:
+            tok.save(os.path.join(folder, "tokenizer.json"))
+        record(folder, arch, config, tok, seed)
+        files = sorted(os.listdir(folder))
+        size = sum(os.path.getsize(os.path.join(folder, f)) for f in files)
+        print(f"{name:<30} {size / 1024:7.1f} KiB  {', '.join(files)}")
+    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(ROOT) for f in fs)
+    print(f"total {total / 1024:.1f} KiB")
+
+
+def record(folder: str, arch: str, config: dict, tok, seed: int) -> None:
+    ref = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    vocab = ref.config.vocab_size
+    rng = np.random.default_rng(seed)
+    sequences = [rng.integers(0, vocab, n).tolist() for n in SEQ_LENS]
+    prompts = [sequences[1][:3], rng.integers(0, vocab, 5).tolist()]
+    arrays: dict[str, np.ndarray] = {}
+    with torch.no_grad():
+        for i, seq in enumerate(sequences):
+            arrays[f"logits.{i}"] = ref(torch.tensor([seq])).logits[0].float().numpy()
+        greedy = []
+        prompt_text = None
+        if tok is not None:
+            prompt_text = "hello state"
+            prompts.append(tok.encode(prompt_text).ids)
+        for j, prompt in enumerate(prompts):
+            out = ref.generate(
+                torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                max_new_tokens=STEPS, do_sample=False, eos_token_id=None, pad_token_id=0,
+                output_logits=True, return_dict_in_generate=True,
+            )
+            new = out.sequences[0, len(prompt):].tolist()
+            assert len(new) == STEPS, new
+            greedy.append({"prompt": prompt, "tokens": new})
+            arrays[f"decode_logits.{j}"] = torch.cat(out.logits, 0).float().numpy()  # [STEPS, V]
+    expected = {
+        "about": "transformers' outputs for this checkpoint; written by tools/make_fixtures.py, read by tests/test_checkpoints.py",
+        "architecture": arch,
+        "versions": {"transformers": transformers.__version__, "torch": torch.__version__},
+        "attn_implementation": getattr(ref.config, "_attn_implementation", None),
+        "sequences": sequences,
+        "greedy": greedy,
+    }
+    if tok is not None:
+        expected["prompt_text"] = prompt_text
+        expected["greedy_text"] = tok.decode(greedy[-1]["prompt"] + greedy[-1]["tokens"])
+    with open(os.path.join(folder, "expected.json"), "w") as fh:
+        json.dump(expected, fh, indent=1)
+        fh.write("\n")
+    save_file(arrays, os.path.join(folder, "expected.safetensors"))
+
+
+if __name__ == "__main__":
+    main()

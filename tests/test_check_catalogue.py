@@ -81,3 +81,40 @@ def test_a_misbehaving_program_is_a_failure_of_that_program(bug, needle):
     assert needle in report.message
     if bug == "crash":
         assert "segmentation fault (simulated)" in report.stderr_tail
+
+
+class OwnRng:
+    """An implementation whose sampler ignores the given rand and draws from its own RNG (numpy's), with the
+    spec's distribution (``scale`` = 1) or a wrong temperature (``scale`` != 1)."""
+
+    def __init__(self, model, scale=1.0):
+        from lmstep.runtime.check.mutants import Engine
+
+        self.engine, self.scale = Engine(model, "own-rng"), scale
+        self.name, self.vocab_size, self.capabilities = "own-rng", model.vocab_size, self.engine.capabilities
+        self.rng, self.model = __import__("numpy").random.default_rng(0), model
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def decode(self, s, token, rand):
+        from lmstep.runtime.check.levels import kept_distribution
+
+        state, logits, _ = self.engine.decode(s, token, rand)
+        hot = self.model.with_sampler(temperature=self.model.sampler.temperature * self.scale)
+        probs = kept_distribution(logits, hot.sampler)
+        ids, p = list(probs), __import__("numpy").array(list(probs.values()))
+        return state, logits, int(self.rng.choice(ids, p=p / p.sum()))
+
+
+def test_own_rng_reaches_l3_but_not_l2():
+    model = load("tiny-llama", temperature=1.0, top_k=20)
+    assert check(model, OwnRng(model), required=Level.L3, max_examples=8).passed
+    report = check(model, OwnRng(model), required=Level.L2, max_examples=8)
+    assert not report.passed and report.failed_law == "sampler"
+
+
+def test_wrong_distribution_fails_even_at_l3():
+    model = load("tiny-llama", temperature=1.0, top_k=20)
+    report = check(model, OwnRng(model, scale=3.0), required=Level.L3, max_examples=15)
+    assert not report.passed and "distribution differs" in report.message

@@ -4,7 +4,8 @@
     L1 numeric      within the spec's measured tolerance: rel_err <= FORMS[arch] (lmstep.spec.conformance)
     L2 tokens       the decisions agree: argmax per row, and the sampled token for the same rand, except where
                     the spec's decision is within the margin (below) and a different token is excused
-    L3 distribution tokens drawn over many rands follow the spec's distribution (chi-square test)
+    L3 distribution tokens drawn with many rands from one state follow the spec's distribution (G-test,
+                    p >= 0.001): what an implementation with its own RNG can reach
 
 Margin rule for L2 (a stated margin, not the observed error, so a large error never excuses itself): let
 delta = MARGIN * max(1, max|z_spec|). A different token is excused only where a logit change of delta could flip
@@ -16,6 +17,7 @@ by at most exp(delta / T)). The checker then continues from the implementation's
 from __future__ import annotations
 
 import enum
+import math
 from typing import Any
 
 import attrs
@@ -84,17 +86,66 @@ def grade_logits(impl: np.ndarray, spec: np.ndarray, tol: float) -> Grade:
 
 
 def grade_token(token: int, spec_token: int, spec_logits: np.ndarray, u: float, sampler: Sampler) -> Grade:
-    """The sampled token for the same rand: L0 when equal (the logits decide the level), else L2 if a near tie."""
+    """The sampled token for the same rand: L0 when equal (the logits decide the level), L2 if a near tie.
+
+    Otherwise greedy decoding has failed; a sampled token that differs only shows that the implementation does
+    not reproduce the spec's draw (e.g. it uses its own RNG): L3 at best, decided by the distribution rule.
+    """
     if token == spec_token:
         return Grade(Level.L0, 0.0)
     delta = _delta(spec_logits)
     if sampler.temperature == 0:
-        excused = top2_gap(spec_logits) < 2 * delta
-    else:
-        excused = boundary_distance(spec_logits, u, sampler) < 2 * delta / sampler.temperature
-    if excused:
+        if top2_gap(spec_logits) < 2 * delta:
+            return Grade(Level.L2, 0.0, 1, note=f"token {token} != spec {spec_token}, a near tie")
+        return Grade(Level.FAIL, float("inf"), note=f"greedy token {token} != spec {spec_token} (not a near tie)")
+    if boundary_distance(spec_logits, u, sampler) < 2 * delta / sampler.temperature:
         return Grade(Level.L2, 0.0, 1, note=f"token {token} != spec {spec_token}, a near tie")
-    return Grade(Level.FAIL, float("inf"), note=f"sampled token {token} != spec {spec_token} (not a near tie)")
+    return Grade(Level.L3, 0.0, note=f"sampled token {token} != spec {spec_token} for the same rand")
+
+
+def grade_distribution(tokens: list[int], spec_tokens: list[int], probs: dict[int, float], u: list[float],
+                       spec_logits: np.ndarray, sampler: Sampler) -> Grade:
+    """Many draws from one state with different rands: token by token (L0/L2), else a G-test of the
+    implementation's token counts against the spec's probabilities (L3 when p >= 0.001, else FAIL)."""
+    per_draw = [grade_token(t, s, spec_logits, x, sampler) for t, s, x in zip(tokens, spec_tokens, u)]
+    best = min(g.level for g in per_draw)
+    if best >= Level.L2:
+        return Grade(best, 0.0, sum(g.excused for g in per_draw))
+    outside = [t for t in tokens if probs.get(t, 0.0) == 0.0]
+    if outside:
+        return Grade(Level.FAIL, float("inf"), note=f"token {outside[0]} has probability 0 under the spec")
+    p_value = g_test(tokens, probs)
+    if p_value >= 1e-3:
+        return Grade(Level.L3, 0.0, note=f"distribution agrees (G-test p = {p_value:.3g}, {len(tokens)} draws)")
+    return Grade(Level.FAIL, float("inf"), note=f"token distribution differs (G-test p = {p_value:.2g}, {len(tokens)} draws)")
+
+
+def kept_distribution(z: np.ndarray, s: Sampler) -> dict[int, float]:
+    """The spec's probability of each token under the sampler (SPEC.md §3): bucket width e_r / c_{m-1}."""
+    if s.temperature == 0:
+        return {int(np.argmax(z)): 1.0}
+    order, e, c, m = _buckets(z, s)
+    return {int(order[r]): float(e[r]) / float(c[m - 1]) for r in range(m) if e[r] > 0}
+
+
+def g_test(tokens: list[int], probs: dict[int, float]) -> float:
+    """p-value of the likelihood-ratio (G) test of observed token counts against ``probs``; bins with an
+    expected count below 5 are pooled into one. Chi-square tail by the Wilson-Hilferty approximation."""
+    n = len(tokens)
+    counts: dict[int, int] = {}
+    for t in tokens:
+        counts[t] = counts.get(t, 0) + 1
+    big = [t for t, p in probs.items() if p * n >= 5]
+    obs = [counts.get(t, 0) for t in big] + [n - sum(counts.get(t, 0) for t in big)]
+    exp = [probs[t] * n for t in big] + [n * (1.0 - sum(probs[t] for t in big))]
+    if exp[-1] <= 1e-9:
+        obs, exp = obs[:-1], exp[:-1]
+    dof = len(obs) - 1
+    if dof < 1:
+        return 1.0
+    g = 2.0 * sum(o * math.log(o / e) for o, e in zip(obs, exp) if o > 0)
+    z = ((g / dof) ** (1 / 3) - (1 - 2 / (9 * dof))) / math.sqrt(2 / (9 * dof))
+    return 0.5 * math.erfc(z / math.sqrt(2))
 
 
 def _delta(z: np.ndarray) -> float:
@@ -108,8 +159,8 @@ def top2_gap(z: np.ndarray) -> float:
     return float(top[1] - top[0])
 
 
-def boundary_distance(z: np.ndarray, u: float, s: Sampler) -> float:
-    """|target - nearest bucket boundary| / c_{m-1}, following SPEC.md §3 steps 1-6 in float32."""
+def _buckets(z: np.ndarray, s: Sampler):
+    """SPEC.md §3 steps 1-5 in float32: the rank order, e, the cumulative c and the kept-prefix size m."""
     f32 = np.float32
     y = z.astype(np.float32) / f32(s.temperature)
     order = np.argsort(-y, kind="stable")
@@ -119,8 +170,14 @@ def boundary_distance(z: np.ndarray, u: float, s: Sampler) -> float:
     c = np.cumsum(e, dtype=np.float32)
     prev = np.concatenate([[f32(0)], c[:-1]])
     m = k if s.top_p >= 1 else int(np.sum((prev < c[-1] * f32(s.top_p)) & (np.arange(len(z)) < k)))
+    return order, e, c, m
+
+
+def boundary_distance(z: np.ndarray, u: float, s: Sampler) -> float:
+    """|target - nearest bucket boundary| / c_{m-1} for the spec's draw with rand u."""
+    _, _, c, m = _buckets(z, s)
     total = float(c[m - 1])
-    target = float(f32(u) * f32(total))
+    target = float(np.float32(u) * np.float32(total))
     return float(np.min(np.abs(c[:m].astype(np.float64) - target))) / total
 
 

@@ -10,6 +10,7 @@ Operations are plain data (JSON-able dicts), so the same executor serves the Hyp
     {"op": "run_batch", "sessions": [...], "new": [...], "tokens": [[...], ...]}
     {"op": "repeat", "session": s, "token": t, "rand": {...}}                  the same decode twice on forks
     {"op": "causality", "tokens": [...], "extra": [...]}                       a prefix vs its extension
+    {"op": "distribution", "session": s, "token": t, "rands": [{"f32": ...}, ...]}   many draws, one state
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from lmstep.spec import Model, State
 from lmstep.spec.conformance import FORMS
 
 from .codec import f32_value
-from .levels import Grade, Level, grade_logits, grade_numbers, grade_token
+from .levels import Grade, Level, grade_distribution, grade_logits, grade_numbers, grade_token, kept_distribution
 
 LAWS = {
     "unrolled": "a chunk from the initial state (prefill) = spec",
@@ -152,8 +153,9 @@ class Executor:
         _, la, ta = self.impl.decode(first, op["token"], rand)
         _, lb, tb = self.impl.decode(second, op["token"], rand)
         g = grade_numbers(lb, la, self.tol)
-        if ta != tb:
-            g = Grade(Level.FAIL, float("inf"), note=f"sampled {ta}, then {tb}")
+        if ta != tb:  # the same rand gave two tokens: a sampler not keyed by rand can at best agree in distribution
+            level = Level.L3 if self.model.sampler.temperature > 0 else Level.FAIL
+            g = Grade(min(level, g.level), g.err, note=f"sampled {ta}, then {tb} with the same rand")
         self.grade("determinism", g, where)
 
     def _causality(self, op: dict[str, Any], where: str) -> None:
@@ -163,3 +165,18 @@ class Executor:
         _, short = self.impl.run(self.impl.init(), prefix)
         _, longer = self.impl.run(self.impl.init(), prefix + extra)
         self.grade("causality", grade_numbers(longer[: len(prefix)], short, self.tol), where)
+
+    def _distribution(self, op: dict[str, Any], where: str) -> None:
+        if op["session"] not in self.sessions or not ({"fork", "immutable"} & self.impl.capabilities):
+            raise NotApplicable("distribution")
+        s = self.sessions[op["session"]]
+        self._fits(s, 1)
+        rands = [f32_value(r) for r in op["rands"]]
+        tokens = []
+        for rand in rands:
+            handle = s.handle if self.keep else self.impl.fork(s.handle)
+            tokens.append(self.impl.decode(handle, op["token"], rand)[2])
+        spec_logits = self.model.step(s.spec, op["token"], rands[0])[1].logits
+        spec_tokens = [self.model.sample(spec_logits, rand) for rand in rands]
+        probs = kept_distribution(spec_logits, self.model.sampler)
+        self.grade("sampler", grade_distribution(tokens, spec_tokens, probs, rands, spec_logits, self.model.sampler), where)

@@ -25,6 +25,9 @@ from .lockstep import Executor, NotApplicable, needed
 from .protocol import ImplementationError
 
 
+DRAWS = 200  # draws per distribution test: enough for a G-test to see a 10-point probability shift
+
+
 class Failure(AssertionError):
     def __init__(self, law: str, grade: Grade, where: str, required: Level):
         self.law, self.grade, self.where = law, grade, where
@@ -75,6 +78,7 @@ def build_machine(model: Model, impl: Any, rec: Recorder, max_chunk: int = 12) -
             super().__init__()
             rec.new_example()
             self.ex = Executor(model, impl, rec.grade)
+            self.drawn = False
 
         def _do(self, op: dict[str, Any]) -> bool:
             if rec.impl_error is not None:
@@ -131,6 +135,14 @@ def build_machine(model: Model, impl: Any, rec: Recorder, max_chunk: int = 12) -
         def repeat(self, sid: int, token: int, seed: int) -> None:
             rand = rand_for(seed, self._pos(sid) + 1)
             self._do({"op": "repeat", "session": sid, "token": token, "rand": f32_hex(rand)})
+
+        @precondition(lambda self: bool({"fork", "immutable"} & caps) and model.sampler.temperature > 0 and not self.drawn)
+        @rule(sid=sessions, token=tokens, seed=seeds)
+        def distribution(self, sid: int, token: int, seed: int) -> None:
+            self.drawn = True  # DRAWS decodes: at most once per run, to keep runs cheap
+            pos = self._pos(sid) + 1
+            rands = [f32_hex(rand_for((seed + i) % 2**64, pos)) for i in range(DRAWS)]
+            self._do({"op": "distribution", "session": sid, "token": token, "rands": rands})
 
         @rule(prefix=st.lists(tokens, min_size=1, max_size=8), extra=st.lists(tokens, min_size=1, max_size=4))
         def causality(self, prefix: list[int], extra: list[int]) -> None:

@@ -256,7 +256,7 @@ def detect_architecture(raw: dict[str, Any], path: str) -> str:
             )
         arch = ARCHITECTURES[names[0]]
     if model_type is not None:
-        if model_type not in MODEL_TYPES:
+        if not isinstance(model_type, str) or model_type not in MODEL_TYPES:
             raise ConfigError(f"{path}: model_type {model_type!r} is not supported; lmstep loads {', '.join(MODEL_TYPES)}")
         if arch is not None and MODEL_TYPES[model_type] != arch:
             raise ConfigError(f"{path}: model_type {model_type!r} disagrees with architectures {names[0]!r}")

@@ -22,7 +22,7 @@ import numpy as np
 
 from lmstep.spec import Model, load
 from lmstep.spec.conformance import FORMS, rel_err
-from lmstep.spec.errors import CheckpointError, InputError
+from lmstep.spec.errors import CheckpointError, InputError, LmstepError
 
 from .codec import f32_value
 from .levels import Grade, Level, parse_level
@@ -73,19 +73,73 @@ def read(path: Path) -> dict[str, Any]:
             raise InputError(f"{path}: the field {key!r} is missing")
     if not isinstance(doc["ops"], list) or not all(isinstance(op, dict) and "op" in op for op in doc["ops"]):
         raise InputError(f"{path}: ops must be a list of objects with an 'op' field")
+    if "required_level" in doc and doc["required_level"] not in ("L0", "L1", "L2", "L3"):
+        raise InputError(f"{path}: required_level must be one of L0, L1, L2, L3")
     return doc
 
 
 def open_model(doc: dict[str, Any]) -> Model:
     info = doc["model"]
-    try:
-        s = info.get("sampler", {})
-        model = load(info["name"], temperature=s.get("temperature", 0.0), top_k=s.get("top_k", 0), top_p=s.get("top_p", 1.0))
-    except (KeyError, TypeError):
-        raise InputError("the counterexample's model section needs name and sampler settings") from None
+    s = info.get("sampler", {}) if isinstance(info, dict) else None
+    if not isinstance(info, dict) or not isinstance(info.get("name"), str) or not isinstance(s, dict):
+        raise InputError("the counterexample's model section needs a name (string) and sampler settings (object)")
+    model = load(info["name"], temperature=s.get("temperature", 0.0), top_k=s.get("top_k", 0), top_p=s.get("top_p", 1.0))
     if info.get("weights_digest") not in (None, model.weights_digest()):
         raise CheckpointError(f"model {info['name']!r} here has different weights than the counterexample was found with")
     return model
+
+
+_INT, _TOKENS = "int", "tokens"
+OP_FIELDS = {  # the schema of each operation record: field -> kind
+    "init": {"new": _INT},
+    "run": {"session": _INT, "new": _INT, "tokens": _TOKENS},
+    "decode": {"session": _INT, "new": _INT, "token": _INT, "rand": "f32"},
+    "fork": {"session": _INT, "new": _INT},
+    "run_batch": {"sessions": "ints", "new": "ints", "tokens": "token_lists"},
+    "repeat": {"session": _INT, "token": _INT, "rand": "f32"},
+    "causality": {"tokens": _TOKENS, "extra": _TOKENS},
+    "distribution": {"session": _INT, "token": _INT, "rands": "f32s"},
+}
+
+
+def validate_ops(ops: Any, vocab: int) -> None:
+    """One clear line for the first malformed operation record (before anything runs)."""
+    if not isinstance(ops, list):
+        raise InputError("ops must be a list of operation objects")
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def token_ok(v: Any) -> bool:
+        return is_int(v) and 0 <= v < vocab
+
+    checks = {
+        _INT: is_int,
+        "ints": lambda v: isinstance(v, list) and all(map(is_int, v)),
+        _TOKENS: lambda v: isinstance(v, list) and len(v) > 0 and all(map(token_ok, v)),
+        "token_lists": lambda v: isinstance(v, list) and all(isinstance(c, list) and c and all(map(token_ok, c)) for c in v),
+        "f32": lambda v: _f32_ok(v),
+        "f32s": lambda v: isinstance(v, list) and len(v) > 0 and all(map(_f32_ok, v)),
+    }
+    for i, op in enumerate(ops):
+        kind = op.get("op") if isinstance(op, dict) else None
+        if kind not in OP_FIELDS:
+            raise InputError(f"op {i}: unknown operation {kind!r}; known: {', '.join(OP_FIELDS)}")
+        for field, want in OP_FIELDS[kind].items():
+            if not checks[want](op.get(field)):
+                raise InputError(f"op {i} ({kind}): field {field!r} is missing or not {want.replace('_', ' ')}")
+        if kind in ("decode", "repeat", "distribution") and not token_ok(op["token"]):
+            raise InputError(f"op {i} ({kind}): token {op['token']} is outside the vocabulary [0, {vocab})")
+        if kind == "run_batch" and not len(op["sessions"]) == len(op["new"]) == len(op["tokens"]):
+            raise InputError(f"op {i} (run_batch): sessions, new and tokens must have the same length")
+
+
+def _f32_ok(v: Any) -> bool:
+    try:
+        x = f32_value(v)
+    except LmstepError:
+        return False
+    return 0.0 <= x < 1.0
 
 
 @attrs.frozen
@@ -99,6 +153,7 @@ class OpResult:
 
 def replay(doc: dict[str, Any], model: Model, impl: Any) -> list[OpResult]:
     """Re-run every op on the spec and ``impl``; stop at the first divergence and locate it by layer."""
+    validate_ops(doc["ops"], model.vocab_size)
     required = parse_level(doc.get("required_level", "L1"))
     fails: list[tuple[str, Grade, str]] = []
 

@@ -25,7 +25,7 @@ def f32_hex(x: float) -> dict[str, str]:
 
 def f32_value(obj: Any) -> float:
     if isinstance(obj, (int, float)) and not isinstance(obj, bool):
-        return float(np.float32(obj))
+        return float(_as_f32(np.asarray(obj, dtype=np.float64)))
     try:
         bits = int(obj["f32"], 16)
         if not 0 <= bits < 2**32:
@@ -44,9 +44,10 @@ def decode_array(obj: Any) -> np.ndarray:
     """The inverse of encode_array; also accepts nested lists of numbers (convenient for hand-written peers)."""
     if isinstance(obj, list):
         try:
-            return np.asarray(obj, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise CodecError("array given as a list must contain only numbers") from None
+            wide = np.asarray(obj, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise CodecError("array given as a list must contain only numbers, nested evenly") from None
+        return _as_f32(wide)
     try:
         if obj.get("dtype") != "f32":
             raise CodecError(f"unsupported array dtype {obj.get('dtype')!r}; use \"f32\"")
@@ -59,3 +60,10 @@ def decode_array(obj: Any) -> np.ndarray:
     if any(n < 0 for n in shape) or len(raw) != 4 * int(np.prod(shape, dtype=np.int64)):
         raise CodecError(f"array bytes ({len(raw)}) do not match shape {shape} of float32")
     return np.frombuffer(raw, dtype="<f4").reshape(shape).astype(np.float32)
+
+
+def _as_f32(wide: np.ndarray) -> np.ndarray:
+    """float64 -> float32, refusing finite values that float32 cannot hold (they would silently become inf)."""
+    if (np.isfinite(wide) & (np.abs(wide) > np.finfo(np.float32).max)).any():
+        raise CodecError("a number is outside the float32 range; send float32 values")
+    return wide.astype(np.float32)

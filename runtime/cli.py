@@ -17,10 +17,12 @@ Examples:
   lmstep models
   lmstep step --model tiny-llama --prompt "Hello" --steps 8
   lmstep generate --model tiny-gpt2 --tokens 72,105 --steps 16 --seed 1 --temperature 0.8 --json
+  lmstep export --model tiny-llama --out out/tiny-llama
+  lmstep generate --model out/tiny-llama --prompt "Hello" --provider cpu
 """
 
 # Subcommand modules, in help order; each defines register(app).
-COMMANDS = ["models", "step", "generate"]
+COMMANDS = ["models", "step", "generate", "export"]
 
 app = typer.Typer(
     help=HELP,

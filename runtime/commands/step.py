@@ -19,6 +19,7 @@ the sampled token, and a digest of the new state.
 Examples:
   lmstep step -m tiny-llama --prompt "Hi" --steps 8
   lmstep step -m tiny-mamba --tokens 1,2,3 --temperature 0.8 --seed 7 --json
+  lmstep step -m tiny-gpt2 --prompt "Hi" --runtime onnx --provider cpu
 """
 
 
@@ -34,13 +35,15 @@ def register(app: typer.Typer) -> None:
         top_k: int = opt.TopK,
         top_p: float = opt.TopP,
         as_json: bool = opt.Json,
+        runtime: Optional[str] = opt.Runtime,
+        provider: str = opt.Provider,
     ) -> None:
-        from lmstep.runtime.modelref import decode_tokens, open_model
+        from lmstep.runtime.modelref import decode_tokens
         from lmstep.spec import rand_for
         from lmstep.spec.rand import check_seed
 
         check_seed(seed)
-        m = open_model(model, temperature=temperature, top_k=top_k, top_p=top_p)
+        m = opt.open_for_command(model, runtime, provider, temperature=temperature, top_k=top_k, top_p=top_p)
         ids = opt.prompt_ids(m, "Hello" if prompt is None and tokens is None else prompt, tokens)
         state = m.init_state()
         feed = list(ids)

@@ -65,3 +65,21 @@ def present_of(past: str) -> str:
 def empty_state(arch: str, cfg: Any) -> dict[str, np.ndarray]:
     """The initial state for one sequence: empty KV caches (past = 0) or zero SSM states, as numpy arrays."""
     return {name: np.zeros(shape, np.float32) for name, shape in state_shapes(arch, cfg, 1, 0).items()}
+
+
+def contract_feeds(arch: str, ids: np.ndarray, pos: int) -> dict[str, np.ndarray]:
+    """input_ids [1, S] at positions pos.. -> the contract's token inputs (all keys real, no padding)."""
+    feeds = {"input_ids": ids}
+    if HAS_POSITIONS[arch]:
+        n = ids.shape[1]
+        feeds["attention_mask"] = np.ones((1, pos + n), np.int64)
+        feeds["position_ids"] = np.arange(pos, pos + n, dtype=np.int64)[None, :]
+    return feeds
+
+
+def sampler_feeds(sampler: Any) -> dict[str, np.ndarray]:
+    """A spec ``Sampler`` as the step graph's sampler inputs (rand excluded)."""
+    return {
+        "temperature": np.array(sampler.temperature, np.float32), "top_k": np.array(sampler.top_k, np.int64),
+        "top_p": np.array(sampler.top_p, np.float32),
+    }

@@ -77,11 +77,7 @@ class OnnxModel:
         return cls(folder, provider, Sampler(**sampler), threads)
 
     def _set_sampler_arrays(self) -> None:
-        s = self.sampler
-        self._sampler_feeds = {
-            "temperature": np.array(s.temperature, np.float32), "top_k": np.array(s.top_k, np.int64),
-            "top_p": np.array(s.top_p, np.float32),
-        }
+        self._sampler_feeds = io.sampler_feeds(self.sampler)
 
     # -- the spec's Model API -----------------------------------------------------------------------------
     @property
@@ -172,12 +168,7 @@ class OnnxModel:
 
     # -- feeds ----------------------------------------------------------------------------------------------
     def _contract_feeds(self, ids: np.ndarray, pos: int) -> dict[str, np.ndarray]:
-        feeds = {"input_ids": ids}
-        if io.HAS_POSITIONS[self.arch]:
-            n = ids.shape[1]
-            feeds["attention_mask"] = np.ones((1, pos + n), np.int64)
-            feeds["position_ids"] = np.arange(pos, pos + n, dtype=np.int64)[None, :]
-        return feeds
+        return io.contract_feeds(self.arch, ids, pos)
 
     def _step_feeds(self, token: int, pos: int, rand: float) -> dict[str, np.ndarray]:
         feeds = self._contract_feeds(np.array([[token]], np.int64), pos)

@@ -1,0 +1,74 @@
+"""Shared pieces of the runtime tests: exporting a spec model once per process, error measures, tolerances.
+
+Tolerances (onnxruntime CPU vs the numpy spec, float32) were measured with benchmarks/measure_tolerances.py
+over random configs of every architecture (tests/strategies.py) and sequences up to 24 tokens; each is the
+measured maximum times a safety factor. The table with the measured numbers is in docs/runtime.md.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from lmstep.runtime.folder import write_folder
+from lmstep.runtime.onnx_model import OnnxModel
+from lmstep.spec import Model
+from lmstep.spec.sampler import Sampler
+
+# Relative error = max|ort - spec| / max|spec| over a whole tensor. The differences come from onnxruntime's own
+# kernels: MatMul (MLAS blocks the dot products differently from numpy's BLAS), Exp/Tanh/Sigmoid/Softplus
+# (vectorized approximations vs libm), ReduceMean/ReduceSum (summation order). Measured maxima over 300 random
+# models per architecture (docs/runtime.md): logits 2.0e-5 and state 9.4e-5 (Mamba, whose exp(dt*A) decay
+# compounds over steps), transformers below 4e-6. 20x headroom for configs not drawn there.
+LOGITS_RTOL = {"llama": 1e-4, "gpt2": 1e-4, "mamba": 5e-4}
+STATE_RTOL = {"llama": 1e-4, "gpt2": 1e-4, "mamba": 2e-3}
+# A greedy token may differ only where the spec's top-2 logit gap is within this of zero: a logits error of
+# LOGITS_RTOL relative to max|logit| can swap two logits closer than twice that.
+GAP_FACTOR = 2.0
+
+_TMP = Path(tempfile.mkdtemp(prefix="lmstep-test-exports-"))
+# Exports made through lmstep.runtime.load (built-in names) go to a per-run cache, not the user's.
+os.environ.setdefault("LMSTEP_CACHE", str(_TMP / "cache"))
+_EXPORTS: dict[int, Path] = {}
+_MODELS: dict[tuple[int, int], OnnxModel] = {}
+
+
+def rel_err(x: np.ndarray, ref: np.ndarray) -> float:
+    x, ref = np.asarray(x, np.float64), np.asarray(ref, np.float64)
+    if x.shape != ref.shape:
+        return float("inf")
+    if ref.size == 0:
+        return 0.0
+    return float(np.abs(x - ref).max() / max(np.abs(ref).max(), 1e-30))
+
+
+def state_err(ort_state, spec_state) -> float:
+    a, b = ort_state.arrays(), spec_state.arrays()
+    if a.keys() != b.keys():
+        return float("inf")
+    return max([rel_err(a[k], b[k]) for k in a] + [0.0])
+
+
+def exported(model: Model) -> Path:
+    """Export ``model`` once per test process (keyed by object identity: strategies build fresh models)."""
+    key = id(model)
+    if key not in _EXPORTS:
+        _EXPORTS[key] = write_folder(model, _TMP / f"m{len(_EXPORTS)}")
+    return _EXPORTS[key]
+
+
+def onnx_model(model: Model, threads: int = 1) -> OnnxModel:
+    key = (id(model), threads)
+    if key not in _MODELS:
+        _MODELS[key] = OnnxModel(exported(model), "cpu", Sampler(), threads)
+        _MODELS[key]._spec_ref = model  # keep the spec model alive so its id is not reused
+    return _MODELS[key].with_sampler(temperature=model.sampler.temperature, top_k=model.sampler.top_k, top_p=model.sampler.top_p)
+
+
+def greedy_gap(logits: np.ndarray) -> float:
+    """Top-1 minus top-2 logit, relative to max|logit|."""
+    top2 = np.sort(np.asarray(logits, np.float64))[-2:]
+    return float((top2[1] - top2[0]) / max(np.abs(logits).max(), 1e-30)) if logits.size > 1 else float("inf")

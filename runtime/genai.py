@@ -1,7 +1,9 @@
 """genai_config.json for onnxruntime-genai, which runs ``model.onnx`` (the unrolled graph) as its decoder.
 
-Written for the transformer architectures (genai model types "llama" and "gpt2"). Not for Mamba: genai 0.18 has
-no plain-SSM model type; its recurrent-state support is tied to the hybrid architectures it knows.
+Written for the transformer architectures: genai model type "llama" for Llama, and its generic "decoder" type
+for GPT-2 (genai's "gpt2" type expects the older GPT-2 export layout with other input names; measured with
+genai 0.18: "decoder" runs our contract and gives our greedy tokens). Not for Mamba: genai 0.18 has no plain-SSM
+model type; its recurrent-state support is tied to the hybrid architectures it knows.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Any
 
 from lmstep.spec.model import Model
 
-GENAI_TYPES = {"llama": "llama", "gpt2": "gpt2"}
+GENAI_TYPES = {"llama": "llama", "gpt2": "decoder"}
 
 
 def genai_config(model: Model, eos_token_id: int | None = None) -> dict[str, Any] | None:

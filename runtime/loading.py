@@ -14,6 +14,7 @@ from lmstep.spec.sampler import Sampler
 from .cache import cached_export
 from .folder import is_export_folder
 from .onnx_model import OnnxModel
+from .session import resolve_provider
 
 # Sessions are costly to create; models opened on the same folder with the same provider and threads share them.
 _SESSIONS: dict[tuple[str, str, int], OnnxModel] = {}
@@ -26,6 +27,7 @@ def load(
     """An :class:`OnnxModel` with the spec's API. ``name_or_path``: a built-in name, a checkpoint folder, an
     exported folder (``lmstep export``), or an ``lmstep.spec.Model`` value."""
     sampler = Sampler(temperature=temperature, top_k=top_k, top_p=top_p)
+    resolve_provider(provider)  # a bad or unavailable provider fails before any export work
     if isinstance(name_or_path, Model):
         folder = cached_export(name_or_path, progress)
     elif is_export_folder(name_or_path):

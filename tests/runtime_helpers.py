@@ -19,12 +19,14 @@ from lmstep.spec import Model
 from lmstep.spec.sampler import Sampler
 
 # Relative error = max|ort - spec| / max|spec| over a whole tensor. The differences come from onnxruntime's own
-# kernels: MatMul (MLAS blocks the dot products differently from numpy's BLAS), Exp/Tanh/Sigmoid/Softplus
-# (vectorized approximations vs libm), ReduceMean/ReduceSum (summation order). Measured maxima over 300 random
-# models per architecture (docs/runtime.md): logits 2.0e-5 and state 9.4e-5 (Mamba, whose exp(dt*A) decay
-# compounds over steps), transformers below 4e-6. 20x headroom for configs not drawn there.
-LOGITS_RTOL = {"llama": 1e-4, "gpt2": 1e-4, "mamba": 5e-4}
-STATE_RTOL = {"llama": 1e-4, "gpt2": 1e-4, "mamba": 2e-3}
+# float32 kernels: MatMul (MLAS blocks the dot products differently from numpy's BLAS), Exp/Tanh/Sigmoid/Softplus
+# (vectorized approximations vs libm), ReduceMean/ReduceSum (summation order). Measured maxima (150 random
+# models per architecture, 1-24 token prefill + 6 steps; built-ins over 256-token prefill + 64 steps):
+#   llama logits 2.5e-6 state 1.6e-6 | gpt2 logits 2.6e-6 state 1.4e-6 | mamba logits 3.0e-5 state 7.9e-6
+# Mamba is larger: exp(dt * A) decays and softplus compound through the recurrent state. The tolerances are
+# about 10x the measured maxima, for configs and lengths not drawn there.
+LOGITS_RTOL = {"llama": 2e-5, "gpt2": 2e-5, "mamba": 3e-4}
+STATE_RTOL = {"llama": 2e-5, "gpt2": 2e-5, "mamba": 1e-4}
 # A greedy token may differ only where the spec's top-2 logit gap is within this of zero: a logits error of
 # LOGITS_RTOL relative to max|logit| can swap two logits closer than twice that.
 GAP_FACTOR = 2.0

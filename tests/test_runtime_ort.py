@@ -103,9 +103,9 @@ def test_negative_control_one_ulp_is_not_bitwise_equal():
 
 
 # -- unrolled graph = repeated step graph -------------------------------------------------------------------
-# Measured max relative difference of the last logits, ORT unrolled vs ORT steps: 8.7e-7 (transformers) and
-# 1.1e-5 (Mamba: the parallel scan multiplies decays in another order than the recurrence); the logits
-# tolerances above cover both.
+# Measured max relative difference, ORT unrolled vs ORT steps (150 random models per architecture): 9.1e-7
+# llama, 1.1e-6 gpt2, 2.4e-6 mamba (its parallel scan multiplies decays in another order than the recurrence);
+# the logits tolerances cover them with room.
 def unrolled_vs_steps(om, seq, offset=0) -> float:
     _, unrolled = om.prefill(om.init_state(), seq)
     o, worst = om.init_state(), 0.0

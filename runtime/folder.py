@@ -55,14 +55,34 @@ def weights_digest(model: Model) -> str:
     return h.hexdigest()
 
 
+def code_digest() -> str:
+    """The source of everything a graph is built from: the whole spec and the exporting modules. A change to
+    the spec's equations changes the graphs, so it must not hit a stale cached export."""
+    import lmstep.spec
+
+    spec_dir, here = Path(lmstep.spec.__file__).parent, Path(__file__).parent
+    files = sorted(spec_dir.glob("*.py")) + [here / f for f in ("graph_ops.py", "export.py", "contract.py", "genai.py", "folder.py")]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
 def export_key(model: Model) -> str:
     """Cache key: everything that determines the exported files."""
     desc = json.dumps(
         {"arch": model.arch, "config": attrs.asdict(model.config), "weights": weights_digest(model),
-         "exporter": EXPORTER_VERSION, "opset": OPSET, "onnx": onnx.__version__},
+         "exporter": EXPORTER_VERSION, "code": code_digest(), "opset": OPSET, "onnx": onnx.__version__,
+         "spox": spox_version()},
         sort_keys=True,
     )
     return hashlib.sha256(desc.encode()).hexdigest()[:24]
+
+
+def spox_version() -> str:
+    from importlib.metadata import version
+
+    return version("spox")
 
 
 def manifest(model: Model) -> dict[str, Any]:

@@ -56,8 +56,10 @@ class GraphOps:
 
     # -- values -------------------------------------------------------------------------------------------
     def const(self, value: Any, dtype: Any = None) -> Var:
-        if isinstance(value, Var):
-            return value  # already a graph value (a graph input such as temperature): used as is
+        if isinstance(value, Var):  # already a graph value (a graph input such as temperature): used as is
+            if dtype is not None and _dtype(value) != np.dtype(dtype):
+                raise TypeError(f"graph value of type {_dtype(value)} used where the spec expects {np.dtype(dtype)}")
+            return value
         return op.const(np.asarray(value, dtype=dtype))
 
     def cast(self, x: Any, dtype: Any) -> Var:

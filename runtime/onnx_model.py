@@ -46,6 +46,13 @@ class OnnxState:
     # The spec's digest, which reads only arch, pos and arrays(): equal bits give equal digests.
     digest = State.digest
 
+    def __eq__(self, other: object) -> bool:
+        """Equal arch, pos and bits of every state tensor (as the spec's State)."""
+        if not isinstance(other, OnnxState) or (self.arch, self.pos) != (other.arch, other.pos):
+            return False
+        a, b = self.arrays(), other.arrays()
+        return a.keys() == b.keys() and all(a[k].shape == b[k].shape and a[k].tobytes() == b[k].tobytes() for k in a)
+
     def __repr__(self) -> str:
         return f"OnnxState(arch={self.arch!r}, pos={self.pos}, digest={self.digest()})"
 

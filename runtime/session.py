@@ -60,7 +60,12 @@ def session_options(threads: int = 1) -> ort.SessionOptions:
 
 def make_session(path: str | os.PathLike, provider: str, threads: int = 1) -> ort.InferenceSession:
     providers: list[Any] = [(EP["cuda"], CUDA_OPTIONS), EP["cpu"]] if provider == "cuda" else [EP["cpu"]]
-    return ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
+    try:
+        return ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
+    except (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidGraph,
+            ort.capi.onnxruntime_pybind11_state.InvalidProtobuf, ort.capi.onnxruntime_pybind11_state.NoSuchFile) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise LmstepError(f"onnxruntime cannot load {path}: {first[:200]}; export the model again") from None
 
 
 class GraphRunner:

@@ -112,3 +112,25 @@ def test_negative_control_mutated_graph_is_caught(name):
     step_proto, unrolled_proto = graphs(model)
     assert step_mismatches(model, add_to_sub(step_proto), [72, 105], [0.25, 0.75])
     assert unrolled_mismatches(model, add_to_sub(unrolled_proto), [72, 105, 33], 2)
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
+def test_attention_mask_is_the_specs_key_mask_bitwise(name):
+    """Left padding through genai's attention_mask equals the spec's forward with that key_mask, bit for bit,
+    for a batch of two sequences (one padded); the negative control (mask ignored) differs."""
+    from lmstep.spec import NP
+
+    model = load(name)
+    _, unrolled_proto = graphs(model)
+    tokens = np.array([[0, 0, 72, 105, 33], [10, 20, 30, 40, 50]], np.int64)
+    mask = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]], np.int64)
+    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+    cache = model.module.empty_cache(model.config, 2)
+    logits, new_cache = model.module.forward(NP, model.config, model.weights, tokens, positions, cache, mask.astype(bool))
+    state = {k: np.zeros((2,) + v.shape[1:], np.float32) for k, v in io.empty_state(model.arch, model.config).items()}
+    feeds = {"input_ids": tokens, "attention_mask": mask, "position_ids": positions} | state
+    r = run_ref(unrolled_proto, feeds)
+    assert np.array_equal(r["logits"], logits)
+    assert all(np.array_equal(r[io.present_of(f"past_key_values.{i}.key")], k.view()) for i, (k, _) in enumerate(new_cache))
+    ignored = run_ref(unrolled_proto, feeds | {"attention_mask": np.ones_like(mask)})
+    assert not np.array_equal(ignored["logits"][0], logits[0])

@@ -7,7 +7,9 @@ measured maximum times a safety factor. The table with the measured numbers is i
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -32,6 +34,7 @@ STATE_RTOL = {"llama": 2e-5, "gpt2": 2e-5, "mamba": 1e-4}
 GAP_FACTOR = 2.0
 
 _TMP = Path(tempfile.mkdtemp(prefix="lmstep-test-exports-"))
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)  # ~1 MB per export, dozens per run
 # Exports made through lmstep.runtime.load (built-in names) go to a per-run cache, not the user's.
 os.environ.setdefault("LMSTEP_CACHE", str(_TMP / "cache"))
 _EXPORTS: dict[int, Path] = {}

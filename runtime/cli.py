@@ -18,11 +18,12 @@ Examples:
   lmstep step --model tiny-llama --prompt "Hello" --steps 8
   lmstep trace -m tiny-llama --prompt "Hello" --steps 8 --out t.jsonl && lmstep replay t.jsonl
   lmstep generate -m tiny-gpt2 --tokens 72,105 --steps 16 --seed 1 -T 0.8 --json
+  lmstep export -m tiny-llama --out out/tl && lmstep generate -m out/tl --prompt "Hi"
   lmstep check -m tiny-llama --impl cmd:"python my_engine.py" --out cex.json
 """
 
 # Subcommand modules, in help order; each defines register(app).
-COMMANDS = ["models", "step", "trace", "replay", "generate", "check"]
+COMMANDS = ["models", "step", "trace", "replay", "generate", "export", "check"]
 
 app = typer.Typer(
     help=HELP,

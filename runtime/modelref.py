@@ -9,14 +9,44 @@ from lmstep.spec.errors import InputError
 
 from . import text as text_codec
 
-RUNTIMES = ("spec",)
+RUNTIMES = ("spec", "onnx")
 
 
-def open_model(name_or_path: str, runtime: str = "spec", provider: str = "auto", **sampler: Any) -> Any:
-    """A model with init_state / step / prefill / unrolled, on the chosen runtime."""
+def open_model(name_or_path: str, runtime: str | None = "spec", provider: str = "auto", **sampler: Any) -> Any:
+    """A model with init_state / step / prefill / unrolled, on the chosen runtime (None: onnx for an exported
+    folder, else spec).
+
+    ``runtime="onnx"``: a built-in name or checkpoint is exported on first use (cached), an exported folder is
+    opened as is. An exported folder has no numpy weights, so it runs only with ``runtime="onnx"``.
+    """
+    from lmstep.runtime.folder import is_export_folder
+
+    if runtime is None:
+        runtime = "onnx" if is_export_folder(name_or_path) else "spec"
     if runtime not in RUNTIMES:
         raise InputError(f"unknown runtime {runtime!r}; use one of: {', '.join(RUNTIMES)}")
-    return load_spec(name_or_path, **sampler)
+
+    if runtime == "spec":
+        if is_export_folder(name_or_path):
+            raise InputError(f"{name_or_path} is an exported ONNX folder: run it with --runtime onnx")
+        if provider not in ("auto", "cpu"):
+            raise InputError(f"--provider {provider} applies to --runtime onnx; the spec runs in numpy on the CPU")
+        return load_spec(name_or_path, **sampler)
+    from lmstep.runtime.loading import load as load_onnx
+
+    return load_onnx(name_or_path, provider=provider, progress=_export_progress(), **sampler)
+
+
+def _export_progress() -> Any:
+    """Progress lines on stderr for an export made on the fly (first use of a model with --runtime onnx)."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+
+    def say(msg: str) -> None:
+        console.print(f"[dim]lmstep: export: {msg}[/dim]", highlight=False)
+
+    return say
 
 
 def parse_token_list(text: str) -> list[int]:

@@ -154,12 +154,15 @@ def _scan(o: Any, a: Any, b: Any):
     After the round with distance d, element t holds the combination of elements max(0, t-2d+1)..t. Rounds with
     d >= T change nothing (every position takes the ``where`` else-branch), so any bound >= T is correct.
     """
-    t_index = o.reshape(o.arange(0, o.shape(a, 1)), (1, -1, 1, 1))
+    t = o.arange(0, o.shape(a, 1))
+    t_index = o.reshape(t, (1, -1, 1, 1))
     bound = o.static_len(a, 1, MAX_UNROLLED_LEN)
     d = 1
     while d < bound:
-        a_prev = o.slice(o.pad_front(a, 1, d, 0.0), 1, 0, -d)  # a_prev[t] = a[t - d]
-        b_prev = o.slice(o.pad_front(b, 1, d, 0.0), 1, 0, -d)
+        # a_prev[t] = a[t - d] by Gather, so a round costs O(T) whatever d is (padding by d and slicing would
+        # cost O(T + d): up to 2^15 rows per round in a graph). Rows t < d read a[0] and are never taken.
+        src = o.max(o.sub(t, d), 0)
+        a_prev, b_prev = o.gather(a, src, axis=1), o.gather(b, src, axis=1)
         take = o.greater(t_index, d - 1)
         b = o.where(take, o.add(o.mul(a, b_prev), b), b)
         a = o.where(take, o.mul(a, a_prev), a)

@@ -84,8 +84,10 @@ def sample(o: Any, logits: Any, u: Any, temperature: Any, top_k: Any, top_p: Any
     c = o.cumsum(e, axis=-1)
     c_prev = o.slice(o.pad_front(c, -1, 1, 0.0), -1, 0, -1)  # c_{r-1}, with c_{-1} = 0
     total = o.slice(c, -1, -1, None)  # [B, 1]
-    in_top_p = o.less(c_prev, o.mul(total, o.const(top_p, np.float32)))
-    keep = o.logical_and(in_top_k, o.where(o.less(o.const(top_p, np.float32), 1.0), in_top_p, o.greater(rank, -1)))
+    # top_p == 1 keeps every rank: its threshold is 2 * total, above every c_{r-1} <= total (total >= e_0 = 1;
+    # doubling is exact), so no boolean-valued Where is needed (onnxruntime has no CPU kernel for Where over bool).
+    p_threshold = o.where(o.less(o.const(top_p, np.float32), 1.0), o.mul(total, o.const(top_p, np.float32)), o.mul(total, 2.0))
+    keep = o.logical_and(in_top_k, o.less(c_prev, p_threshold))
     kept_total = o.reduce_max(o.where(keep, c, o.const(0.0, np.float32)), axis=-1)  # c_{m-1}, [B, 1]
     target = o.mul(o.unsqueeze(o.const(u, np.float32), -1), kept_total)
     m = o.reduce_sum(o.cast(keep, np.int64), axis=-1, keepdims=False)

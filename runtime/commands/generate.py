@@ -15,6 +15,8 @@ HELP = """Generate tokens after a prompt.
 Examples:
   lmstep generate -m tiny-llama --prompt "Hello" --steps 16
   lmstep generate -m tiny-gpt2 --tokens 72,105 --steps 8 --seed 3 -T 0.8 --top-k 40 --json
+  lmstep generate -m tiny-llama --prompt "Hello" --runtime onnx --provider auto
+  lmstep generate -m out/tiny-llama --prompt "Hello"      (an exported folder runs on onnx)
 """
 
 
@@ -30,10 +32,13 @@ def register(app: typer.Typer) -> None:
         top_k: int = opt.TopK,
         top_p: float = opt.TopP,
         as_json: bool = opt.Json,
+        runtime: Optional[str] = opt.Runtime,
+        provider: str = opt.Provider,
     ) -> None:
-        from lmstep.runtime.modelref import decode_tokens, open_model
+        from lmstep.runtime.modelref import decode_tokens
+
         opt.seed_value(seed)
-        m = open_model(model, temperature=temperature, top_k=top_k, top_p=top_p)
+        m = opt.open_for_command(model, runtime, provider, temperature=temperature, top_k=top_k, top_p=top_p)
         ids = opt.prompt_ids(m, prompt, tokens)
         out = m.generate(ids, steps, seed=seed)
         if as_json:

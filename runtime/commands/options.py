@@ -9,7 +9,7 @@ import typer
 from lmstep.runtime.modelref import encode_prompt, parse_token_list
 from lmstep.spec.errors import InputError
 
-Model = typer.Option(..., "--model", "-m", help="Built-in name (see `lmstep models`) or checkpoint folder.")
+Model = typer.Option(..., "--model", "-m", help="Built-in name (see `lmstep models`), checkpoint folder or exported folder.")
 Prompt = typer.Option(None, "--prompt", "-p", help="Prompt text.")
 Tokens = typer.Option(None, "--tokens", "-t", help="Prompt token ids, comma-separated, e.g. 72,105.")
 Steps = typer.Option(8, "--steps", "-n", min=0, help="Number of tokens to generate.")
@@ -18,7 +18,8 @@ Temperature = typer.Option(0.0, "--temperature", "-T", help="0 = greedy.")
 TopK = typer.Option(0, "--top-k", help="Keep the k most likely tokens (0 = all).")
 TopP = typer.Option(1.0, "--top-p", help="Keep the smallest set with this much probability (1 = all).")
 Json = typer.Option(False, "--json", help="Machine-readable output.")
-Runtime = typer.Option("spec", "--runtime", "-r", help="Which implementation runs the model: spec (numpy reference).")
+Runtime = typer.Option(None, "--runtime", "-r", help="spec (numpy) or onnx (onnxruntime). Default: onnx for an exported folder, else spec.")
+Provider = typer.Option("auto", "--provider", help="onnx runtime device: cpu, cuda or auto (cuda if available).")
 Force = typer.Option(False, "--force", help="Overwrite an existing output file.")
 
 
@@ -36,3 +37,14 @@ def seed_value(seed: int) -> int:
     from lmstep.runtime.stepper.session import checked_seed
 
     return checked_seed(seed)
+
+
+def open_for_command(model: str, runtime: Optional[str], provider: str, **sampler: Any) -> Any:
+    """open_model for a subcommand; says on stderr which onnxruntime provider runs."""
+    from lmstep.runtime.modelref import open_model
+
+    m = open_model(model, runtime=runtime, provider=provider, **sampler)
+    note = getattr(m, "provider_note", None)
+    if note:
+        typer.echo(f"lmstep: {note}", err=True)
+    return m

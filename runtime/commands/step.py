@@ -23,6 +23,7 @@ Examples:
   lmstep step -m tiny-llama --prompt "Hi"
   lmstep step -m tiny-gpt2 --prompt "Hi" --steps 4 | less
   lmstep step -m tiny-mamba --tokens 1,2,3 -T 0.8 --seed 7 --json
+  lmstep step -m tiny-gpt2 --prompt "Hi" --runtime onnx --provider cpu
 """
 
 
@@ -39,16 +40,16 @@ def register(app: typer.Typer) -> None:
         temperature: float = opt.Temperature,
         top_k: int = opt.TopK,
         top_p: float = opt.TopP,
-        runtime: str = opt.Runtime,
+        runtime: Optional[str] = opt.Runtime,
         as_json: bool = opt.Json,
+        provider: str = opt.Provider,
         interactive: Optional[bool] = typer.Option(
             None, "--interactive/--no-interactive", "-i/-I", help="[default: interactive on a terminal]"
         ),
     ) -> None:
-        from lmstep.runtime.modelref import open_model
         from lmstep.runtime.stepper.session import Session
 
-        m = open_model(model, runtime=runtime, temperature=temperature, top_k=top_k, top_p=top_p)
+        m = opt.open_for_command(model, runtime, provider, temperature=temperature, top_k=top_k, top_p=top_p)
         ids = opt.prompt_ids(m, prompt, tokens)
         session = Session.start(m, ids, opt.seed_value(seed))
         if interactive is None:

@@ -1,0 +1,118 @@
+"""Build the ONNX graphs of a model from the spec's own functions (DESIGN.md §1: one source of truth).
+
+    step graph     = arch.decode(GraphOps, ...) then sampler.sample(GraphOps, ...)   -> step.onnx
+    unrolled graph = arch.forward(GraphOps, ...)                                      -> model.onnx
+
+Nothing here restates the math: the graph is whatever the spec's code does when handed graph values. The only
+glue is the IO contract (contract.py): genai's [batch, seq] inputs are squeezed to the spec's [batch] for the
+step, and its int64 attention_mask becomes the spec's boolean key_mask.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+from spox import Tensor, Var, argument, build
+from spox._future import initializer
+
+from lmstep.spec.arrays import tree_leaves, tree_map
+from lmstep.spec.model import Model
+from lmstep.spec.sampler import sample
+
+from . import contract as io
+from .graph_ops import GRAPH, OPSET
+
+PRODUCER = "lmstep"
+
+
+class GraphCache:
+    """One layer's key or value cache as a graph value: ``append`` is a Concat along the sequence axis, so the
+    spec's ``k_all, k_cache = k_cache.append(k)`` yields the present tensor (it is both)."""
+
+    def __init__(self, past: Var):
+        self.past = past
+
+    def append(self, rows: Var) -> tuple[Var, Var]:
+        all_rows = GRAPH.concat([self.past, rows], axis=2)
+        return all_rows, all_rows
+
+
+def weight_vars(model: Model) -> Any:
+    """The model's weights with every array replaced by a named initializer (name = its dotted field path)."""
+    names = iter(name for name, _ in tree_leaves(model.weights))
+
+    def to_initializer(arr: np.ndarray) -> Var:
+        var = initializer(np.ascontiguousarray(arr))
+        var._rename(next(names))  # spox keeps a name set before build: weights.* names in the graph
+        return var
+
+    return tree_map(to_initializer, model.weights)
+
+
+def _state_args(model: Model) -> dict[str, Var]:
+    return {
+        name: argument(Tensor(np.float32, shape))
+        for name, shape in io.state_shapes(model.arch, model.config).items()
+    }
+
+
+def _spec_cache(model: Model, past: dict[str, Var]) -> tuple:
+    """The per-layer cache tuple that the spec's decode/forward expect, over graph values."""
+    values = list(past.values())
+    pairs = [tuple(values[i : i + 2]) for i in range(0, len(values), 2)]
+    if model.arch == "mamba":
+        return tuple(pairs)
+    return tuple((GraphCache(k), GraphCache(v)) for k, v in pairs)
+
+
+def _contract_inputs(model: Model, seq: Any) -> dict[str, Var]:
+    args = {"input_ids": argument(Tensor(np.int64, (io.BATCH, seq)))}
+    if io.HAS_POSITIONS[model.arch]:
+        args["attention_mask"] = argument(Tensor(np.int64, (io.BATCH, io.TOTAL)))
+        args["position_ids"] = argument(Tensor(np.int64, (io.BATCH, seq)))
+    return args
+
+
+def _key_mask(args: dict[str, Var]) -> Var | None:
+    mask = args.get("attention_mask")
+    return None if mask is None else GRAPH.cast(mask, np.bool_)
+
+
+def _presents(past: dict[str, Var], cache: tuple) -> dict[str, Var]:
+    flat = [t for pair in cache for t in pair]
+    return {io.present_of(name): value for name, value in zip(past, flat)}
+
+
+def build_step(model: Model) -> onnx.ModelProto:
+    """step(state, input_ids [B, 1], rand [B], sampler settings) -> logits [B, 1, V], token [B], present.*"""
+    w = weight_vars(model)
+    args = _contract_inputs(model, 1)
+    past = _state_args(model)
+    sampler_args = {name: argument(Tensor(dtype, shape)) for name, (dtype, shape) in io.SAMPLER_INPUTS.items()}
+    token = GRAPH.squeeze(args["input_ids"], 1)
+    position = GRAPH.squeeze(args["position_ids"], 1) if "position_ids" in args else token  # SSM: unused
+    logits, cache = model.module.decode(GRAPH, model.config, w, token, position, _spec_cache(model, past), _key_mask(args))
+    next_token = sample(GRAPH, logits, sampler_args["rand"], sampler_args["temperature"], sampler_args["top_k"], sampler_args["top_p"])
+    outputs = {"logits": GRAPH.unsqueeze(logits, 1), io.TOKEN_OUTPUT: next_token} | _presents(past, cache)
+    return _finish(build(args | past | sampler_args, outputs), model, "step")
+
+
+def build_unrolled(model: Model) -> onnx.ModelProto:
+    """prefill: input_ids [B, S] after the state -> logits [B, S, V], present.* (genai's decoder contract)."""
+    w = weight_vars(model)
+    args = _contract_inputs(model, io.SEQ)
+    past = _state_args(model)
+    position = args.get("position_ids", args["input_ids"])  # an SSM ignores positions (spec: accepted, unused)
+    logits, cache = model.module.forward(GRAPH, model.config, w, args["input_ids"], position, _spec_cache(model, past), _key_mask(args))
+    return _finish(build(args | past, {"logits": logits} | _presents(past, cache)), model, "unrolled")
+
+
+def _finish(proto: onnx.ModelProto, model: Model, kind: str) -> onnx.ModelProto:
+    proto.producer_name = PRODUCER
+    proto.doc_string = f"lmstep {kind} graph of {model.name or model.arch}: {model.arch}.{'decode + sampler' if kind == 'step' else 'forward'}"
+    onnx.helper.set_model_props(proto, {"lmstep.arch": model.arch, "lmstep.graph": kind})
+    if [(o.domain, o.version) for o in proto.opset_import] != [("", OPSET)]:
+        raise AssertionError(f"graph uses opsets {proto.opset_import}, expected only ai.onnx {OPSET}")
+    return proto

@@ -1,0 +1,191 @@
+"""An exported model folder: what is in it, how it is written (atomically) and how it is read back.
+
+    lmstep.json        manifest: format version, arch, config, name, weights digest, IO names, opset
+    step.onnx          the step graph (decode + sampler)
+    model.onnx         the unrolled graph (genai's decoder: any number of new tokens after the state)
+    weights.data       ONNX external data shared by both graphs (written when the weights are large)
+    genai_config.json  onnxruntime-genai's config (transformers only; see docs/runtime.md for Mamba)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import attrs
+import numpy as np
+import onnx
+from onnx.external_data_helper import set_external_data
+
+from lmstep.spec.arrays import tree_leaves
+from lmstep.spec.errors import LmstepError
+from lmstep.spec.model import ARCHITECTURES, Model
+
+from . import contract as io
+from .genai import genai_config
+from .graph_ops import OPSET
+
+FORMAT = "lmstep-onnx"
+FORMAT_VERSION = 1
+EXPORTER_VERSION = 1  # bump when the graphs change for the same model: invalidates cached exports
+MANIFEST, STEP_FILE, UNROLLED_FILE, WEIGHTS_FILE, GENAI_FILE = (
+    "lmstep.json", "step.onnx", "model.onnx", "weights.data", "genai_config.json",
+)
+# Weights go to external data when they total at least this much (protobuf cannot hold 2 GiB; small models
+# stay one self-contained file each). Tensors under MIN_EXTERNAL_TENSOR bytes stay inline.
+EXTERNAL_TOTAL_BYTES = 16 << 20
+MIN_EXTERNAL_TENSOR = 1024
+ALIGN = 4096  # external tensors start on page boundaries, so onnxruntime can map them
+
+
+class ExportFolderError(LmstepError):
+    """A folder that is not an lmstep export, or one that is incomplete."""
+
+
+def weights_digest(model: Model) -> str:
+    h = hashlib.sha256()
+    for name, arr in tree_leaves(model.weights):
+        h.update(f"{name}:{arr.dtype.str}:{arr.shape};".encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+def code_digest() -> str:
+    """The source of everything a graph is built from: the whole spec and the exporting modules. A change to
+    the spec's equations changes the graphs, so it must not hit a stale cached export."""
+    import lmstep.spec
+
+    spec_dir, here = Path(lmstep.spec.__file__).parent, Path(__file__).parent
+    files = sorted(spec_dir.glob("*.py")) + [here / f for f in ("graph_ops.py", "export.py", "contract.py", "genai.py", "folder.py")]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def export_key(model: Model) -> str:
+    """Cache key: everything that determines the exported files."""
+    desc = json.dumps(
+        {"arch": model.arch, "config": attrs.asdict(model.config), "weights": weights_digest(model),
+         "exporter": EXPORTER_VERSION, "code": code_digest(), "opset": OPSET, "onnx": onnx.__version__,
+         "spox": spox_version()},
+        sort_keys=True,
+    )
+    return hashlib.sha256(desc.encode()).hexdigest()[:24]
+
+
+def spox_version() -> str:
+    from importlib.metadata import version
+
+    return version("spox")
+
+
+def manifest(model: Model) -> dict[str, Any]:
+    arch, cfg = model.arch, model.config
+    state = list(io.state_shapes(arch, cfg))
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "exporter_version": EXPORTER_VERSION, "opset": OPSET,
+        "name": model.name, "arch": arch, "config": attrs.asdict(cfg), "weights_sha256": weights_digest(model),
+        "graphs": {"step": STEP_FILE, "unrolled": UNROLLED_FILE},
+        "io": {
+            "state_inputs": state, "state_outputs": [io.present_of(n) for n in state],
+            "positions": io.HAS_POSITIONS[arch], "sampler_inputs": list(io.SAMPLER_INPUTS), "token_output": io.TOKEN_OUTPUT,
+        },
+    }
+
+
+def write_folder(
+    model: Model, out: str | os.PathLike, *, external: bool | None = None, progress: Callable[[str], None] | None = None
+) -> Path:
+    """Export ``model`` into folder ``out`` (created; must not exist or be empty). Written in a temporary
+    sibling folder and renamed into place, so a reader never sees a half-written export."""
+    from .export import build_step, build_unrolled
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ExportFolderError(f"{out} exists and is not an empty folder; choose a new --out folder or delete it")
+    say = progress or (lambda msg: None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        say("building step graph")
+        step = build_step(model)
+        say("building unrolled graph")
+        unrolled = build_unrolled(model)
+        total = sum(arr.nbytes for _, arr in tree_leaves(model.weights))
+        if external if external is not None else total >= EXTERNAL_TOTAL_BYTES:
+            say(f"writing {total / 2**20:.1f} MiB of weights as external data")
+            _externalize([step, unrolled], tmp / WEIGHTS_FILE)
+        for proto, name in ((step, STEP_FILE), (unrolled, UNROLLED_FILE)):
+            say(f"writing {name}")
+            onnx.save_model(proto, tmp / name)
+        (tmp / MANIFEST).write_text(json.dumps(manifest(model), indent=2) + "\n")
+        config = genai_config(model)
+        if config is not None:
+            (tmp / GENAI_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        say("checking graphs (onnx.checker, full)")
+        for name in (STEP_FILE, UNROLLED_FILE):
+            onnx.checker.check_model(str(tmp / name), full_check=True)
+        if out.exists():
+            out.rmdir()
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _externalize(protos: list[onnx.ModelProto], path: Path) -> None:
+    """Move large initializers of all ``protos`` into one file; an initializer shared by several graphs (same
+    name, same bytes: both graphs come from one model) is written once and referenced by each."""
+    placed: dict[str, tuple[int, int, bytes]] = {}
+    with open(path, "wb") as f:
+        for proto in protos:
+            for t in proto.graph.initializer:
+                if len(t.raw_data) < MIN_EXTERNAL_TENSOR:
+                    continue
+                if t.name not in placed:
+                    f.write(b"\0" * (-f.tell() % ALIGN))
+                    placed[t.name] = (f.tell(), len(t.raw_data), hashlib.sha256(t.raw_data).digest())
+                    f.write(t.raw_data)
+                offset, length, digest = placed[t.name]
+                if hashlib.sha256(t.raw_data).digest() != digest:
+                    raise AssertionError(f"initializer {t.name} differs between graphs")
+                set_external_data(t, WEIGHTS_FILE, offset, length)
+                t.ClearField("raw_data")
+                t.data_location = onnx.TensorProto.EXTERNAL
+
+
+def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise ExportFolderError(f"{folder} has no {MANIFEST}: not an lmstep export; create one with `lmstep export`")
+    try:
+        m = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ExportFolderError(f"{path} is not valid JSON ({err}); re-export the model with `lmstep export`") from None
+    if not isinstance(m, dict) or m.get("format") != FORMAT or m.get("format_version") != FORMAT_VERSION:
+        raise ExportFolderError(f"{path} is not an {FORMAT} v{FORMAT_VERSION} manifest; re-export with this lmstep")
+    if m.get("arch") not in ARCHITECTURES:
+        raise ExportFolderError(f"{path} names unknown architecture {m.get('arch')!r}; re-export with this lmstep")
+    for name in (STEP_FILE, UNROLLED_FILE):
+        if not (folder / name).is_file():
+            raise ExportFolderError(f"{folder} lacks {name}: the export is incomplete; export it again")
+    return m
+
+
+def config_from_manifest(m: dict[str, Any]) -> Any:
+    try:
+        return ARCHITECTURES[m["arch"]].Config(**m["config"])
+    except (TypeError, KeyError) as err:
+        raise ExportFolderError(f"the manifest's config does not fit {m['arch']} ({err}); re-export the model") from None
+
+
+def is_export_folder(path: str | os.PathLike) -> bool:
+    return Path(path, MANIFEST).is_file()

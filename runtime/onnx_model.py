@@ -1,0 +1,192 @@
+"""The onnxruntime-backed model: the spec's API (init_state / step / prefill / unrolled / generate) over an
+exported folder. States are immutable values that hold OrtValues; they stay on the device between calls.
+
+    model = OnnxModel.open("out/tiny-llama", provider="cpu", temperature=0.8)
+    state = model.init_state()
+    state, out = model.step(state, token, rand)        # step.onnx: decode + sampler in one graph
+    state, logits = model.prefill(state, tokens)       # model.onnx: the unrolled form
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import attrs
+import numpy as np
+import onnxruntime as ort
+
+from lmstep.spec.arrays import frozen_array
+from lmstep.spec.errors import InputError
+from lmstep.spec.model import Model, State, StepOutput
+from lmstep.spec.rand import rand_for
+from lmstep.spec.sampler import Sampler, check_rand, sample_one
+
+from . import contract as io
+from .folder import STEP_FILE, UNROLLED_FILE, config_from_manifest, read_manifest
+from .session import GraphRunner, make_session, resolve_provider
+
+
+@attrs.frozen(eq=False)
+class OnnxState:
+    """``pos`` tokens consumed and the state tensors as OrtValues, named as the graphs' past_key_values.* inputs.
+
+    Never written after creation: every call binds fresh (or private) output buffers, so an old state can be
+    stepped again, forked or compared, as the spec's State can."""
+
+    arch: str
+    pos: int
+    values: dict[str, ort.OrtValue] = attrs.field(repr=False)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Host copies named like ``lmstep.spec.State.arrays()``."""
+        return {name: v.numpy() for name, v in self.values.items()}
+
+    # The spec's digest, which reads only arch, pos and arrays(): equal bits give equal digests.
+    digest = State.digest
+
+    def __eq__(self, other: object) -> bool:
+        """Equal arch, pos and bits of every state tensor (as the spec's State)."""
+        if not isinstance(other, OnnxState) or (self.arch, self.pos) != (other.arch, other.pos):
+            return False
+        a, b = self.arrays(), other.arrays()
+        return a.keys() == b.keys() and all(a[k].shape == b[k].shape and a[k].tobytes() == b[k].tobytes() for k in a)
+
+    def __repr__(self) -> str:
+        return f"OnnxState(arch={self.arch!r}, pos={self.pos}, digest={self.digest()})"
+
+
+class OnnxModel:
+    """An exported model run by onnxruntime, with the API of ``lmstep.spec.Model``."""
+
+    def __init__(self, folder: str | os.PathLike, provider: str = "auto", sampler: Sampler = Sampler(), threads: int = 1):
+        self.folder = Path(folder)
+        m = read_manifest(self.folder)
+        self.arch: str = m["arch"]
+        self.config = config_from_manifest(m)
+        self.name: str = m.get("name") or self.folder.name
+        self.sampler = sampler
+        self.threads = threads
+        self.provider, self.provider_note = resolve_provider(provider)
+        self._step = GraphRunner(make_session(self.folder / STEP_FILE, self.provider, threads), self.provider)
+        self._unrolled = GraphRunner(make_session(self.folder / UNROLLED_FILE, self.provider, threads), self.provider)
+        self._set_sampler_arrays()
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike, provider: str = "auto", threads: int = 1, **sampler: Any) -> "OnnxModel":
+        return cls(folder, provider, Sampler(**sampler), threads)
+
+    def _set_sampler_arrays(self) -> None:
+        self._sampler_feeds = io.sampler_feeds(self.sampler)
+
+    # -- the spec's Model API -----------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    @property
+    def context_limit(self) -> int | None:
+        return self.config.context_limit
+
+    def with_sampler(self, **settings: Any) -> "OnnxModel":
+        """The same sessions with other sampler settings (settings are graph inputs, not part of the graph)."""
+        new = object.__new__(OnnxModel)
+        new.__dict__ |= self.__dict__
+        new.sampler = attrs.evolve(self.sampler, **settings)
+        new._set_sampler_arrays()
+        return new
+
+    def init_state(self) -> OnnxState:
+        device = self._step.device
+        values = {name: ort.OrtValue.ortvalue_from_numpy(a, device, 0) for name, a in io.empty_state(self.arch, self.config).items()}
+        return OnnxState(self.arch, 0, values)
+
+    def step(self, state: OnnxState, token: int, rand: float) -> tuple[OnnxState, StepOutput]:
+        """Consume ``token`` at ``state.pos`` and sample the next one with ``rand``, in one call of step.onnx."""
+        self._check_state(state)
+        token = self._check_tokens([token], state.pos)[0]
+        rand = check_rand(rand)
+        out = self._step.run(self._step_feeds(token, state.pos, rand), state.values, host_outputs=("logits", io.TOKEN_OUTPUT))
+        new = OnnxState(self.arch, state.pos + 1, {name: out[io.present_of(name)] for name in state.values})
+        return new, StepOutput(out["logits"].numpy()[0, 0], int(out[io.TOKEN_OUTPUT].numpy()[0]))
+
+    def prefill(self, state: OnnxState, tokens: Sequence[int]) -> tuple[OnnxState, np.ndarray]:
+        """Consume ``tokens`` after ``state`` in one call of model.onnx -> (state', logits [len, V] float32)."""
+        self._check_state(state)
+        ids = np.array(self._check_tokens(tokens, state.pos), np.int64)[None, :]
+        out = self._unrolled.run(self._contract_feeds(ids, state.pos), state.values, host_outputs=("logits",))
+        new = OnnxState(self.arch, state.pos + ids.shape[1], {name: out[io.present_of(name)] for name in state.values})
+        return new, frozen_array(out["logits"].numpy()[0], np.float32)
+
+    def unrolled(self, tokens: Sequence[int]) -> np.ndarray:
+        return self.prefill(self.init_state(), tokens)[1]
+
+    def sample(self, logits: np.ndarray, rand: float) -> int:
+        """The sampler alone on given logits: the spec's numpy sampler (the graphs apply the same function)."""
+        return sample_one(np.asarray(logits, np.float32), rand, self.sampler)
+
+    def generate(self, prompt: Sequence[int], steps: int, seed: int = 0) -> list[int]:
+        """``steps`` tokens after ``prompt``, the token at position p drawn with ``rand_for(seed, p)`` (as the spec).
+
+        Prefill all but the last prompt token, then one step per token: the step that consumes the last prompt
+        token samples the first new one, so every sample happens inside the step graph."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise InputError(f"steps must be an integer >= 0, got {steps!r}")
+        prompt = self._check_tokens(prompt, 0)
+        self._check_tokens(prompt + [0] * max(steps - 1, 0), 0)  # the whole generation fits the context
+        state = self.init_state()
+        if len(prompt) > 1:
+            state, _ = self.prefill(state, prompt[:-1])
+        if steps == 0:
+            return []
+        return self._decode_loop(state, prompt[-1], steps, seed)
+
+    # -- the decode loop: state private to it, so fixed-shape states use two buffers in turn ----------------
+    def _decode_loop(self, state: OnnxState, token: int, steps: int, seed: int) -> list[int]:
+        values, pos, out = state.values, state.pos, []
+        # Fixed-shape states (Mamba) are written into two private buffer sets in turn: step i reads what step
+        # i-1 wrote (the caller's state at i = 0) and writes set i % 2, so no buffer is ever bound as both input
+        # and output and the caller's state is never written. KV caches grow by one row per step, so
+        # onnxruntime allocates each present instead (the old past is released, not copied on the host).
+        sets = [self._private_buffers(values) for _ in range(2)] if self.arch == "mamba" else None
+        for i in range(steps):
+            result = self._step.run(
+                self._step_feeds(token, pos, rand_for(seed, pos + 1)), values,
+                into=sets[i % 2] if sets else None, host_outputs=(io.TOKEN_OUTPUT,),
+            )
+            values, pos = {name: result[io.present_of(name)] for name in values}, pos + 1
+            token = int(result[io.TOKEN_OUTPUT].numpy()[0])
+            out.append(token)
+        return out
+
+    def _private_buffers(self, values: dict[str, ort.OrtValue]) -> dict[str, ort.OrtValue]:
+        """Output buffers shaped like ``values``, keyed by the present.* names they receive."""
+        return {
+            io.present_of(name): ort.OrtValue.ortvalue_from_shape_and_type(v.shape(), np.float32, self._step.device, 0)
+            for name, v in values.items()
+        }
+
+    # -- feeds ----------------------------------------------------------------------------------------------
+    def _contract_feeds(self, ids: np.ndarray, pos: int) -> dict[str, np.ndarray]:
+        return io.contract_feeds(self.arch, ids, pos)
+
+    def _step_feeds(self, token: int, pos: int, rand: float) -> dict[str, np.ndarray]:
+        feeds = self._contract_feeds(np.array([[token]], np.int64), pos)
+        feeds["rand"] = np.array([rand], np.float32)
+        return feeds | self._sampler_feeds
+
+    # -- input checks: the spec's, one clear line each ------------------------------------------------------
+    def _check_state(self, state: Any) -> None:
+        if not isinstance(state, OnnxState) or state.arch != self.arch:
+            raise InputError(f"state must be an OnnxState of this {self.arch} model; get one from model.init_state()")
+        if state.values.keys() != io.state_shapes(self.arch, self.config).keys():
+            raise InputError("state has different tensors than this model's; use model.init_state()")
+
+    def _check_tokens(self, tokens: Sequence[int], pos: int) -> list[int]:
+        # The spec's checks use only vocab_size and context_limit, which this class has too.
+        return Model._check_tokens(self, tokens, pos)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"OnnxModel({self.name!r}, arch={self.arch!r}, provider={self.provider!r}, folder={str(self.folder)!r})"
+

@@ -1,0 +1,79 @@
+"""Shared pieces of the runtime tests: exporting a spec model once per process, error measures, tolerances.
+
+Tolerances (onnxruntime CPU vs the numpy spec, float32) were measured with benchmarks/measure_ort_tolerances.py
+over random configs of every architecture (tests/strategies.py) and sequences up to 24 tokens; each is the
+measured maximum times a safety factor. The table with the measured numbers is in docs/runtime.md.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from lmstep.runtime.folder import write_folder
+from lmstep.runtime.onnx_model import OnnxModel
+from lmstep.spec import Model
+from lmstep.spec.sampler import Sampler
+
+# Relative error = max|ort - spec| / max|spec| over a whole tensor. The differences come from onnxruntime's own
+# float32 kernels: MatMul (MLAS blocks the dot products differently from numpy's BLAS), Exp/Tanh/Sigmoid/Softplus
+# (vectorized approximations vs libm), ReduceMean/ReduceSum (summation order). Measured maxima (150 random
+# models per architecture, 1-24 token prefill + 6 steps; built-ins over 256-token prefill + 64 steps):
+#   llama logits 2.5e-6 state 1.6e-6 | gpt2 logits 2.6e-6 state 1.4e-6 | mamba logits 3.0e-5 state 7.9e-6
+# Mamba is larger: exp(dt * A) decays and softplus compound through the recurrent state. The tolerances are
+# about 10x the measured maxima, for configs and lengths not drawn there.
+LOGITS_RTOL = {"llama": 2e-5, "gpt2": 2e-5, "mamba": 3e-4}
+STATE_RTOL = {"llama": 2e-5, "gpt2": 2e-5, "mamba": 1e-4}
+# A greedy token may differ only where the spec's top-2 logit gap is within this of zero: a logits error of
+# LOGITS_RTOL relative to max|logit| can swap two logits closer than twice that.
+GAP_FACTOR = 2.0
+
+_TMP = Path(tempfile.mkdtemp(prefix="lmstep-test-exports-"))
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)  # ~1 MB per export, dozens per run
+# Exports made through lmstep.runtime.load (built-in names) go to a per-run cache, not the user's.
+os.environ.setdefault("LMSTEP_CACHE", str(_TMP / "cache"))
+_EXPORTS: dict[int, Path] = {}
+_MODELS: dict[tuple[int, int], OnnxModel] = {}
+
+
+def rel_err(x: np.ndarray, ref: np.ndarray) -> float:
+    x, ref = np.asarray(x, np.float64), np.asarray(ref, np.float64)
+    if x.shape != ref.shape:
+        return float("inf")
+    if ref.size == 0:
+        return 0.0
+    return float(np.abs(x - ref).max() / max(np.abs(ref).max(), 1e-30))
+
+
+def state_err(ort_state, spec_state) -> float:
+    a, b = ort_state.arrays(), spec_state.arrays()
+    if a.keys() != b.keys():
+        return float("inf")
+    return max([rel_err(a[k], b[k]) for k in a] + [0.0])
+
+
+def exported(model: Model) -> Path:
+    """Export ``model`` once per test process (keyed by object identity: strategies build fresh models)."""
+    key = id(model)
+    if key not in _EXPORTS:
+        _EXPORTS[key] = write_folder(model, _TMP / f"m{len(_EXPORTS)}")
+    return _EXPORTS[key]
+
+
+def onnx_model(model: Model, threads: int = 1) -> OnnxModel:
+    key = (id(model), threads)
+    if key not in _MODELS:
+        _MODELS[key] = OnnxModel(exported(model), "cpu", Sampler(), threads)
+        _MODELS[key]._spec_ref = model  # keep the spec model alive so its id is not reused
+    return _MODELS[key].with_sampler(temperature=model.sampler.temperature, top_k=model.sampler.top_k, top_p=model.sampler.top_p)
+
+
+def greedy_gap(logits: np.ndarray) -> float:
+    """Top-1 minus top-2 logit, relative to max|logit|."""
+    top2 = np.sort(np.asarray(logits, np.float64))[-2:]
+    return float((top2[1] - top2[0]) / max(np.abs(logits).max(), 1e-30)) if logits.size > 1 else float("inf")

@@ -1,0 +1,136 @@
+"""L0: the exported graphs, run by onnx's ReferenceEvaluator, equal the numpy spec bit for bit.
+
+The spec's NumpyOps mirror the evaluator's op implementations, and GraphOps emits the same op sequence, so
+every op sees the same inputs and computes the same bits: logits, sampled tokens and every state tensor are
+compared with exact equality. No op is exempt (measured: all three architectures, step and unrolled graphs).
+Negative control: the same comparison on a graph with one Add turned into Sub reports a mismatch.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx.reference import ReferenceEvaluator
+
+from lmstep.runtime import contract as io
+from lmstep.runtime.export import build_step, build_unrolled
+from lmstep.spec import load
+from lmstep.spec.sampler import Sampler
+from strategies import models
+
+_GRAPHS: dict[int, tuple] = {}
+
+
+def graphs(model):
+    if id(model) not in _GRAPHS:
+        _GRAPHS[id(model)] = (model, build_step(model), build_unrolled(model))
+    return _GRAPHS[id(model)][1:]
+
+
+def run_ref(proto: onnx.ModelProto, feeds: dict) -> dict[str, np.ndarray]:
+    names = [o.name for o in proto.graph.output]
+    return dict(zip(names, ReferenceEvaluator(proto).run(None, feeds)))
+
+
+def step_mismatches(model, step_proto, tokens, rands) -> list[str]:
+    """Step the spec and the step graph (ReferenceEvaluator) side by side; names of values that differ."""
+    bad = []
+    state, ref_state = model.init_state(), io.empty_state(model.arch, model.config)
+    sampler = io.sampler_feeds(model.sampler)
+    for pos, (t, u) in enumerate(zip(tokens, rands)):
+        state, out = model.step(state, t, u)
+        feeds = io.contract_feeds(model.arch, np.array([[t]]), pos) | sampler | {"rand": np.array([u], np.float32)}
+        r = run_ref(step_proto, feeds | ref_state)
+        ref_state = {k: r[io.present_of(k)] for k in ref_state}
+        if not np.array_equal(r["logits"][0, 0], out.logits) or r["logits"].dtype != np.float32:
+            bad.append(f"logits@{pos}")
+        if int(r[io.TOKEN_OUTPUT][0]) != out.token:
+            bad.append(f"token@{pos}")
+        bad += [f"{k}@{pos}" for k, a in state.arrays().items() if not np.array_equal(a, ref_state[k])]
+    return bad
+
+
+def unrolled_mismatches(model, unrolled_proto, tokens, split) -> list[str]:
+    """Prefill tokens[:split] then tokens[split:] (a multi-token call with a cache) in both; what differs."""
+    bad = []
+    state, ref_state, pos = model.init_state(), io.empty_state(model.arch, model.config), 0
+    for chunk in (tokens[:split], tokens[split:]):
+        if not chunk:
+            continue
+        state, logits = model.prefill(state, chunk)
+        r = run_ref(unrolled_proto, io.contract_feeds(model.arch, np.array([chunk]), pos) | ref_state)
+        ref_state = {k: r[io.present_of(k)] for k in ref_state}
+        pos += len(chunk)
+        if not np.array_equal(r["logits"][0], logits):
+            bad.append(f"logits@{pos}")
+        bad += [f"{k}@{pos}" for k, a in state.arrays().items() if not np.array_equal(a, ref_state[k])]
+    return bad
+
+
+samplers = st.builds(
+    Sampler, temperature=st.sampled_from([0.0, 0.7, 1.0, 1.5]), top_k=st.sampled_from([0, 1, 3, 1000]),
+    top_p=st.sampled_from([1.0, 0.9, 0.3]),
+)
+
+
+@st.composite
+def cases(draw):
+    """A random model with random sampler settings, a few steps with their rands, and a chunked sequence."""
+    model = draw(models())
+    model = model.with_sampler(**{k: getattr(draw(samplers), k) for k in ("temperature", "top_k", "top_p")})
+    n = draw(st.integers(1, 5))
+    tokens = draw(st.lists(st.integers(0, model.vocab_size - 1), min_size=n, max_size=n))
+    rands = draw(st.lists(st.integers(0, 2**24 - 1).map(lambda i: i / 2**24), min_size=n, max_size=n))
+    sequence = draw(st.lists(st.integers(0, model.vocab_size - 1), min_size=1, max_size=20))
+    return model, tokens, rands, sequence, draw(st.integers(0, len(sequence)))
+
+
+@given(cases())
+def test_graphs_equal_spec_bitwise(case):
+    """Both graphs of one exported model (export is the slow part, so one test checks both)."""
+    model, tokens, rands, sequence, split = case
+    step_proto, unrolled_proto = graphs(model)
+    assert step_mismatches(model, step_proto, tokens, rands) == []
+    assert unrolled_mismatches(model, unrolled_proto, sequence, split) == []
+
+
+def add_to_sub(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A deliberately broken export: the first Add node computes Sub instead."""
+    broken = copy.deepcopy(proto)
+    next(n for n in broken.graph.node if n.op_type == "Add").op_type = "Sub"
+    return broken
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba"])
+def test_negative_control_mutated_graph_is_caught(name):
+    model = load(name, temperature=0.8)
+    step_proto, unrolled_proto = graphs(model)
+    assert step_mismatches(model, add_to_sub(step_proto), [72, 105], [0.25, 0.75])
+    assert unrolled_mismatches(model, add_to_sub(unrolled_proto), [72, 105, 33], 2)
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
+def test_attention_mask_is_the_specs_key_mask_bitwise(name):
+    """Left padding through genai's attention_mask equals the spec's forward with that key_mask, bit for bit,
+    for a batch of two sequences (one padded); the negative control (mask ignored) differs."""
+    from lmstep.spec import NP
+
+    model = load(name)
+    _, unrolled_proto = graphs(model)
+    tokens = np.array([[0, 0, 72, 105, 33], [10, 20, 30, 40, 50]], np.int64)
+    mask = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]], np.int64)
+    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+    cache = model.module.empty_cache(model.config, 2)
+    logits, new_cache = model.module.forward(NP, model.config, model.weights, tokens, positions, cache, mask.astype(bool))
+    state = {k: np.zeros((2,) + v.shape[1:], np.float32) for k, v in io.empty_state(model.arch, model.config).items()}
+    feeds = {"input_ids": tokens, "attention_mask": mask, "position_ids": positions} | state
+    r = run_ref(unrolled_proto, feeds)
+    assert np.array_equal(r["logits"], logits)
+    assert all(np.array_equal(r[io.present_of(f"past_key_values.{i}.key")], k.view()) for i, (k, _) in enumerate(new_cache))
+    ignored = run_ref(unrolled_proto, feeds | {"attention_mask": np.ones_like(mask)})
+    assert not np.array_equal(ignored["logits"][0], logits[0])

@@ -118,3 +118,11 @@ def test_wrong_distribution_fails_even_at_l3():
     model = load("tiny-llama", temperature=1.0, top_k=20)
     report = check(model, OwnRng(model, scale=3.0), required=Level.L3, max_examples=15)
     assert not report.passed and "distribution differs" in report.message
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba"])
+def test_the_onnxruntime_backend_passes_at_l1(name):
+    model = load(name, temperature=0.8, top_k=30)
+    report = check(model, open_impl("onnx", model, provider="cpu"), required=Level.L1, max_examples=10)
+    assert report.passed, report.message
+    assert report.laws["state"]["level"] >= Level.L1 and report.laws["sampler"]["level"] >= Level.L2

@@ -54,7 +54,7 @@ def model_info(model: Model) -> dict[str, Any]:
     return {"name": model.name, "arch": model.arch, "vocab_size": model.vocab_size, "weights_digest": model.weights_digest()}
 
 
-def open_impl(spec: str, model: Model, timeout: float = 30.0) -> Any:
+def open_impl(spec: str, model: Model, timeout: float = 30.0, provider: str = "auto") -> Any:
     """Parse an --impl value into an implementation object (see the module docstring)."""
     kind, _, arg = spec.partition(":")
     if kind == "spec" and not arg:
@@ -72,7 +72,7 @@ def open_impl(spec: str, model: Model, timeout: float = 30.0) -> Any:
     if kind == "python":
         return _python_impl(arg, model)
     if kind == "onnx":
-        return _onnx_impl(arg, model)
+        return _onnx_impl(arg, model, provider)
     raise InputError(
         f"unknown implementation {spec!r}; use spec, onnx, onnx:DIR, cmd:\"program args\", python:module:factory "
         "or mutant:NAME"
@@ -94,12 +94,10 @@ def _python_impl(target: str, model: Model) -> Any:
     return impl
 
 
-def _onnx_impl(folder: str, model: Model) -> Any:
-    try:
-        from lmstep.runtime.onnx_impl import OnnxImpl
-    except ImportError as err:  # pragma: no cover - the runtime ships with lmstep
-        raise InputError(f"onnx: the onnxruntime backend is unavailable ({err})") from None
-    return OnnxImpl.open(model, folder or None)
+def _onnx_impl(folder: str, model: Model, provider: str) -> Any:
+    from lmstep.runtime.onnx_impl import OnnxImpl
+
+    return OnnxImpl.open(model, folder or None, provider)
 
 
 def validate(impl: Any, what: str) -> None:

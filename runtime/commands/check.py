@@ -40,6 +40,7 @@ def register(app: typer.Typer) -> None:
         top_k: int = opt.TopK,
         top_p: float = opt.TopP,
         timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="Seconds an external program may take per reply."),
+        provider: str = opt.Provider,
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write a counterexample here on failure."),
         force: bool = opt.Force,
         as_json: bool = opt.Json,
@@ -58,7 +59,7 @@ def register(app: typer.Typer) -> None:
             check_writable(out, force)
         m = open_model(model, temperature=temperature, top_k=top_k, top_p=top_p)
         n_examples, n_steps = examples or PROFILES[profile][0], steps or PROFILES[profile][1]
-        implementation = open_impl(impl, m, timeout=timeout)
+        implementation = open_impl(impl, m, timeout=timeout, provider=provider)
         try:
             report = _run(run_check, m, implementation, required, n_examples, n_steps)
         finally:

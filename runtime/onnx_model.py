@@ -25,6 +25,7 @@ from lmstep.spec.sampler import Sampler, check_rand, sample_one
 
 from . import contract as io
 from .folder import STEP_FILE, UNROLLED_FILE, config_from_manifest, read_manifest
+from .onnx_safety import verify_graph_file
 from .session import GraphRunner, make_session, resolve_provider
 
 
@@ -69,6 +70,8 @@ class OnnxModel:
         self.sampler = sampler
         self.threads = threads
         self.provider, self.provider_note = resolve_provider(provider)
+        for file, is_step in ((STEP_FILE, True), (UNROLLED_FILE, False)):  # before onnxruntime reads a byte
+            verify_graph_file(self.folder, file, self.arch, self.config, is_step)
         self._step = GraphRunner(make_session(self.folder / STEP_FILE, self.provider, threads), self.provider)
         self._unrolled = GraphRunner(make_session(self.folder / UNROLLED_FILE, self.provider, threads), self.provider)
         self._set_sampler_arrays()

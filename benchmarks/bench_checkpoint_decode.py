@@ -62,8 +62,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"# torch {torch.__version__}, transformers {transformers.__version__}, numpy {np.__version__}, "
           f"{args.threads} thread(s), greedy, prompt {args.prompt_len} tokens + {args.steps} new, best of {args.repeat}")
-    print(f"| arch | size | params | spec tok/s | transformers tok/s | spec / transformers |")
-    print(f"|---|---|---:|---:|---:|---:|")
+    print("| arch | size | params | spec tok/s | transformers tok/s | spec / transformers |")
+    print("|---|---|---:|---:|---:|---:|")
     for size, by_arch in SIZES.items():
         for arch in args.arch:
             with tempfile.TemporaryDirectory() as tmp:

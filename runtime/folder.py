@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import attrs
-import numpy as np
 import onnx
 from onnx.external_data_helper import set_external_data
 
@@ -47,14 +46,6 @@ class ExportFolderError(LmstepError):
     """A folder that is not an lmstep export, or one that is incomplete."""
 
 
-def weights_digest(model: Model) -> str:
-    h = hashlib.sha256()
-    for name, arr in tree_leaves(model.weights):
-        h.update(f"{name}:{arr.dtype.str}:{arr.shape};".encode())
-        h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()
-
-
 def code_digest() -> str:
     """The source of everything a graph is built from: the whole spec and the exporting modules. A change to
     the spec's equations changes the graphs, so it must not hit a stale cached export."""
@@ -71,7 +62,7 @@ def code_digest() -> str:
 def export_key(model: Model) -> str:
     """Cache key: everything that determines the exported files."""
     desc = json.dumps(
-        {"arch": model.arch, "config": attrs.asdict(model.config), "weights": weights_digest(model),
+        {"arch": model.arch, "config": attrs.asdict(model.config), "weights": model.weights_digest(),
          "exporter": EXPORTER_VERSION, "code": code_digest(), "opset": OPSET, "onnx": onnx.__version__,
          "spox": spox_version()},
         sort_keys=True,
@@ -90,7 +81,7 @@ def manifest(model: Model) -> dict[str, Any]:
     state = list(io.state_shapes(arch, cfg))
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "exporter_version": EXPORTER_VERSION, "opset": OPSET,
-        "name": model.name, "arch": arch, "config": attrs.asdict(cfg), "weights_sha256": weights_digest(model),
+        "name": model.name, "arch": arch, "config": attrs.asdict(cfg), "weights_sha256": model.weights_digest(),
         "graphs": {"step": STEP_FILE, "unrolled": UNROLLED_FILE},
         "io": {
             "state_inputs": state, "state_outputs": [io.present_of(n) for n in state],

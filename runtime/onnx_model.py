@@ -67,6 +67,7 @@ class OnnxModel:
         self.arch: str = m["arch"]
         self.config = config_from_manifest(m)
         self.name: str = m.get("name") or self.folder.name
+        self._weights_digest: str = m.get("weights_sha256", "")
         self.sampler = sampler
         self.threads = threads
         self.provider, self.provider_note = resolve_provider(provider)
@@ -84,6 +85,10 @@ class OnnxModel:
         self._sampler_feeds = io.sampler_feeds(self.sampler)
 
     # -- the spec's Model API -----------------------------------------------------------------------------
+    def weights_digest(self) -> str:
+        """The exported model's ``lmstep.spec.Model.weights_digest()``, recorded in the manifest at export."""
+        return self._weights_digest
+
     @property
     def vocab_size(self) -> int:
         return self.config.vocab_size

@@ -7,7 +7,6 @@ import struct
 import sys
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from lmstep.runtime.check import cetrace
@@ -146,7 +145,6 @@ for i, line in enumerate(sys.stdin):
                 min_size=0, max_size=4))
 def test_protocol_client_turns_any_reply_into_an_implementation_error(replies):
     """A program answering garbage (any JSON, any text, or nothing) is a failure of that program."""
-    model = load("tiny-gpt2")
     hello = json.dumps({"vocab_size": 256, "capabilities": []})
     cmd = f"{sys.executable} -c {json.dumps(REPLIER)} {json.dumps(json.dumps([hello] + replies))}"
     try:

@@ -25,7 +25,7 @@ from lmstep.spec.conformance import FORMS, rel_err
 from lmstep.spec.errors import CheckpointError, InputError, LmstepError
 
 from .codec import f32_value
-from .levels import Grade, Level, parse_level
+from .levels import Grade, parse_level
 from .lockstep import Executor, NotApplicable, needed
 from .machine import Failure
 from .protocol import ImplementationError

@@ -65,11 +65,12 @@ def check(
     message, ops, law, tail = "", None, "", ""
     try:
         run_state_machine_as_test(build_machine(model, impl, rec, max_chunk=max_chunk), settings=config)
-    except (Failure, ImplementationError, Flaky) as err:
+    except (Failure, ImplementationError, Flaky) as raised:
         if rec.impl_error is not None:  # the implementation crashed, hung or misspoke: report its first error
             err, ops, law = rec.impl_error, rec.failing, "protocol"  # no shrinking on a dead process
             message, tail = str(err), getattr(err, "stderr_tail", "")
         else:
+            err = raised
             message, ops = str(err).splitlines()[0], rec.failing
             if ops is not None:
                 ops, found = shrink(model, impl, ops, required, shrink_seconds)

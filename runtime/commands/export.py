@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from . import options as opt
 
 HELP = """Export a model to ONNX: step.onnx (decode + sampler), model.onnx (unrolled, genai's decoder).
 

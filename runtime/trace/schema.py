@@ -7,7 +7,6 @@ digests. Line 1 is {"#meta": {...}}; every later line is one op with "#meta": {"
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import numpy as np
 
 from lmstep.spec.errors import LmstepError
 
-from ..stepper.measure import array_sha256, le_bytes, summarize
+from ..stepper.measure import array_sha256, summarize
 from ..stepper.text import f32_from_hex, f32_hex
 
 FORMAT = "lmstep-trace"
@@ -53,14 +52,8 @@ def from_bigint(v: Any, where: str) -> int:
 
 
 def weights_sha256(model: Any) -> str:
-    """sha256 over every weight in field order: '<name> <dtype> <d0,d1,...>\\n' then its little-endian bytes."""
-    from lmstep.spec.arrays import tree_leaves
-
-    h = hashlib.sha256()
-    for name, a in tree_leaves(model.weights):
-        h.update(f"{name} {a.dtype} {','.join(map(str, a.shape))}\n".encode())
-        h.update(le_bytes(a))
-    return h.hexdigest()
+    """The model's weights digest (SPEC.md §9): the spec's Model and the onnxruntime model both provide it."""
+    return model.weights_digest()
 
 
 def header(model: Any, seed: int, top: int) -> dict[str, Any]:

@@ -91,15 +91,20 @@ def manifest(model: Model) -> dict[str, Any]:
 
 
 def write_folder(
-    model: Model, out: str | os.PathLike, *, external: bool | None = None, progress: Callable[[str], None] | None = None
+    model: Model, out: str | os.PathLike, *, external: bool | None = None, progress: Callable[[str], None] | None = None,
+    force: bool = False,
 ) -> Path:
-    """Export ``model`` into folder ``out`` (created; must not exist or be empty). Written in a temporary
-    sibling folder and renamed into place, so a reader never sees a half-written export."""
+    """Export ``model`` into folder ``out`` (created; must not exist or be empty, unless ``force`` and it is an
+    earlier lmstep export, which is then replaced). Written in a temporary sibling folder and renamed into place,
+    so a reader never sees a half-written export, and a failed export leaves the old one untouched."""
     from .export import build_step, build_unrolled
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ExportFolderError(f"{out} exists and is not an empty folder; choose a new --out folder or delete it")
+        if not force:
+            raise ExportFolderError(f"{out} exists and is not empty; choose a new --out folder or pass --force to replace an export")
+        if not is_export_folder(out):
+            raise ExportFolderError(f"{out} is not an lmstep export; --force only replaces exports, never other folders")
     say = progress or (lambda msg: None)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -122,9 +127,13 @@ def write_folder(
         say("checking graphs (onnx.checker, full)")
         for name in (STEP_FILE, UNROLLED_FILE):
             onnx.checker.check_model(str(tmp / name), full_check=True)
+        old = None
         if out.exists():
-            out.rmdir()
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.rename(out, old / "export")
         os.rename(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

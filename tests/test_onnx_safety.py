@@ -98,3 +98,20 @@ def test_a_manifest_that_lies_about_the_model_is_caught(folder):
     (folder / "lmstep.json").write_text(json.dumps(m))
     with pytest.raises(ExportFolderError, match="past_key_values.2"):
         OnnxModel(folder, provider="cpu")
+
+
+def test_export_force_replaces_an_export_but_never_another_folder(tmp_path, capsys):
+    from lmstep.runtime.cli import main
+
+    out = tmp_path / "exp"
+    assert main(["export", "-m", "tiny-gpt2", "--out", str(out)]) == 0
+    assert main(["export", "-m", "tiny-llama", "--out", str(out)]) == 2  # exists: refused without --force
+    assert json.loads((out / "lmstep.json").read_text())["arch"] == "gpt2"
+    assert main(["export", "-m", "tiny-llama", "--out", str(out), "--force"]) == 0
+    assert json.loads((out / "lmstep.json").read_text())["arch"] == "llama"
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("precious")
+    assert main(["export", "-m", "tiny-llama", "--out", str(other), "--force"]) == 2
+    assert (other / "notes.txt").read_text() == "precious" and "never other folders" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp", "mine"]  # no temporary folders left behind

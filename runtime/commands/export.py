@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
         external: bool = typer.Option(
             None, "--external/--inline", help="Weights as ONNX external data (default: when they total >= 16 MiB)."
         ),
+        force: bool = typer.Option(False, "--force", help="Replace an earlier export in --out (never other folders)."),
     ) -> None:
         from rich.console import Console
 
@@ -35,6 +36,6 @@ def register(app: typer.Typer) -> None:
         console = Console(stderr=True)
         spec_model = load(model)
         with console.status(f"exporting {model}") as status:
-            path = write_folder(spec_model, out, external=external, progress=lambda msg: status.update(f"{model}: {msg}"))
+            path = write_folder(spec_model, out, external=external, force=force, progress=lambda msg: status.update(f"{model}: {msg}"))
         files = ", ".join(sorted(p.name for p in path.iterdir()))
         typer.echo(f"exported {model} ({spec_model.arch}) to {path}: {files}")

@@ -135,6 +135,11 @@ def _nan(t):
     t[Q][3, 4] = np.nan
 
 
+def _inf(t):
+    t[Q] = t[Q].copy()
+    t[Q][0, 1] = -np.inf
+
+
 def _extra_bias(t):  # attention_bias is false in this config: a stored bias would be silently dropped
     t["model.layers.0.self_attn.q_proj.bias"] = np.zeros(32, np.float32)
 
@@ -148,6 +153,7 @@ TENSOR_CASES = {
     "wrong-shape": (_reshape, CheckpointError, [Q, "shape [32, 31]", "[32, 32]"]),
     "int-dtype": (_ints, CheckpointError, [Q, "I64"]),
     "nan": (_nan, CheckpointError, [Q, "NaN"]),
+    "inf": (_inf, CheckpointError, [Q]),
     "unexpected-bias": (_extra_bias, CheckpointError, ["q_proj.bias", "unexpected"]),
     "untied-lm-head": (_other_lm_head, CheckpointError, ["lm_head.weight", "tie_word_embeddings"]),
 }

@@ -152,21 +152,24 @@ def _scan(o: Any, a: Any, b: Any):
     """Inclusive Hillis-Steele scan along axis 1 of (a, b) under (a1, b1).(a2, b2) = (a2 a1, a2 b1 + b2).
 
     After the round with distance d, element t holds the combination of elements max(0, t-2d+1)..t. Rounds with
-    d >= T change nothing (every position takes the ``where`` else-branch), so any bound >= T is correct.
+    d >= T combine every element with the identity (a * 1, a * 0 + b), so any bound >= T gives the same values.
     """
-    t = o.arange(0, o.shape(a, 1))
-    t_index = o.reshape(t, (1, -1, 1, 1))
     bound = o.static_len(a, 1, MAX_UNROLLED_LEN)
+    # Row 0 of the working arrays is the identity element (a = 1, b = 0): row p's predecessor at distance d is
+    # row max(p - d, 0), so rows with no predecessor combine with the identity and no select is needed; row 0
+    # combines with itself and stays the identity. x * 0 + 1 and x - x build it exactly from a row of the input
+    # (a >= 0 as a product of exps, so a * 0 = +0), because a graph does not know B.
+    a = o.concat([o.add(o.mul(o.slice(a, 1, 0, 1), 0.0), 1.0), a], axis=1)
+    b = o.concat([o.sub(o.slice(b, 1, 0, 1), o.slice(b, 1, 0, 1)), b], axis=1)
+    rows = o.arange(0, o.shape(a, 1))
     d = 1
     while d < bound:
-        # a_prev[t] = a[t - d] by Gather, so a round costs O(T) whatever d is (padding by d and slicing would
-        # cost O(T + d): up to 2^15 rows per round in a graph). Rows t < d read a[0] and are never taken.
-        src = o.max(o.sub(t, d), 0)
-        a_prev, b_prev = o.gather(a, src, axis=1), o.gather(b, src, axis=1)
-        take = o.greater(t_index, d - 1)
-        b = o.where(take, o.add(o.mul(a, b_prev), b), b)
-        a = o.where(take, o.mul(a, a_prev), a)
+        # A Gather costs O(T) whatever d is (padding by d would cost O(T + d): up to 2^15 rows per round in a graph).
+        src = o.max(o.sub(rows, d), 0)
+        b = o.add(o.mul(a, o.gather(b, src, axis=1)), b)
+        a = o.mul(a, o.gather(a, src, axis=1))
         d *= 2
+    a, b = o.slice(a, 1, 1, None), o.slice(b, 1, 1, None)
     return a, b
 
 

@@ -74,7 +74,7 @@ def test_exported_folder_with_spec_runtime_is_refused(capsys, tmp_path):
     code, _, err = run(capsys, "generate", "-m", str(tmp_path / "g"), "-t", "1", "--runtime", "spec")
     assert code == 2 and "run it with --runtime onnx" in err
     code, _, err = run(capsys, "export", "-m", "tiny-gpt2", "-o", str(tmp_path / "g"))
-    assert code == 2 and "not an empty folder" in err
+    assert code == 2 and "exists and is not empty" in err
 
 
 def test_help_fits_one_screen(capsys):

@@ -124,7 +124,7 @@ def test_bad_folders_are_one_line_errors(tmp_path):
     (tmp_path / "lmstep.json").write_text(json.dumps(manifest))
     with pytest.raises(ExportFolderError, match="lacks step.onnx"):
         read_manifest(tmp_path)
-    with pytest.raises(ExportFolderError, match="not an empty folder"):
+    with pytest.raises(ExportFolderError, match="exists and is not empty"):
         write_folder(load("tiny-mamba"), tmp_path)
 
 

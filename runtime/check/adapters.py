@@ -6,6 +6,7 @@
     cmd:"program args"      any program speaking the JSON-lines protocol (external.py)
     python:module:factory   factory(model) -> an object with init/run/decode (+ optional fork/state/run_batch)
     mutant:NAME             one of the injected-bug implementations in mutants.py
+    hf / hf:FOLDER          transformers on a checkpoint folder (the --model folder by default; the hf extra)
 """
 
 from __future__ import annotations
@@ -73,9 +74,13 @@ def open_impl(spec: str, model: Model, timeout: float = 30.0, provider: str = "a
         return _python_impl(arg, model)
     if kind == "onnx":
         return _onnx_impl(arg, model, provider)
+    if kind == "hf":
+        from .hf_impl import HfImpl
+
+        return HfImpl.open(model, arg or None)
     raise InputError(
-        f"unknown implementation {spec!r}; use spec, onnx, onnx:DIR, cmd:\"program args\", python:module:factory "
-        "or mutant:NAME"
+        f"unknown implementation {spec!r}; use spec, onnx, onnx:DIR, cmd:\"program args\", python:module:factory, "
+        "hf[:FOLDER] or mutant:NAME"
     )
 
 

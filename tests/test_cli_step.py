@@ -56,7 +56,7 @@ def test_non_printable_bytes_are_escaped(capsys):
     "args, message",
     [
         (["-m", "tiny-llama", "--tokens", "1,300"], "token id 300 is outside the vocabulary [0, 256)"),
-        (["-m", "tiny-llama", "--prompt", "a", "--tokens", "1"], "give exactly one of --prompt TEXT or --tokens IDS"),
+        (["-m", "tiny-llama", "--prompt", "a", "--tokens", "1"], "give either --prompt TEXT or --tokens IDS, not both"),
         (["-m", "no-such-model", "--prompt", "a"], "no built-in model or checkpoint directory named 'no-such-model'"),
         (["-m", "tiny-llama", "--tokens", "1,x"], "--tokens must be comma-separated integers"),
         (["-m", "tiny-llama", "--tokens", "1", "--seed", "-1"], "seed must be an integer in [0, 2**64 - 1]"),
@@ -81,3 +81,10 @@ def test_models_lists_what_each_is(capsys):
     code, out, _ = run(capsys, "models", "--json")
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["name"] for r in rows] == ["tiny-llama", "tiny-gpt2", "tiny-mamba"] and rows[0]["params"] > 0
+
+
+def test_the_readme_quick_start_command_runs(capsys):
+    """`lmstep step --model tiny-llama --steps 8` (README) works without a prompt: it starts from "Hello"."""
+    assert main(["step", "--model", "tiny-llama", "--steps", "8"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("pos ") >= 12 and "in 72 'H'" in out  # 4 prompt transitions + 8 sampled, from "Hello"

@@ -23,9 +23,16 @@ Provider = typer.Option("auto", "--provider", help="onnx runtime device: cpu, cu
 Force = typer.Option(False, "--force", help="Overwrite an existing output file.")
 
 
-def prompt_ids(model: Any, prompt: Optional[str], tokens: Optional[str]) -> list[int]:
-    if (prompt is None) == (tokens is None):
-        raise InputError("give exactly one of --prompt TEXT or --tokens IDS")
+DEFAULT_PROMPT = "Hello"  # what `lmstep step -m M` starts from when given neither --prompt nor --tokens
+
+
+def prompt_ids(model: Any, prompt: Optional[str], tokens: Optional[str], default: Optional[str] = None) -> list[int]:
+    if prompt is not None and tokens is not None:
+        raise InputError("give either --prompt TEXT or --tokens IDS, not both")
+    if prompt is None and tokens is None:
+        if default is None:
+            raise InputError("give a prompt: --prompt TEXT or --tokens IDS")
+        prompt = default
     ids = parse_token_list(tokens) if tokens is not None else encode_prompt(model, prompt)
     if not ids:
         raise InputError("the prompt is empty: give at least one character or token id")

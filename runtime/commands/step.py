@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         from lmstep.runtime.stepper.session import Session
 
         m = opt.open_for_command(model, runtime, provider, temperature=temperature, top_k=top_k, top_p=top_p)
-        ids = opt.prompt_ids(m, prompt, tokens)
+        ids = opt.prompt_ids(m, prompt, tokens, default=opt.DEFAULT_PROMPT)
         session = Session.start(m, ids, opt.seed_value(seed))
         if interactive is None:
             interactive = not as_json and sys.stdin.isatty() and sys.stdout.isatty()

@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
 
         check_writable(out, force)  # fail before the work, not after it
         m = open_model(model, runtime=runtime, temperature=temperature, top_k=top_k, top_p=top_p)
-        ids = opt.prompt_ids(m, prompt, tokens)
+        ids = opt.prompt_ids(m, prompt, tokens, default=opt.DEFAULT_PROMPT)
         seed = opt.seed_value(seed)
         if stepwise:
             session = Session.start(m, ids, seed)

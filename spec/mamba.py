@@ -157,17 +157,19 @@ def _scan(o: Any, a: Any, b: Any):
     bound = o.static_len(a, 1, MAX_UNROLLED_LEN)
     # Row 0 of the working arrays is the identity element (a = 1, b = 0): row p's predecessor at distance d is
     # row max(p - d, 0), so rows with no predecessor combine with the identity and no select is needed; row 0
-    # combines with itself and stays the identity. x * 0 + 1 and x - x build it exactly from a row of the input
-    # (a >= 0 as a product of exps, so a * 0 = +0), because a graph does not know B.
-    a = o.concat([o.add(o.mul(o.slice(a, 1, 0, 1), 0.0), 1.0), a], axis=1)
-    b = o.concat([o.sub(o.slice(b, 1, 0, 1), o.slice(b, 1, 0, 1)), b], axis=1)
+    # combines with itself and stays the identity. exp(x - x) = 1 and x - x = +0 build it exactly, in the input's
+    # own dtype, from a row of the input (finite values), because a graph does not know B.
+    first_a, first_b = o.slice(a, 1, 0, 1), o.slice(b, 1, 0, 1)
+    a = o.concat([o.exp(o.sub(first_a, first_a)), a], axis=1)
+    b = o.concat([o.sub(first_b, first_b), b], axis=1)
     rows = o.arange(0, o.shape(a, 1))
     d = 1
     while d < bound:
         # A Gather costs O(T) whatever d is (padding by d would cost O(T + d): up to 2^15 rows per round in a graph).
         src = o.max(o.sub(rows, d), 0)
-        b = o.add(o.mul(a, o.gather(b, src, axis=1)), b)
-        a = o.mul(a, o.gather(a, src, axis=1))
+        a_prev, b_prev = o.gather(a, src, axis=1), o.gather(b, src, axis=1)
+        b = o.add(o.mul(a, b_prev), b)
+        a = o.mul(a, a_prev)
         d *= 2
     a, b = o.slice(a, 1, 1, None), o.slice(b, 1, 1, None)
     return a, b

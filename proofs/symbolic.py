@@ -20,8 +20,9 @@ Encodings (each chosen so Z3 answers in milliseconds, DESIGN.md §8):
   timed out in DESIGN.md §8). Use it only where the max is a softmax shift; ``shift="exact"`` folds ``max``.
 - ``layers.MASKED`` (the lowest finite float32) is read as -inf over the reals (``mask_as_neg_inf``): in float32
   exp(MASKED - max) underflows to exactly 0 whenever the row has a visible key (layers.py), which is what the
-  extended-real -inf gives: exp(-inf) = 0, max(-inf, x) = x. A finite additive mask stays finite, so the
-  "additive mask" mutant really is refuted.
+  extended-real -inf gives: exp(-inf) = 0, max(-inf, x) = x. A row with *no* visible key keeps float32's
+  answer (MASKED - MASKED = 0: uniform weights). A finite additive mask stays finite, so the "additive mask"
+  mutant really is refuted.
 - ``topk`` (ONNX TopK sorted=1, stable) over symbolic values is a fresh permutation ``idx`` with s_r = x[idx_r],
   s_r >= s_{r+1} and s_r == s_{r+1} -> idx_r < idx_{r+1}: exactly one permutation satisfies this for non-NaN x
   (the stable descending sort), so the encoding is sound and complete. NaN inputs make it unsatisfiable, which
@@ -146,6 +147,8 @@ class Z3Ops:
         # Extended reals: -inf + x = -inf - x = -inf, -inf * c = -inf for c > 0; anything else is not needed by
         # the spec and would be a NaN, so it is refused rather than guessed.
         other = b if a is NEG_INF else a
+        if op == "sub" and a is NEG_INF and b is NEG_INF:
+            return self.dom.const(0.0)  # MASKED - MASKED = 0 exactly: a row with no visible key is uniform, as in float32
         if op == "add" and other is not NEG_INF:
             return NEG_INF
         if op == "sub" and a is NEG_INF and b is not NEG_INF:
@@ -407,8 +410,7 @@ class Z3Ops:
         if not _is_sym(x):
             return np.max(x, axis=axis, keepdims=keepdims)
         x = self._objects(x)
-        is_domain = any(self.dom.owns(v) for v in x.flat)
-        if self.shift == "fresh" and is_domain:
+        if self.shift == "fresh" and any(self.dom.owns(v) for v in x.flat):
             rows = np.moveaxis(x, axis, -1)
             out = np.empty(rows.shape[:-1], dtype=object)
             for idx in np.ndindex(*out.shape):
@@ -420,6 +422,8 @@ class Z3Ops:
         # A function of the row's finite values, as max is (max ignores -inf and order), otherwise arbitrary:
         # two rows with the same values share their shift, any other pair is related only by the exp lemmas.
         key = tuple(sorted(self._lift(v, self.dom.const(0)).get_id() for v in row if v is not NEG_INF))
+        if not key:
+            return NEG_INF  # no visible key: max = MASKED, as in float32
         if key not in self._shifts:
             self._shifts[key] = self.fresh("shift")
         return self._shifts[key]

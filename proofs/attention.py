@@ -65,8 +65,8 @@ def append_query(h: int, kv: int, t: int, d: int, mask_fn: Callable[..., Any] | 
     return Query(all_equal(o, attend(t), attend(t + 1)[:, :, :t]), o.facts, o.checks, {"q": q, "k": k, "v": v})
 
 
-def shift_query(n: int, exp_lemmas: bool = True) -> Query:
-    o = Z3Ops(Real(), exp_lemmas=exp_lemmas)
+def shift_query(n: int, exp: str = "field") -> Query:
+    o = Z3Ops(Real(), exp=exp)
     x, c = o.var("x", (1, n)), o.var("c")
     goal = all_equal(o, layers.softmax(o, o.add(x, c)), layers.softmax(o, x))
     return Query(goal, o.facts, o.checks, {"x": x, "c": c})
@@ -159,7 +159,7 @@ register(Obligation(
 register(Obligation(
     "attention/softmax-shift~dropped-lemma", "attention", "mutant: without the exp(a+b) lemma, shift invariance is unprovable",
     "the reals; exp uninterpreted and positive only", "n=2", "spec: layers.softmax", "refuted",
-    lambda: shift_query(2, exp_lemmas=False), mutant_of="attention/softmax-shift"))
+    lambda: shift_query(2, exp="positive"), mutant_of="attention/softmax-shift"))
 register(Obligation(
     "attention/softmax-shift-all-n", "attention", "exp(c) sum_i exp(x_i - c) = sum_i exp(x_i): softmax shift invariance for all n",
     REAL, "all n (induction)", "algebra: a sum over a symbolic length", "proved", shift_all_n_queries))

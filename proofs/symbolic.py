@@ -11,9 +11,10 @@ object arrays of Z3 terms, so a proof is about *our* code, not a retyped formula
   :attr:`Z3Ops.checks`: the runner assumes the facts and proves the checks together with the law.
 
 Encodings (each chosen so Z3 answers in milliseconds, DESIGN.md §8):
-- ``exp`` over the reals is an uninterpreted function ``exp: R -> R`` with, for every application, exp(x) > 0
-  and the instances of exp(a + b) = exp(a) exp(b) along the top-level sums/differences of x (so exp(s - c) exp(c)
-  = exp(s)). ``exp_lemmas=False`` drops the instances - a mutant that must make shift invariance unprovable.
+- ``exp`` is an uninterpreted function with, per application, the facts of one of three models: ``field``
+  (reals): exp(x) > 0 and the instances of exp(a + b) = exp(a) exp(b) along the top-level sums/differences of x
+  (so exp(s - c) exp(c) = exp(s)); ``positive``: exp(x) > 0 only - the mutant that must make shift invariance
+  unprovable; ``libm`` (always for IEEE domains): what any faithful float exp satisfies, including underflow to 0.
 - ``reduce_max`` over domain values returns, with ``shift="fresh"``, a fresh term per distinct set of finite row
   values: a function of the row, as max is, but otherwise unconstrained. A law proved this way holds for *any*
   such shift function, in particular the max (sound: no property of max is assumed; cheap: no max-ite, which
@@ -74,10 +75,13 @@ def _is_num(x: Any) -> bool:
 class Z3Ops:
     """Symbolic interpretation over ``domain`` (see the module docstring for the encodings)."""
 
-    def __init__(self, domain: Any = None, *, shift: str = "fresh", exp_lemmas: bool = True, mask_as_neg_inf: bool | None = None, prefix: str = "") -> None:
+    def __init__(self, domain: Any = None, *, shift: str = "fresh", exp: str = "field", mask_as_neg_inf: bool | None = None, prefix: str = "") -> None:
+        if exp not in ("field", "positive", "libm"):
+            raise ValueError(f"exp model must be field, positive or libm, not {exp!r}")
         self.dom = domain if domain is not None else Real()
         self.name = f"z3-{self.dom.name}"
-        self.shift, self.exp_lemmas = shift, exp_lemmas
+        self.shift, self.exp_model = shift, exp
+        self.exp_lemmas = exp == "field"
         self.mask_as_neg_inf = isinstance(self.dom, Real) if mask_as_neg_inf is None else mask_as_neg_inf
         self.prefix = prefix
         self.facts: list[tuple[str, z3.BoolRef]] = []
@@ -87,6 +91,7 @@ class Z3Ops:
         self._funcs: dict[str, z3.FuncDeclRef] = {}
         self._exp_args: list[z3.ExprRef] = []
         self._shifts: dict[tuple[int, ...], z3.ExprRef] = {}
+        self.trace: dict[str, list[tuple[Any, Any]]] = {}  # (input, output) of cumsum and topk, for stating laws
 
     # -- bookkeeping -------------------------------------------------------------------------------------
     def fresh(self, stem: str, sort: Any = None) -> z3.ExprRef:
@@ -290,8 +295,8 @@ class Z3Ops:
         if x is NEG_INF:
             return self.dom.const(0.0)
         x = self._lift(x, self.dom.const(0))
-        if isinstance(self.dom, Float):
-            return self._exp_float(x)
+        if self.exp_model == "libm" or isinstance(self.dom, Float):
+            return self._exp_libm(x)
         e = self.func("exp")(x)
         self.fact("exp > 0", e > 0)
         if self.exp_lemmas:
@@ -311,18 +316,21 @@ class Z3Ops:
             else:
                 self.fact("exp(a-b) exp(b) = exp(a)", functools.reduce(lambda p, q: p * q, [E(x)] + [E(a) for a in args[1:]]) == E(args[0]))
 
-    def _exp_float(self, x: z3.ExprRef) -> z3.ExprRef:
-        """exp in an IEEE format: uninterpreted, with the properties any faithful libm exp has (not NaN and >= 0
-        on non-NaN input, exp(+-0) = 1, <= 1 on x <= 0, exp(-inf) = 0, monotone) - it may underflow to 0."""
+    def _exp_libm(self, x: z3.ExprRef) -> z3.ExprRef:
+        """exp as any faithful libm computes it: >= 0 (it may underflow to 0) and not NaN on non-NaN input,
+        exp(0) = 1, <= 1 for x <= 0, exp(-inf) = 0, monotone. No algebraic law: used where rounding matters."""
         dom, e = self.dom, self.func("exp")(x)
         one, zero = dom.const(1.0), dom.const(0.0)
-        self.fact("exp(x) >= 0, not NaN", z3.Implies(z3.Not(z3.fpIsNaN(x)), z3.And(z3.Not(z3.fpIsNaN(e)), z3.fpGEQ(e, zero))))
-        self.fact("exp(0) = 1", z3.Implies(z3.fpIsZero(x), e == one))
-        self.fact("exp(x <= 0) <= 1", z3.Implies(z3.fpLEQ(x, zero), z3.fpLEQ(e, one)))
-        self.fact("exp(-inf) = 0", z3.Implies(z3.And(z3.fpIsInf(x), z3.fpIsNegative(x)), z3.fpIsZero(e)))
+        if isinstance(dom, Float):
+            self.fact("exp(x) >= 0, not NaN", z3.Implies(z3.Not(z3.fpIsNaN(x)), z3.And(z3.Not(z3.fpIsNaN(e)), z3.fpGEQ(e, zero))))
+            self.fact("exp(-inf) = 0", z3.Implies(z3.And(z3.fpIsInf(x), z3.fpIsNegative(x)), z3.fpIsZero(e)))
+        else:
+            self.fact("exp(x) >= 0", e >= 0)
+        self.fact("exp(0) = 1", z3.Implies(dom.eq(x, zero), e == one))
+        self.fact("exp(x <= 0) <= 1", z3.Implies(dom.le(x, zero), dom.le(e, one)))
         for y in self._exp_args:
-            self.fact("exp monotone", z3.Implies(z3.fpLEQ(x, y), z3.fpLEQ(e, self.func("exp")(y))))
-            self.fact("exp monotone", z3.Implies(z3.fpLEQ(y, x), z3.fpLEQ(self.func("exp")(y), e)))
+            self.fact("exp monotone", z3.Implies(dom.le(x, y), dom.le(e, self.func("exp")(y))))
+            self.fact("exp monotone", z3.Implies(dom.le(y, x), dom.le(self.func("exp")(y), e)))
         self._exp_args.append(x)
         return e
 
@@ -447,7 +455,9 @@ class Z3Ops:
         out[..., 0] = x[..., 0]
         for i in range(1, x.shape[-1]):
             out[..., i] = self._map(functools.partial(self._arith, "add"), out[..., i - 1], x[..., i])
-        return np.moveaxis(out, -1, axis)
+        out = np.moveaxis(out, -1, axis)
+        self.trace.setdefault("cumsum", []).append((np.moveaxis(x, -1, axis), out))
+        return out
 
     def topk(self, x: Any, k: Any) -> tuple[Any, Any]:
         if not _is_sym(x):
@@ -466,6 +476,7 @@ class Z3Ops:
                 self.fact("topk: descending", self._cmp("le", vals[r + 1], vals[r]))
                 self.fact("topk: stable ties", z3.Implies(self._cmp("eq", vals[r], vals[r + 1]), idx[r] < idx[r + 1]))
             values[row], order[row] = vals, idx
+        self.trace.setdefault("topk", []).append((x, (values[..., :k], order[..., :k])))
         return values[..., :k], order[..., :k]
 
     def _pick(self, items: list[Any], i: Any) -> Any:

@@ -75,13 +75,15 @@ def _is_num(x: Any) -> bool:
 class Z3Ops:
     """Symbolic interpretation over ``domain`` (see the module docstring for the encodings)."""
 
-    def __init__(self, domain: Any = None, *, shift: str = "fresh", exp: str = "field", mask_as_neg_inf: bool | None = None, prefix: str = "") -> None:
+    def __init__(self, domain: Any = None, *, shift: str = "fresh", exp: str = "field", mask_as_neg_inf: bool | None = None,
+                 normalize: bool = False, prefix: str = "") -> None:
         if exp not in ("field", "positive", "libm"):
             raise ValueError(f"exp model must be field, positive or libm, not {exp!r}")
         self.dom = domain if domain is not None else Real()
         self.name = f"z3-{self.dom.name}"
         self.shift, self.exp_model = shift, exp
         self.exp_lemmas = exp == "field"
+        self.normalize = normalize
         self.mask_as_neg_inf = isinstance(self.dom, Real) if mask_as_neg_inf is None else mask_as_neg_inf
         self.prefix = prefix
         self.facts: list[tuple[str, z3.BoolRef]] = []
@@ -145,6 +147,10 @@ class Z3Ops:
             return self._arith_inf(op, a, b)
         a, b = self._pair(a, b)
         if self.dom.owns(a):
+            if isinstance(self.dom, Real):
+                folded = _fold_real(op, a, b)
+                if folded is not None:
+                    return folded
             return getattr(self.dom, op)(a, b)
         return {"add": lambda: a + b, "sub": lambda: a - b, "mul": lambda: a * b}[op]()
 
@@ -275,6 +281,8 @@ class Z3Ops:
             x, y = self._pair(x, y)
             if isinstance(self.dom, Real):
                 self.check("divisor != 0", y != 0)
+                if _is_zero(x):
+                    return x  # 0 / y = 0 for y != 0 (checked): a masked key's weight is exactly 0
             return self.dom.div(x, y)
 
         return self._elementwise(np.divide, one, a, b)
@@ -294,7 +302,7 @@ class Z3Ops:
     def _exp(self, x: Any) -> Any:
         if x is NEG_INF:
             return self.dom.const(0.0)
-        x = self._lift(x, self.dom.const(0))
+        x = self._lift(x, self.dom.const(0))  # not normalized: the exp lemmas split x along its own + and -
         if self.exp_model == "libm" or isinstance(self.dom, Float):
             return self._exp_libm(x)
         e = self.func("exp")(x)
@@ -336,13 +344,24 @@ class Z3Ops:
 
     def _uninterpreted(self, name: str, numeric: Callable[[Any], Any], x: Any) -> Any:
         # Congruence is all a law about *equal computations* needs: f(x) = f(y) whenever x = y.
-        return self._elementwise(numeric, lambda v: self.func(name)(self._lift(v, self.dom.const(0))), x)
+        return self._elementwise(numeric, lambda v: self.func(name)(self._argument(v)), x)
+
+    def _argument(self, v: Any) -> Any:
+        """An uninterpreted function's argument; with ``normalize``, as a sum of monomials, so that arguments
+        equal as polynomials (a scan and a recurrence, two summation orders) become the same term and
+        congruence needs no arithmetic (Z3 could not find those equalities inside sqrt/sigmoid in 120 s)."""
+        v = self._lift(v, self.dom.const(0))
+        return z3.simplify(v, som=True) if self.normalize and z3.is_expr(v) else v
 
     def log(self, x: Any) -> Any:
         return self._uninterpreted("log", np.log, x)
 
     def sqrt(self, x: Any) -> Any:
-        return self._uninterpreted("sqrt", np.sqrt, x)
+        out = self._uninterpreted("sqrt", np.sqrt, x)
+        if isinstance(self.dom, Real) and _is_sym(out):
+            for arg, root in zip(self._objects(x).flat, out.flat):  # enough to show a LayerNorm divisor is not 0
+                self.fact("sqrt >= 0, > 0 on x > 0", z3.And(root >= 0, z3.Implies(self._lift(arg, root) > 0, root > 0)))
+        return out
 
     def reciprocal(self, x: Any) -> Any:
         return self._uninterpreted("reciprocal", np.reciprocal, x)
@@ -548,6 +567,31 @@ class Z3Ops:
 
     def static_len(self, x: Any, axis: int, bound: int) -> int:
         return _as_array(x).shape[axis]  # the true length: symbolic shapes are concrete
+
+
+def _is_zero(x: Any) -> bool:
+    return z3.is_rational_value(x) and x.as_fraction() == 0
+
+
+def _is_one(x: Any) -> bool:
+    return z3.is_rational_value(x) and x.as_fraction() == 1
+
+
+def _fold_real(op: str, a: Any, b: Any) -> Any:
+    """x + 0 = x, x - 0 = x, 0 * x = 0, 1 * x = x over the reals, so a masked key (exp(-inf) = 0) leaves no
+    trace and the two forms of a computation become the same term; None where nothing folds."""
+    if op in ("add", "sub") and _is_zero(b):
+        return a
+    if op == "add" and _is_zero(a):
+        return b
+    if op == "mul":
+        if _is_zero(a) or _is_zero(b):
+            return z3.RealVal(0)
+        if _is_one(a):
+            return b
+        if _is_one(b):
+            return a
+    return None
 
 
 def term(x: Any) -> Any:

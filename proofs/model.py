@@ -1,0 +1,94 @@
+"""Whole-model laws: the unrolled form (``forward``, one call over T tokens) equals T calls of the recurrent form
+(``decode``, one token against the carried state), for every weight, through the architectures' own code.
+
+This is the prefill-vs-decode bug class of DESIGN.md §5 (different conv paths, caches ignored, chunks that
+update state wrongly), stated for *all* weights of a tiny configuration: weights are symbolic reals, tokens
+and positions concrete. sqrt, reciprocal, sigmoid, softplus, tanh are uninterpreted (only congruence is used:
+both forms must apply them to provably equal arguments); cos/sin of concrete positions are computed by numpy.
+The logits at every position and the final state must be equal.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import z3
+
+from lmstep.spec import builtin, gpt2, llama, mamba
+from lmstep.spec.arrays import SeqBuffer
+
+from .domains import Real
+from .mutants import mutate
+from .obligations import Obligation, Query, register
+from .symbolic import Z3Ops, all_equal
+
+TOKENS = [1, 0, 1]  # a repeated token, so a cache that ignored position or order would be caught
+
+CONFIGS: dict[str, Any] = {
+    "llama": llama.Config(vocab_size=2, hidden_size=2, intermediate_size=2, num_hidden_layers=1, num_attention_heads=2,
+                          num_key_value_heads=1, head_dim=2, max_position_embeddings=8),
+    "gpt2": gpt2.Config(vocab_size=2, n_embd=2, n_layer=1, n_head=1, n_positions=8, n_inner=2),
+    "mamba": mamba.Config(vocab_size=2, hidden_size=2, state_size=1, num_hidden_layers=1, intermediate_size=1,
+                          time_step_rank=1, conv_kernel=2),
+}
+
+
+def symbolic_weights(o: Z3Ops, module: ModuleType, cfg: Any) -> Any:
+    return module.weights_from_dict(cfg, {name: o.var(name, shape) for name, shape in module.param_shapes(cfg).items()})
+
+
+def empty_cache(module: ModuleType, cfg: Any) -> Any:
+    """The architecture's empty state with object (term) storage instead of float32."""
+    cache = module.empty_cache(cfg, 1)
+
+    def objects(t: Any) -> Any:
+        if isinstance(t, SeqBuffer):
+            return SeqBuffer.empty(t.shape[: t.axis] + t.shape[t.axis + 1 :], t.axis, dtype=object)
+        return np.zeros(t.shape, dtype=object) + 0.0  # float zeros as Python floats, lifted when used
+    return tuple(tuple(objects(t) for t in pair) for pair in cache)
+
+
+def _state_terms(cache: Any) -> list[np.ndarray]:
+    return [t.view() if isinstance(t, SeqBuffer) else t for pair in cache for t in pair]
+
+
+def prefill_query(arch: str, decode: Any = None, tokens: list[int] = TOKENS, seeded: bool = False) -> Query:
+    """``seeded``: the built-in generator's float32 weights (seed 0) instead of symbolic ones - for mutants, whose
+    counterexample Z3 then finds among the uninterpreted functions' values alone (symbolic weights: > 120 s)."""
+    module = {"llama": llama, "gpt2": gpt2, "mamba": mamba}[arch]
+    decode = decode or module.decode
+    cfg, o = CONFIGS[arch], Z3Ops(Real(), normalize=True)
+    w = builtin.init_weights(arch, cfg, 0) if seeded else symbolic_weights(o, module, cfg)
+    positions = np.arange(len(tokens), dtype=np.int64)[None]
+    tokens = np.array([tokens], np.int64)
+    logits, cache = module.forward(o, cfg, w, tokens, positions, empty_cache(module, cfg))
+    state, goals = empty_cache(module, cfg), []
+    for t in range(tokens.shape[1]):
+        step_logits, state = decode(o, cfg, w, tokens[:, t], positions[:, t], state)
+        goals.append(all_equal(o, step_logits, logits[:, t]))
+    goals += [all_equal(o, a, b) for a, b in zip(_state_terms(state), _state_terms(cache))]
+    return Query(z3.And(*goals), o.facts, o.checks, {})
+
+
+CONV_TAP_OFF_BY_ONE = ("o.slice(window, 2, 1, None)", "o.slice(window, 2, 0, -1)")  # keeps the oldest input
+
+# -- the registry -----------------------------------------------------------------------------------------
+REAL = "the reals; weights symbolic; sqrt/reciprocal/sigmoid/softplus/tanh uninterpreted; MASKED as -inf"
+for arch, cfg in CONFIGS.items():
+    register(Obligation(
+        f"model/{arch}-prefill-eq-decode", "model", f"{arch}: forward over T tokens equals T decode steps (logits and state)",
+        REAL, f"T={len(TOKENS)}, tokens {TOKENS}, 1 layer, the tiny config in model.py", f"spec: {arch}.forward, {arch}.decode",
+        "proved", lambda arch=arch: prefill_query(arch), timeout_s=120))
+register(Obligation(
+    "model/mamba-prefill-eq-decode~conv-window", "model", "mutant: a decode step that keeps the oldest conv input instead of the newest",
+    REAL.replace("weights symbolic", "weights seeded (builtin.init_weights, seed 0)"), "T=2", "spec: mutated mamba._mixer_step", "refuted",
+    lambda: prefill_query("mamba", decode=_mutant_mamba_decode(), tokens=TOKENS[:2], seeded=True), mutant_of="model/mamba-prefill-eq-decode", timeout_s=120))
+
+
+def _mutant_mamba_decode() -> Any:
+    step = mutate(mamba._mixer_step, *CONV_TAP_OFF_BY_ONE)
+    decode = mutate(mamba.decode, "_mixer_step(", "_mixer_step_mutant(")
+    decode.__globals__["_mixer_step_mutant"] = step
+    return decode

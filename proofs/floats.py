@@ -20,7 +20,7 @@ from lmstep.spec.ops import NP
 from . import scan
 from .domains import BFLOAT16, FLOAT16, FLOAT32, Float
 from .obligations import Obligation, Query, register
-from .replay import numpy_replay, ort_replay
+from .replay import replay_both
 from .symbolic import Z3Ops, all_equal, term
 
 FORMATS = (FLOAT32, FLOAT16, BFLOAT16)
@@ -46,8 +46,8 @@ def assoc_query(dom: Float) -> Query:
 
 def assoc_replay(dom: Float, model: dict[str, Any]) -> list[str]:
     _, v, left, right = _assoc_terms(dom)
-    lines = numpy_replay(dom, model, lambda x: (NP.add(NP.add(x["a"], x["b"]), x["c"]), NP.add(x["a"], NP.add(x["b"], x["c"]))), "(a+b)+c vs a+(b+c)")
-    return lines + ort_replay(dom, model, left, right, v, "(a+b)+c vs a+(b+c)")
+    both = lambda x: (NP.add(NP.add(x["a"], x["b"]), x["c"]), NP.add(x["a"], NP.add(x["b"], x["c"])))  # noqa: E731
+    return replay_both(dom, model, both, left, right, v, "(a+b)+c vs a+(b+c)")
 
 
 # -- the spec's scan against the recurrence, T = 4 ----------------------------------------------------------------
@@ -85,8 +85,7 @@ def scan_replay(dom: Float, model: dict[str, Any]) -> list[str]:
             h = NP.add(NP.mul(a[0, t, 0, 0], h), b[0, t, 0, 0])
         return mamba._scan(NP, a, b)[1][0, -1, 0, 0], h
 
-    what = f"mamba._scan vs recurrence, h_{T_FLOAT - 1}"
-    return numpy_replay(dom, model, both, what) + ort_replay(dom, model, parallel, sequential, v, what)
+    return replay_both(dom, model, both, parallel, sequential, v, f"mamba._scan vs recurrence, h_{T_FLOAT - 1}")
 
 
 # -- float32 facts behind the sampler's laws -----------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import z3
 
-from lmstep.spec import builtin, gpt2, llama, mamba
+from lmstep.spec import builtin, gpt2, layers, llama, mamba
 from lmstep.spec.arrays import SeqBuffer
 
 from .domains import Real
@@ -54,7 +54,7 @@ def _state_terms(cache: Any) -> list[np.ndarray]:
     return [t.view() if isinstance(t, SeqBuffer) else t for pair in cache for t in pair]
 
 
-def prefill_query(arch: str, decode: Any = None, tokens: list[int] = TOKENS, seeded: bool = False) -> Query:
+def prefill_query(arch: str, decode: Any = None, tokens: list[int] = TOKENS, seeded: bool = False, attempt_s: float | None = None) -> Query:
     """``seeded``: the built-in generator's float32 weights (seed 0) instead of symbolic ones - for mutants, whose
     counterexample Z3 then finds among the uninterpreted functions' values alone (symbolic weights: > 120 s)."""
     module = {"llama": llama, "gpt2": gpt2, "mamba": mamba}[arch]
@@ -69,26 +69,41 @@ def prefill_query(arch: str, decode: Any = None, tokens: list[int] = TOKENS, see
         step_logits, state = decode(o, cfg, w, tokens[:, t], positions[:, t], state)
         goals.append(all_equal(o, step_logits, logits[:, t]))
     goals += [all_equal(o, a, b) for a, b in zip(_state_terms(state), _state_terms(cache))]
-    return Query(z3.And(*goals), o.facts, o.checks, {})
+    return Query(z3.And(*goals), o.facts, o.checks, {}, attempt_s=attempt_s)
 
 
-CONV_TAP_OFF_BY_ONE = ("o.slice(window, 2, 1, None)", "o.slice(window, 2, 0, -1)")  # keeps the oldest input
+CONV_WINDOW = ("o.slice(window, 2, 1, None)", "o.slice(window, 2, 0, -1)")  # the new conv state keeps the oldest input
+SCALE = ("d**-0.5", "d**-1.0")  # decode scales scores by 1/d instead of 1/sqrt(d)
+POSITION_OFF_BY_ONE = ("o.unsqueeze(position, 1)", "o.unsqueeze(o.add(position, 1), 1)")  # decode one position ahead
+
+
+def _with(fn: Any, name: str, replacement: Any) -> Any:
+    """``fn`` calling ``replacement`` where it called ``name``."""
+    out = mutate(fn, f"{name}(", f"{name}_mutant(")
+    out.__globals__[f"{name}_mutant"] = replacement
+    return out
+
+
+# Each architecture's decode with one realistic bug. (A RoPE position off by one in decode alone is *not* a bug
+# over the reals: rotating every query and key one position further leaves q.k unchanged.)
+MUTANTS: dict[str, tuple[str, Any, list[int], bool]] = {  # name, decode factory, tokens, seeded weights
+    "llama": ("scale", lambda: _with(llama.decode, "attention_decode", mutate(layers.attention_decode, *SCALE)), TOKENS[:2], True),
+    "gpt2": ("position-off-by-one", lambda: mutate(gpt2.decode, *POSITION_OFF_BY_ONE), TOKENS[:1], False),
+    "mamba": ("conv-window", lambda: _with(mamba.decode, "_mixer_step", mutate(mamba._mixer_step, *CONV_WINDOW)), TOKENS[:2], True),
+}
 
 # -- the registry -----------------------------------------------------------------------------------------
 REAL = "the reals; weights symbolic; sqrt/reciprocal/sigmoid/softplus/tanh uninterpreted; MASKED as -inf"
+SEEDED = REAL.replace("weights symbolic", "weights seeded (builtin.init_weights, seed 0)")
 for arch, cfg in CONFIGS.items():
+    law = f"model/{arch}-prefill-eq-decode"
     register(Obligation(
-        f"model/{arch}-prefill-eq-decode", "model", f"{arch}: forward over T tokens equals T decode steps (logits and state)",
+        law, "model", f"{arch}: forward over T tokens equals T decode steps (logits and state)",
         REAL, f"T={len(TOKENS)}, tokens {TOKENS}, 1 layer, the tiny config in model.py", f"spec: {arch}.forward, {arch}.decode",
         "proved", lambda arch=arch: prefill_query(arch), timeout_s=120))
-register(Obligation(
-    "model/mamba-prefill-eq-decode~conv-window", "model", "mutant: a decode step that keeps the oldest conv input instead of the newest",
-    REAL.replace("weights symbolic", "weights seeded (builtin.init_weights, seed 0)"), "T=2", "spec: mutated mamba._mixer_step", "refuted",
-    lambda: prefill_query("mamba", decode=_mutant_mamba_decode(), tokens=TOKENS[:2], seeded=True), mutant_of="model/mamba-prefill-eq-decode", timeout_s=120))
-
-
-def _mutant_mamba_decode() -> Any:
-    step = mutate(mamba._mixer_step, *CONV_TAP_OFF_BY_ONE)
-    decode = mutate(mamba.decode, "_mixer_step(", "_mixer_step_mutant(")
-    decode.__globals__["_mixer_step_mutant"] = step
-    return decode
+    bug, factory, tokens, seeded = MUTANTS[arch]
+    register(Obligation(
+        f"{law}~{bug}", "model", f"mutant: {arch}.decode with the {bug.replace('-', ' ')} bug differs from forward",
+        SEEDED if seeded else REAL, f"T={len(tokens)}", f"spec: mutated {arch}.decode", "refuted",
+        lambda arch=arch, factory=factory, tokens=tokens, seeded=seeded: prefill_query(arch, factory(), tokens, seeded, attempt_s=3.0),
+        mutant_of=law, timeout_s=120, long=arch == "gpt2"))  # gpt2: 4 s to > 120 s by seed, ~10 s with restarts

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -134,8 +135,9 @@ def select(only: str | None = None, long: bool = False) -> list[Obligation]:
     return picked
 
 
-def run(ob: Obligation, vacuity_timeout_s: float = 5.0) -> Result:
-    """Discharge one obligation; never raises (a failure to build or solve is the verdict ``error``)."""
+def run(ob: Obligation, smt2_dir: str | None = None, vacuity_timeout_s: float = 5.0) -> Result:
+    """Discharge one obligation; never raises (a failure to build or solve is the verdict ``error``). With
+    ``smt2_dir``, also write its queries as SMT-LIB 2 with the status Z3 found (smt2.py)."""
     start = time.perf_counter()
     try:
         built = ob.build()
@@ -145,10 +147,16 @@ def run(ob: Obligation, vacuity_timeout_s: float = 5.0) -> Result:
             q_start = time.perf_counter()
             v, d, m = _solve(q, ob.timeout_s, vacuity_timeout_s)
             records.append({"label": q.label, "verdict": v, "seconds": round(time.perf_counter() - q_start, 4)})
+            model = m or model
             if v != "proved":
-                verdict, detail, model = v, (f"{q.label}: " if q.label else "") + d, m
+                verdict, detail = v, (f"{q.label}: " if q.label else "") + d
                 break
+            detail = d
         result = Result(ob.name, verdict, ob.expected, 0.0, detail, model, queries=records)
+        if smt2_dir is not None:
+            from .smt2 import export
+
+            export(ob, queries, [r["verdict"] for r in records], Path(smt2_dir))
         if verdict == "refuted" and ob.replay is not None and model:
             result.replay = ob.replay(model)
     except Exception as err:  # an obligation that cannot be built is reported, not fatal to the suite
@@ -208,7 +216,8 @@ def _model_values(model: z3.ModelRef, inputs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_all(obligations: Sequence[Obligation], jobs: int = 1, on_result: Callable[[Result], None] | None = None) -> list[Result]:
+def run_all(obligations: Sequence[Obligation], jobs: int = 1, smt2_dir: str | None = None,
+            on_result: Callable[[Result], None] | None = None) -> list[Result]:
     """Run obligations, each in a fresh worker process (``jobs`` at a time), results in the given order.
 
     A fresh process per obligation keeps z3's global state (term ids, seeds) from one query from changing the
@@ -217,22 +226,23 @@ def run_all(obligations: Sequence[Obligation], jobs: int = 1, on_result: Callabl
     if jobs <= 0:
         results = []
         for ob in obligations:
-            results.append(run(ob))
+            results.append(run(ob, smt2_dir))
             if on_result:
                 on_result(results[-1])
         return results
+    import functools
     import multiprocessing as mp
 
     ctx = mp.get_context("fork")
     names = [ob.name for ob in obligations]
     done: dict[str, Result] = {}
     with ctx.Pool(jobs, maxtasksperchild=1) as pool:
-        for result in pool.imap_unordered(_run_named, names):
+        for result in pool.imap_unordered(functools.partial(_run_named, smt2_dir=smt2_dir), names):
             done[result.name] = result
             if on_result:
                 on_result(result)
     return [done[n] for n in names]
 
 
-def _run_named(name: str) -> Result:
-    return run(load_all()[name])
+def _run_named(name: str, smt2_dir: str | None = None) -> Result:
+    return run(REGISTRY[name] if name in REGISTRY else load_all()[name], smt2_dir)

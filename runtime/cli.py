@@ -20,7 +20,7 @@ Examples:
 """
 
 # Subcommand modules, in help order; each defines register(app).
-COMMANDS = ["models", "step", "generate"]
+COMMANDS = ["models", "step", "generate", "prove"]
 
 app = typer.Typer(
     help=HELP,

@@ -47,20 +47,46 @@ def parse(text: str) -> list[Sexp]:
 
 
 def show(e: Sexp) -> str:
-    return e if isinstance(e, str) else "(" + " ".join(show(x) for x in e) + ")"
+    """Print an s-expression (iteratively: a T = 64 scan nests thousands of levels deep)."""
+    out: list[str] = []
+    stack: list[Any] = [e]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
+            out.append(x)
+        elif isinstance(x, tuple):  # a closing marker
+            out.append(")")
+        else:
+            out.append("(")
+            stack.append(())
+            for i, item in enumerate(reversed(x)):
+                stack.append(item)
+                if i < len(x) - 1:
+                    stack.append(" ")
+    return "".join(out)
 
 
 def _fix(e: Sexp) -> Sexp:
+    """The standard form of one command: unary + and * dropped, empty and/or replaced (post-order, iterative)."""
     if isinstance(e, str):
         return e
-    e = [_fix(x) for x in e]
-    if len(e) == 2 and e[0] in ("+", "*"):
-        return e[1]
-    if e == ["and"]:
-        return "true"
-    if e == ["or"]:
-        return "false"
-    return e
+    done: dict[int, Sexp] = {}
+    stack: list[tuple[list[Sexp], bool]] = [(e, False)]
+    while stack:
+        node, visited = stack.pop()
+        if not visited:
+            stack.append((node, True))
+            stack.extend((c, False) for c in node if isinstance(c, list))
+            continue
+        new = [done.pop(id(c)) if isinstance(c, list) else c for c in node]
+        if len(new) == 2 and new[0] in ("+", "*"):
+            new = new[1]
+        elif new == ["and"]:
+            new = "true"
+        elif new == ["or"]:
+            new = "false"
+        done[id(node)] = new
+    return done[id(e)]
 
 
 def lint(text: str) -> list[str]:

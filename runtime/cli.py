@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line to stderr and exit with status 2."""
     _register()
     try:
-        app(args=argv, prog_name="lmstep", standalone_mode=False)
+        rc = app(args=argv, prog_name="lmstep", standalone_mode=False)  # click returns typer.Exit's code here
     except LmstepError as err:
         print(f"lmstep: error: {err}", file=sys.stderr)
         return 2
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 def entry() -> None:

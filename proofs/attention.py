@@ -85,7 +85,7 @@ def _lemma(E: z3.FuncDeclRef, a: Any, c: Any) -> Any:
     return z3.And(E(a - c) * E(c) == E(a), E(a - c) > 0, E(c) > 0, E(a) > 0)
 
 
-def shift_all_n_queries() -> list[Query]:
+def shift_all_n_queries(lemma: bool = True) -> list[Query]:
     """exp(c) S_c(n) = Z(n) for every n and c, where S_c(n) = sum_{i<n} exp(x_i - c) and Z(n) = sum_{i<n} exp(x_i).
     With exp(x_i - c) exp(c) = exp(x_i), it gives softmax(x - c)_i = exp(x_i) / Z(n) = softmax(x)_i for all n."""
     E, I = _exp(), z3.IntSort()
@@ -97,11 +97,11 @@ def shift_all_n_queries() -> list[Query]:
         [
             ("induction hypothesis", E(c) * S(n) == Z(n)),
             ("def sums at n+1", z3.And(S(n + 1) == S(n) + E(x(n) - c), Z(n + 1) == Z(n) + E(x(n)))),
-            ("exp lemma", _lemma(E, x(n), c)),
+            *([("exp lemma", _lemma(E, x(n), c))] if lemma else []),
         ],
         inputs={"n": n, "c": c}, label="step n -> n+1",
     )
-    return [base, step]
+    return [base, step] if lemma else [step]
 
 
 def online_queries(rescale: bool = True) -> list[Query]:
@@ -163,6 +163,10 @@ register(Obligation(
 register(Obligation(
     "attention/softmax-shift-all-n", "attention", "exp(c) sum_i exp(x_i - c) = sum_i exp(x_i): softmax shift invariance for all n",
     REAL, "all n (induction)", "algebra: a sum over a symbolic length", "proved", shift_all_n_queries))
+register(Obligation(
+    "attention/softmax-shift-all-n~dropped-lemma", "attention", "mutant: the step without exp(x - c) exp(c) = exp(x) fails",
+    "the reals; exp uninterpreted", "all n (step)", "algebra", "refuted", lambda: shift_all_n_queries(lemma=False),
+    mutant_of="attention/softmax-shift-all-n"))
 register(Obligation(
     "attention/online-softmax", "attention", "the online softmax update keeps l e^m = sum e^s, acc e^m = sum e^s v, so acc/l is softmax-weighted",
     REAL, "all n (induction: base, step, conclusion)", "algebra: the spec computes full softmax, the streaming form is a kernel's",

@@ -85,13 +85,13 @@ WRAP32, WRAP16 = BitVec(32, "wrap"), BitVec(16, "wrap")
 SAT8, FIXED8 = BitVec(8, "saturate"), BitVec(8, "fixed", frac=4)
 BOUNDS = f"T={T_INT} in chunks of {CHUNK} (last chunk short), scalar"
 for dom in (WRAP32, WRAP16):
+    law = f"integers/chunked-scan-wrap{dom.width}"
     register(Obligation(
-        f"integers/chunked-scan-wrap{dom.width}", "integers", "chunked prefill (scan per chunk + carried state) equals the recurrence bit-exactly",
+        law, "integers", "chunked prefill (scan per chunk + carried state) equals the recurrence bit-exactly",
         f"int{dom.width}, wrap-around (two's complement)", BOUNDS, "spec: mamba._scan per chunk", "proved", lambda dom=dom: chunked_query(dom)))
-register(Obligation(
-    "integers/chunked-scan-wrap~swapped", "integers", "mutant: the swapped _scan breaks the chunked prefill",
-    "int16, wrap-around", BOUNDS, "spec: mutated mamba._scan", "refuted", lambda: chunked_query(WRAP16, scan.swapped_scan()),
-    mutant_of="integers/chunked-scan-wrap16"))
+    register(Obligation(
+        f"{law}~swapped", "integers", "mutant: the swapped _scan breaks the chunked prefill", f"int{dom.width}, wrap-around", BOUNDS,
+        "spec: mutated mamba._scan", "refuted", lambda dom=dom: chunked_query(dom, scan.swapped_scan()), mutant_of=law))
 register(Obligation(
     "integers/chunked-scan-saturate8", "integers", "with saturating arithmetic, chunked prefill equals the recurrence (it does not)",
     "int8, saturating add and mul", BOUNDS, "spec: mamba._scan per chunk", "refuted", lambda: chunked_query(SAT8),

@@ -107,7 +107,7 @@ def bracketings(xs: list[Any], op: Callable[[Any, Any], Any]) -> list[Any]:
     return out
 
 
-def brackets_query(n: int) -> Query:
+def brackets_query(n: int, scan: Callable[..., Any] | None = None) -> Query:
     o = Z3Ops(Real())
     elems = elements(o, n)
     last = recurrence(o, elems)[-1]
@@ -116,7 +116,7 @@ def brackets_query(n: int) -> Query:
     def op(x: Pair, y: Pair) -> Pair:  # memoised on identity: the same sub-bracketing is built once
         key = (id(x), id(y))
         if key not in memo:
-            memo[key] = combine(o, x, y)
+            memo[key] = combine(o, x, y, scan)
         return memo[key]
 
     trees = bracketings(elems, op)
@@ -232,6 +232,10 @@ register(Obligation(
     "scan/combine-assoc-diagonal", "scan", "the spec's combine is associative for diagonal transitions", REAL,
     "elements [E=2, N=2] (a 4x4 diagonal A)", "spec: mamba._scan on 2 elements", "proved", lambda: assoc_query((2, 2))))
 register(Obligation(
+    "scan/combine-assoc-diagonal~swapped", "scan", "mutant: the swapped _scan is not associative for diagonal transitions", REAL,
+    "elements [2, 2]", "spec: mutated mamba._scan", "refuted", lambda: assoc_query((2, 2), swapped_scan()),
+    mutant_of="scan/combine-assoc-diagonal"))
+register(Obligation(
     "scan/combine-assoc-matrix", "scan", "(A1,b1).(A2,b2) = (A2 A1, A2 b1 + b2) is associative for full matrices", REAL,
     "3x3 matrices", "algebra: the spec's transition is diagonal (elementwise), full matrices are not in it", "proved",
     lambda: matrix_assoc_query(3)))
@@ -245,6 +249,10 @@ register(Obligation(
     "scan/brackets-T6", "scan", "every bracketing of the fold equals the sequential recurrence", REAL,
     "T=6: all 42 bracketings", "spec: mamba._scan as combine", "proved", lambda: brackets_query(6)))
 register(Obligation(
+    "scan/brackets~swapped", "scan", "mutant: with the swapped _scan as combine, bracketings differ from the recurrence", REAL,
+    "T=4: all 5 bracketings", "spec: mutated mamba._scan as combine", "refuted", lambda: brackets_query(4, swapped_scan()),
+    mutant_of="scan/brackets-T6"))
+register(Obligation(
     "scan/hillis-steele-T64", "scan", "mamba._scan (Hillis-Steele) equals the sequential recurrence at every t", REAL,
     "T=64, scalar", "spec: mamba._scan", "proved", lambda: hillis_steele_query(64)))
 register(Obligation(
@@ -254,6 +262,10 @@ register(Obligation(
     "scan/hillis-steele~swapped", "scan", "mutant: _scan with b and b_prev swapped differs from the recurrence", REAL,
     "T=8, scalar", "spec: mutated mamba._scan", "refuted", lambda: hillis_steele_query(8, scan=swapped_scan()),
     mutant_of="scan/hillis-steele-T64"))
+register(Obligation(
+    "scan/hillis-steele-diagonal~swapped", "scan", "mutant: the swapped _scan differs from the recurrence, diagonal elements", REAL,
+    "T=8, elements [2, 2]", "spec: mutated mamba._scan", "refuted", lambda: hillis_steele_query(8, (2, 2), swapped_scan()),
+    mutant_of="scan/hillis-steele-T128-diagonal"))
 register(Obligation(
     "scan/blelloch-T64", "scan", "Blelloch's up/down-sweep scan over the spec's combine equals the recurrence", REAL,
     "T=64, scalar", "spec: mamba._scan as combine; the sweep itself is written here", "proved", lambda: blelloch_query(64)))

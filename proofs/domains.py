@@ -19,7 +19,26 @@ from typing import Any
 import z3
 
 
-class Real:
+class _Ordered:
+    """Comparisons through z3's operators: reals, and signed bit-vectors (z3's < on bit-vectors is signed)."""
+
+    def lt(self, a, b):
+        return a < b
+
+    def le(self, a, b):
+        return a <= b
+
+    def eq(self, a, b):
+        return a == b
+
+    def max(self, a, b):
+        return z3.If(a >= b, a, b)
+
+    def min(self, a, b):
+        return z3.If(a <= b, a, b)
+
+
+class Real(_Ordered):
     """Exact reals. Division is z3's total ``/`` (x/0 unspecified); Z3Ops adds a "divisor != 0" check."""
 
     name = "real"
@@ -54,24 +73,6 @@ class Real:
     def neg(self, a):
         return -a
 
-    def lt(self, a, b):
-        return a < b
-
-    def le(self, a, b):
-        return a <= b
-
-    def eq(self, a, b):
-        return a == b
-
-    def max(self, a, b):
-        return z3.If(a >= b, a, b)
-
-    def min(self, a, b):
-        return z3.If(a <= b, a, b)
-
-    def value(self, model: z3.ModelRef, x: z3.ExprRef) -> float:
-        v = model.eval(x, model_completion=True)
-        return float(Fraction(v.as_fraction())) if z3.is_rational_value(v) else float(v.approx(20).as_fraction())
 
 
 class Float:
@@ -130,8 +131,6 @@ class Float:
     def min(self, a, b):
         return z3.If(z3.fpIsNaN(a), a, z3.If(z3.fpIsNaN(b), b, z3.If(z3.fpLT(b, a), b, a)))
 
-    def value(self, model: z3.ModelRef, x: z3.ExprRef) -> float:
-        return fp_value(model.eval(x, model_completion=True))
 
 
 def fp_value(v: z3.ExprRef) -> float:
@@ -152,7 +151,7 @@ FLOAT16 = Float(5, 11, "float16")
 BFLOAT16 = Float(8, 8, "bfloat16")
 
 
-class BitVec:
+class BitVec(_Ordered):
     """Signed ``width``-bit integers. ``mode``: 'wrap' (two's complement, a ring: every polynomial identity of
     the reals holds), 'saturate' (clamp to [-2^(w-1), 2^(w-1)-1] after every op, as DSP/NPU int kernels do) or
     'fixed' (Q(w-f).f: values are integers scaled by 2^-frac, a product is shifted right by frac - truncating,
@@ -212,23 +211,6 @@ class BitVec:
     def neg(self, a):
         return self.sub(z3.BitVecVal(0, self.width), a)
 
-    def lt(self, a, b):
-        return a < b  # z3's < on bit-vectors is signed
-
-    def le(self, a, b):
-        return a <= b
-
-    def eq(self, a, b):
-        return a == b
-
-    def max(self, a, b):
-        return z3.If(a >= b, a, b)
-
-    def min(self, a, b):
-        return z3.If(a <= b, a, b)
-
-    def value(self, model: z3.ModelRef, x: z3.ExprRef) -> int:
-        return model.eval(x, model_completion=True).as_signed_long()
 
 
 def model_value(model: z3.ModelRef, x: Any) -> Any:

@@ -28,6 +28,11 @@ Encodings (each chosen so Z3 answers in milliseconds, DESIGN.md §8):
   s_r >= s_{r+1} and s_r == s_{r+1} -> idx_r < idx_{r+1}: exactly one permutation satisfies this for non-NaN x
   (the stable descending sort), so the encoding is sound and complete. NaN inputs make it unsatisfiable, which
   the runner's vacuity check reports.
+- sqrt, reciprocal, log, tanh, sin, cos, sigmoid, softplus are uninterpreted (congruence only; sqrt over the
+  reals also >= 0 and > 0 on positive input). With ``normalize``, their arguments are put in sum-of-monomials
+  form first, so two computations equal as polynomials (a scan and a recurrence) give the same application.
+- Over the reals, x + 0, x - 0, 0 * x, 1 * x and 0 / y (y != 0 checked) fold as they are built: a masked key
+  then leaves no trace, and the unrolled and recurrent forms of one computation become the same term.
 """
 
 from __future__ import annotations
@@ -76,7 +81,7 @@ class Z3Ops:
     """Symbolic interpretation over ``domain`` (see the module docstring for the encodings)."""
 
     def __init__(self, domain: Any = None, *, shift: str = "fresh", exp: str = "field", mask_as_neg_inf: bool | None = None,
-                 normalize: bool = False, prefix: str = "") -> None:
+                 normalize: bool = False) -> None:
         if exp not in ("field", "positive", "libm"):
             raise ValueError(f"exp model must be field, positive or libm, not {exp!r}")
         self.dom = domain if domain is not None else Real()
@@ -85,7 +90,6 @@ class Z3Ops:
         self.exp_lemmas = exp == "field"
         self.normalize = normalize
         self.mask_as_neg_inf = isinstance(self.dom, Real) if mask_as_neg_inf is None else mask_as_neg_inf
-        self.prefix = prefix
         self.facts: list[tuple[str, z3.BoolRef]] = []
         self.checks: list[tuple[str, z3.BoolRef]] = []
         self._seen: set[tuple[str, int]] = set()
@@ -97,7 +101,7 @@ class Z3Ops:
 
     # -- bookkeeping -------------------------------------------------------------------------------------
     def fresh(self, stem: str, sort: Any = None) -> z3.ExprRef:
-        return z3.Const(f"{self.prefix}{stem}!{next(self._counter)}", sort if sort is not None else self.dom.sort())
+        return z3.Const(f"{stem}!{next(self._counter)}", sort if sort is not None else self.dom.sort())
 
     def fact(self, label: str, cond: Any) -> None:
         key = (label, z3.BoolVal(cond).get_id() if isinstance(cond, bool) else cond.get_id())

@@ -5,6 +5,7 @@ mean what the ONNX ops mean."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import z3
 from hypothesis import given
 from hypothesis import strategies as st
@@ -46,23 +47,15 @@ def _bit_patterns(dtype, bits):
     return st.lists(one, min_size=2 * T, max_size=2 * T)
 
 
-@given(_bit_patterns(np.float32, 32))
-def test_float32_scan_terms_evaluate_to_the_numpy_spec_bitwise(xs):
-    values = np.array(xs, np.float32)
-    got = [np.float32(fp_value(v)) for v in _evaluate(F32_TERMS, [FLOAT32.const(float(x)) for x in values])]
+@pytest.mark.parametrize("dom,dtype,bits,terms", [(FLOAT32, np.float32, 32, F32_TERMS), (FLOAT16, np.float16, 16, F16_TERMS)])
+@given(data=st.data())
+def test_ieee_scan_terms_evaluate_to_the_numpy_spec_bitwise(dom, dtype, bits, terms, data):
+    values = np.array(data.draw(_bit_patterns(dtype, bits)), dtype)
+    got = [dtype(fp_value(v)) for v in _evaluate(terms, [dom.const(float(x)) for x in values])]
     with np.errstate(all="ignore"):
         pa, pb = mamba._scan(NP, values[:T].reshape(1, T, 1, 1), values[T:].reshape(1, T, 1, 1))
     want = list(pa.ravel()) + list(pb.ravel())
     assert all(_same_float(g, w) for g, w in zip(got, want)), (got, want)
-
-
-@given(_bit_patterns(np.float16, 16))
-def test_float16_scan_terms_evaluate_to_the_numpy_spec_bitwise(xs):
-    values = np.array(xs, np.float16)
-    got = [np.float16(fp_value(v)) for v in _evaluate(F16_TERMS, [FLOAT16.const(float(x)) for x in values])]
-    with np.errstate(all="ignore"):
-        pa, pb = mamba._scan(NP, values[:T].reshape(1, T, 1, 1), values[T:].reshape(1, T, 1, 1))
-    assert all(_same_float(g, w) for g, w in zip(got, list(pa.ravel()) + list(pb.ravel())))
 
 
 @given(st.lists(st.integers(-(2**15), 2**15 - 1), min_size=2 * T, max_size=2 * T))

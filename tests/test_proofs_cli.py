@@ -34,7 +34,7 @@ def test_prove_unknown_name_is_one_line_error(capsys):
 def test_prove_list(capsys):
     assert main(["prove", "--list", "--long"]) == 0
     out = capsys.readouterr().out
-    assert "scan/hillis-steele-T128-diagonal" in out and "long" in out
+    assert "floats/target-below-total-float32 " in out and "long" in out
 
 
 def test_prove_exits_nonzero_when_a_verdict_differs(monkeypatch, capsys):

@@ -16,7 +16,6 @@ from typing import Any, Callable
 import numpy as np
 import z3
 
-from lmstep.spec import mamba
 from lmstep.spec.ops import NumpyOps
 
 from . import scan

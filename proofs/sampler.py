@@ -11,8 +11,8 @@ monotone); it may underflow to 0, which is what makes zero-probability ranks ins
 Why the reals: with float32 terms every query bit-blasts the whole sampler (TopK comparisons, the divisions by
 the temperature, the CumSum adders) and timed out at 60 s even for V = 2 in bfloat16. The two facts about
 float32 rounding these laws rely on are proved separately, in float32, in floats.py: the CDF is nondecreasing
-and a zero-probability rank repeats its predecessor exactly (``floats/cdf-add-monotone``), and u * total < total
-for u < 1 (``floats/target-below-total``), so the fallback of step 7 is only reachable with u = 1.
+and a zero-probability rank repeats its predecessor exactly (``floats/cdf-add-monotone-float32``), and u * total < total
+for u < 1 (``floats/target-below-total-float32``, a --long obligation), so the fallback of step 7 is only reachable with u = 1.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import z3
 
 from lmstep.spec import sampler
 
-from .domains import FLOAT32, Float, Real
+from .domains import Float, Real
 from .mutants import mutate
 from .obligations import Obligation, Query, register
 from .symbolic import Z3Ops, term

@@ -23,7 +23,7 @@ Examples:
 """
 
 # Subcommand modules, in help order; each defines register(app).
-COMMANDS = ["models", "step", "trace", "replay", "generate", "export", "check"]
+COMMANDS = ["models", "step", "trace", "replay", "generate", "export", "check", "prove"]
 
 app = typer.Typer(
     help=HELP,

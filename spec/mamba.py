@@ -157,11 +157,8 @@ def _scan(o: Any, a: Any, b: Any):
     bound = o.static_len(a, 1, MAX_UNROLLED_LEN)
     # Row 0 of the working arrays is the identity element (a = 1, b = 0): row p's predecessor at distance d is
     # row max(p - d, 0), so rows with no predecessor combine with the identity and no select is needed; row 0
-    # combines with itself and stays the identity. exp(x - x) = 1 and x - x = +0 build it exactly, in the input's
-    # own dtype, from a row of the input (finite values), because a graph does not know B.
-    first_a, first_b = o.slice(a, 1, 0, 1), o.slice(b, 1, 0, 1)
-    a = o.concat([o.exp(o.sub(first_a, first_a)), a], axis=1)
-    b = o.concat([o.sub(first_b, first_b), b], axis=1)
+    # combines with itself and stays the identity.
+    a, b = o.pad_front(a, 1, 1, 1.0), o.pad_front(b, 1, 1, 0.0)
     rows = o.arange(0, o.shape(a, 1))
     d = 1
     while d < bound:

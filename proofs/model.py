@@ -1,0 +1,109 @@
+"""Whole-model laws: the unrolled form (``forward``, one call over T tokens) equals T calls of the recurrent form
+(``decode``, one token against the carried state), for every weight, through the architectures' own code.
+
+This is the prefill-vs-decode bug class of DESIGN.md §5 (different conv paths, caches ignored, chunks that
+update state wrongly), stated for *all* weights of a tiny configuration: weights are symbolic reals, tokens
+and positions concrete. sqrt, reciprocal, sigmoid, softplus, tanh are uninterpreted (only congruence is used:
+both forms must apply them to provably equal arguments); cos/sin of concrete positions are computed by numpy.
+The logits at every position and the final state must be equal.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import z3
+
+from lmstep.spec import builtin, gpt2, layers, llama, mamba
+from lmstep.spec.arrays import SeqBuffer
+
+from .domains import Real
+from .mutants import mutate
+from .obligations import Obligation, Query, register
+from .symbolic import Z3Ops, all_equal
+
+TOKENS = [1, 0, 1]  # a repeated token, so a cache that ignored position or order would be caught
+
+CONFIGS: dict[str, Any] = {
+    "llama": llama.Config(vocab_size=2, hidden_size=2, intermediate_size=2, num_hidden_layers=1, num_attention_heads=2,
+                          num_key_value_heads=1, head_dim=2, max_position_embeddings=8),
+    "gpt2": gpt2.Config(vocab_size=2, n_embd=2, n_layer=1, n_head=1, n_positions=8, n_inner=2),
+    "mamba": mamba.Config(vocab_size=2, hidden_size=2, state_size=1, num_hidden_layers=1, intermediate_size=1,
+                          time_step_rank=1, conv_kernel=2),
+}
+
+
+def symbolic_weights(o: Z3Ops, module: ModuleType, cfg: Any) -> Any:
+    return module.weights_from_dict(cfg, {name: o.var(name, shape) for name, shape in module.param_shapes(cfg).items()})
+
+
+def empty_cache(module: ModuleType, cfg: Any) -> Any:
+    """The architecture's empty state with object (term) storage instead of float32."""
+    cache = module.empty_cache(cfg, 1)
+
+    def objects(t: Any) -> Any:
+        if isinstance(t, SeqBuffer):
+            return SeqBuffer.empty(t.shape[: t.axis] + t.shape[t.axis + 1 :], t.axis, dtype=object)
+        return np.zeros(t.shape, dtype=object) + 0.0  # float zeros as Python floats, lifted when used
+    return tuple(tuple(objects(t) for t in pair) for pair in cache)
+
+
+def _state_terms(cache: Any) -> list[np.ndarray]:
+    return [t.view() if isinstance(t, SeqBuffer) else t for pair in cache for t in pair]
+
+
+def prefill_query(arch: str, decode: Any = None, tokens: list[int] = TOKENS, seeded: bool = False, attempt_s: float | None = None) -> Query:
+    """``seeded``: the built-in generator's float32 weights (seed 0) instead of symbolic ones - for mutants, whose
+    counterexample Z3 then finds among the uninterpreted functions' values alone (symbolic weights: > 120 s)."""
+    module = {"llama": llama, "gpt2": gpt2, "mamba": mamba}[arch]
+    decode = decode or module.decode
+    cfg, o = CONFIGS[arch], Z3Ops(Real(), normalize=True)
+    w = builtin.init_weights(arch, cfg, 0) if seeded else symbolic_weights(o, module, cfg)
+    positions = np.arange(len(tokens), dtype=np.int64)[None]
+    tokens = np.array([tokens], np.int64)
+    logits, cache = module.forward(o, cfg, w, tokens, positions, empty_cache(module, cfg))
+    state, goals = empty_cache(module, cfg), []
+    for t in range(tokens.shape[1]):
+        step_logits, state = decode(o, cfg, w, tokens[:, t], positions[:, t], state)
+        goals.append(all_equal(o, step_logits, logits[:, t]))
+    goals += [all_equal(o, a, b) for a, b in zip(_state_terms(state), _state_terms(cache))]
+    return Query(z3.And(*goals), o.facts, o.checks, {}, attempt_s=attempt_s)
+
+
+CONV_WINDOW = ("o.slice(window, 2, 1, None)", "o.slice(window, 2, 0, -1)")  # the new conv state keeps the oldest input
+SCALE = ("d**-0.5", "d**-1.0")  # decode scales scores by 1/d instead of 1/sqrt(d)
+POSITION_OFF_BY_ONE = ("o.unsqueeze(position, 1)", "o.unsqueeze(o.add(position, 1), 1)")  # decode one position ahead
+
+
+def _with(fn: Any, name: str, replacement: Any) -> Any:
+    """``fn`` calling ``replacement`` where it called ``name``."""
+    out = mutate(fn, f"{name}(", f"{name}_mutant(")
+    out.__globals__[f"{name}_mutant"] = replacement
+    return out
+
+
+# Each architecture's decode with one realistic bug. (A RoPE position off by one in decode alone is *not* a bug
+# over the reals: rotating every query and key one position further leaves q.k unchanged.)
+MUTANTS: dict[str, tuple[str, Any, list[int], bool]] = {  # name, decode factory, tokens, seeded weights
+    "llama": ("scale", lambda: _with(llama.decode, "attention_decode", mutate(layers.attention_decode, *SCALE)), TOKENS[:2], True),
+    "gpt2": ("position-off-by-one", lambda: mutate(gpt2.decode, *POSITION_OFF_BY_ONE), TOKENS[:1], False),
+    "mamba": ("conv-window", lambda: _with(mamba.decode, "_mixer_step", mutate(mamba._mixer_step, *CONV_WINDOW)), TOKENS[:2], True),
+}
+
+# -- the registry -----------------------------------------------------------------------------------------
+REAL = "the reals; weights symbolic; sqrt/reciprocal/sigmoid/softplus/tanh uninterpreted; MASKED as -inf"
+SEEDED = REAL.replace("weights symbolic", "weights seeded (builtin.init_weights, seed 0)")
+for arch, cfg in CONFIGS.items():
+    law = f"model/{arch}-prefill-eq-decode"
+    register(Obligation(
+        law, "model", f"{arch}: forward over T tokens equals T decode steps (logits and state)",
+        REAL, f"T={len(TOKENS)}, tokens {TOKENS}, 1 layer, the tiny config in model.py", f"spec: {arch}.forward, {arch}.decode",
+        "proved", lambda arch=arch: prefill_query(arch), timeout_s=120))
+    bug, factory, tokens, seeded = MUTANTS[arch]
+    register(Obligation(
+        f"{law}~{bug}", "model", f"mutant: {arch}.decode with the {bug.replace('-', ' ')} bug differs from forward",
+        SEEDED if seeded else REAL, f"T={len(tokens)}", f"spec: mutated {arch}.decode", "refuted",
+        lambda arch=arch, factory=factory, tokens=tokens, seeded=seeded: prefill_query(arch, factory(), tokens, seeded, attempt_s=3.0),
+        mutant_of=law, timeout_s=120, long=arch == "gpt2"))  # gpt2: 4 s to > 120 s by seed, ~10 s with restarts

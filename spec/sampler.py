@@ -3,7 +3,8 @@
 Written against the ops vocabulary so the ONNX step graph contains exactly this computation (DESIGN.md §3).
 Every step is float32; ``T``, ``top_p`` are float32, ``top_k`` int64.
 
-    0. T == 0 (greedy): return argmax(z), the lowest index among maxima. u is ignored.
+    0. T == 0 (greedy): return argmax(z), the lowest index among maxima. u is ignored. Also greedy when step 1
+       overflows, i.e. max(z / T) = +inf (a tiny T with a large logit): the T -> 0 limit.
     1. y = z / T                                           (elementwise float32 division)
     2. (s, idx) = y sorted descending; equal values keep ascending index order (stable; = ONNX TopK sorted=1)
     3. k = V if top_k == 0 else min(top_k, V);   e_r = exp(s_r - s_0) for ranks r < k, e_r = 0 for r >= k
@@ -80,7 +81,8 @@ def sample(o: Any, logits: Any, u: Any, temperature: Any, top_k: Any, top_p: Any
     rank = o.unsqueeze(o.arange(0, vocab), 0)  # [1, V]
     k = o.where(o.equal(top_k, 0), vocab, o.min(o.const(top_k, np.int64), vocab))
     in_top_k = o.less(rank, k)
-    e = o.where(in_top_k, o.exp(o.sub(s, o.slice(s, -1, 0, 1))), o.const(0.0, np.float32))
+    top = o.slice(s, -1, 0, 1)  # s_0 [B, 1]
+    e = o.where(in_top_k, o.exp(o.sub(s, top)), o.const(0.0, np.float32))
     c = o.cumsum(e, axis=-1)
     c_prev = o.slice(o.pad_front(c, -1, 1, 0.0), -1, 0, -1)  # c_{r-1}, with c_{-1} = 0
     total = o.slice(c, -1, -1, None)  # [B, 1]
@@ -96,6 +98,9 @@ def sample(o: Any, logits: Any, u: Any, temperature: Any, top_k: Any, top_p: Any
     last_positive = o.reduce_max(o.where(positive, rank, o.const(-1, np.int64)), axis=-1, keepdims=False)
     chosen = o.where(o.less(first_above, m), first_above, last_positive)  # [B]
     token = o.squeeze(o.gather_last(idx, o.unsqueeze(chosen, -1)), -1)
+    # Step 0': when z / T overflows to +inf (a tiny T with a large logit) every e_r is NaN; the draw is then
+    # greedy, the T -> 0 limit. s_0 - s_0 == 0 exactly when s_0 is finite (inf - inf is NaN).
+    token = o.where(o.squeeze(o.equal(o.sub(top, top), 0.0), -1), token, greedy)
     return o.where(o.equal(temperature, 0.0), greedy, token)
 
 
@@ -115,7 +120,8 @@ def sample_one(logits: np.ndarray, u: float, sampler: Sampler) -> int:
 
     check_logits(logits)
     check_rand(u)
-    token = sample(NP, np.asarray(logits, np.float32)[None, :], np.array([u], np.float32), sampler.temperature, sampler.top_k, sampler.top_p)
+    with np.errstate(over="ignore", invalid="ignore"):  # z / T may overflow: step 0 then decides (greedy)
+        token = sample(NP, np.asarray(logits, np.float32)[None, :], np.array([u], np.float32), sampler.temperature, sampler.top_k, sampler.top_p)
     return int(token[0])
 
 

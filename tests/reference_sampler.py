@@ -10,10 +10,16 @@ F32 = np.float32
 
 
 def reference_sample(logits, u, temperature, top_k, top_p, variant: str = "") -> int:
+    with np.errstate(over="ignore", invalid="ignore"):  # z / T may overflow; step 0 handles it
+        return _sample(logits, u, temperature, top_k, top_p, variant)
+
+
+def _sample(logits, u, temperature, top_k, top_p, variant: str) -> int:
     z = [F32(v) for v in np.asarray(logits, np.float32)]
     V = len(z)
     t, p, u = F32(temperature), F32(top_p), F32(u)
-    if t == 0:
+    y_max = max(np.float32(v / t) for v in z) if t != 0 else None
+    if t == 0 or np.isposinf(y_max):  # greedy, also when z / T overflows (SPEC.md §3 step 0)
         best = 0
         for i in range(1, V):
             if z[i] > z[best] or (variant == "greedy-last" and z[i] == z[best]):

@@ -13,7 +13,7 @@ F32 = np.float32
 
 # Logits with ties, large spreads (so exp underflows to exactly 0) and masked (-inf) entries.
 logit_values = st.one_of(
-    st.sampled_from([0.0, 1.0, -1.0, 2.5, -100.0, 50.0, float("-inf")]),
+    st.sampled_from([0.0, 1.0, -1.0, 2.5, -100.0, 50.0, float("-inf"), 3e38, -3e38]),
     st.floats(-30, 30, width=32),
 )
 
@@ -24,7 +24,7 @@ def sampler_cases(draw):
     z = np.array(draw(st.lists(logit_values, min_size=v, max_size=v)), np.float32)
     assume(np.isfinite(z).any())
     u = draw(st.one_of(st.sampled_from([0.0, 0.5, 1 - 2**-24]), st.integers(0, 2**24 - 1).map(lambda i: i / 2**24)))
-    t = draw(st.sampled_from([0.0, 0.0, 1.0, 0.7, 2.0, 1e-3]))
+    t = draw(st.sampled_from([0.0, 0.0, 1.0, 0.7, 2.0, 1e-3, 1e-30]))  # 1e-30: z / T overflows for |z| > 3.4e8
     k = draw(st.sampled_from([0, 0, 1, 2, 5, 40]))
     p = draw(st.sampled_from([1.0, 1.0, 0.9, 0.5, 0.1, 1e-6]))
     return z, u, Sampler(temperature=t, top_k=k, top_p=p)
@@ -44,7 +44,9 @@ def check_laws(z, u, s: Sampler, token: int) -> list[str]:
     """Every law of SPEC.md's sampler section that the chosen token must satisfy; returns the violations."""
     if not 0 <= token < len(z):
         return [f"token {token} outside vocabulary"]
-    if s.temperature == 0:
+    with np.errstate(over="ignore"):
+        overflow = s.temperature > 0 and np.isposinf((z / F32(s.temperature)).max())
+    if s.temperature == 0 or overflow:
         top = int(np.flatnonzero(z == z.max())[0])
         return [] if token == top else [f"greedy chose {token}, lowest argmax is {top}"]
     order, k, e, c = ranks(z, s)
@@ -63,6 +65,7 @@ def check_laws(z, u, s: Sampler, token: int) -> list[str]:
 
 @given(sampler_cases())
 @settings(max_examples=300)
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value encountered:RuntimeWarning")
 @example((np.array([0.0, 0.0], np.float32), 0.5, Sampler(temperature=1.0)))  # exact boundary: c = [1, 2]
 def test_sampler_laws_and_agreement_with_reference(case):
     z, u, s = case
@@ -124,3 +127,27 @@ def test_nan_or_inf_logits_are_refused(bad):
 def test_rand_outside_unit_interval_is_refused(u):
     with pytest.raises(InputError, match="rand"):
         sample_one(np.zeros(4, np.float32), u, Sampler(temperature=1.0))
+
+
+def test_overflowing_temperature_is_greedy():
+    """Found by the proofs work: T = 1e-30 with a logit of 3e38 used to make every e_r NaN and return the least
+    likely token. SPEC.md §3 step 0 makes it the T -> 0 limit: greedy."""
+    z = np.array([3e38, 1, 0, -1], np.float32)
+    for top_p in (0.9, 1.0):
+        assert sample_one(z, 0.5, Sampler(temperature=1e-30, top_p=top_p)) == 0
+    assert reference_sample(z, 0.5, 1e-30, 0, 0.9) == 0
+
+
+def test_without_the_overflow_rule_the_least_likely_token_comes_out():
+    """Negative control: the same computation without step 0's overflow branch picks token 3."""
+    from lmstep.spec.ops import NP
+    from lmstep.spec import sampler as sampler_mod
+
+    src = __import__("inspect").getsource(sampler_mod.sample)
+    broken_src = src.replace("token = o.where(o.squeeze(o.equal(o.sub(top, top), 0.0), -1), token, greedy)", "pass")
+    assert broken_src != src
+    ns = dict(sampler_mod.__dict__)
+    exec(__import__("textwrap").dedent(broken_src), ns)
+    z = np.array([[3e38, 1, 0, -1]], np.float32)
+    with np.errstate(all="ignore"):
+        assert int(ns["sample"](NP, z, np.array([0.5], np.float32), 1e-30, 0, 0.9)[0]) == 3

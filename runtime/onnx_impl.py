@@ -7,50 +7,22 @@ their caches padded, which the single-sequence OnnxModel does not do.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-
-import numpy as np
-
 from lmstep.spec import Model
 from lmstep.spec.errors import InputError
 
+from .check.adapters import ModelImpl
 
-class OnnxImpl:
-    capabilities = frozenset({"fork", "state", "immutable"})
 
-    def __init__(self, onnx_model: Any, name: str):
-        self.m, self.name, self.vocab_size = onnx_model, name, onnx_model.vocab_size
+def open_onnx_impl(model: Model, folder: str | None, provider: str = "auto") -> ModelImpl:
+    from lmstep.runtime.folder import is_export_folder
+    from lmstep.runtime.loading import load
 
-    @classmethod
-    def open(cls, model: Model, folder: str | None, provider: str = "auto") -> "OnnxImpl":
-        from lmstep.runtime.folder import is_export_folder
-        from lmstep.runtime.loading import load
-
-        s = model.sampler
-        if folder is not None and not is_export_folder(folder):
-            raise InputError(f"onnx:{folder}: not an exported lmstep folder (run `lmstep export --out {folder}` first)")
-        m = load(folder if folder is not None else model, provider=provider,
-                 temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
-        if m.arch != model.arch or m.vocab_size != model.vocab_size:
-            raise InputError(f"onnx:{folder}: holds a {m.arch} model with vocabulary {m.vocab_size}, "
-                             f"not the {model.arch} model {model.name!r} ({model.vocab_size}) it is checked against")
-        return cls(m, f"onnx:{folder}" if folder else f"onnx ({m.provider})")
-
-    def init(self) -> Any:
-        return self.m.init_state()
-
-    def run(self, handle: Any, tokens: Sequence[int]) -> tuple[Any, np.ndarray]:
-        return self.m.prefill(handle, list(tokens))
-
-    def decode(self, handle: Any, token: int, rand: float) -> tuple[Any, np.ndarray, int]:
-        state, out = self.m.step(handle, token, rand)
-        return state, out.logits, out.token
-
-    def fork(self, handle: Any) -> Any:
-        return handle
-
-    def state(self, handle: Any) -> dict[str, np.ndarray]:
-        return handle.arrays()
-
-    def close(self) -> None:
-        pass
+    s = model.sampler
+    if folder is not None and not is_export_folder(folder):
+        raise InputError(f"onnx:{folder}: not an exported lmstep folder (run `lmstep export --out {folder}` first)")
+    m = load(folder if folder is not None else model, provider=provider,
+             temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
+    if m.arch != model.arch or m.vocab_size != model.vocab_size:
+        raise InputError(f"onnx:{folder}: holds a {m.arch} model with vocabulary {m.vocab_size}, "
+                         f"not the {model.arch} model {model.name!r} ({model.vocab_size}) it is checked against")
+    return ModelImpl(m, f"onnx:{folder}" if folder else f"onnx ({m.provider})")

@@ -16,38 +16,43 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lmstep.spec import Model, State
+from lmstep.spec import Model
 from lmstep.spec.errors import InputError
 
 from .protocol import CAPABILITIES, ImplementationError
 
 
-class SpecImpl:
-    """The spec as an implementation: handles are immutable State values."""
+class ModelImpl:
+    """Any model with the spec's API (``init_state / prefill / step``, states with ``.arrays()``) as an
+    implementation: the spec itself, or the onnxruntime backend. Its states are values, so "immutable"."""
 
     capabilities = frozenset({"fork", "state", "immutable"})
 
-    def __init__(self, model: Model, name: str = "spec"):
+    def __init__(self, model: Any, name: str):
         self.model, self.name, self.vocab_size = model, name, model.vocab_size
 
-    def init(self) -> State:
+    def init(self) -> Any:
         return self.model.init_state()
 
-    def run(self, handle: State, tokens: Sequence[int]) -> tuple[State, np.ndarray]:
+    def run(self, handle: Any, tokens: Sequence[int]) -> tuple[Any, np.ndarray]:
         return self.model.prefill(handle, list(tokens))
 
-    def decode(self, handle: State, token: int, rand: float) -> tuple[State, np.ndarray, int]:
+    def decode(self, handle: Any, token: int, rand: float) -> tuple[Any, np.ndarray, int]:
         state, out = self.model.step(handle, token, rand)
         return state, out.logits, out.token
 
-    def fork(self, handle: State) -> State:
+    def fork(self, handle: Any) -> Any:
         return handle
 
-    def state(self, handle: State) -> dict[str, np.ndarray]:
+    def state(self, handle: Any) -> dict[str, np.ndarray]:
         return handle.arrays()
 
     def close(self) -> None:
         pass
+
+
+def SpecImpl(model: Model, name: str = "spec") -> ModelImpl:  # noqa: N802 - reads like the class it returns
+    return ModelImpl(model, name)
 
 
 def model_info(model: Model) -> dict[str, Any]:
@@ -100,9 +105,9 @@ def _python_impl(target: str, model: Model) -> Any:
 
 
 def _onnx_impl(folder: str, model: Model, provider: str) -> Any:
-    from lmstep.runtime.onnx_impl import OnnxImpl
+    from lmstep.runtime.onnx_impl import open_onnx_impl
 
-    return OnnxImpl.open(model, folder or None, provider)
+    return open_onnx_impl(model, folder or None, provider)
 
 
 def validate(impl: Any, what: str) -> None:

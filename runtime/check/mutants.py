@@ -46,7 +46,12 @@ class Engine:
         return self.model.init_state()
 
     def positions(self, start: int, n: int) -> np.ndarray:
+        """Positions [1, n] of a chunk of n tokens consumed from position ``start`` (run)."""
         return np.arange(start, start + n, dtype=np.int64)[None, :]
+
+    def decode_position(self, pos: int) -> np.ndarray:
+        """The position [1] of the one token decode consumes."""
+        return np.array([pos], np.int64)
 
     def run(self, s: State, tokens: Sequence[int]) -> tuple[State, np.ndarray]:
         m = self.model
@@ -57,7 +62,7 @@ class Engine:
     def decode(self, s: State, token: int, rand: float) -> tuple[State, np.ndarray, int]:
         m = self.model
         logits, cache = self.module.decode(
-            self.ops, m.config, m.weights, np.array([token], np.int64), self.positions(s.pos, 1)[0], s.cache
+            self.ops, m.config, m.weights, np.array([token], np.int64), self.decode_position(s.pos), s.cache
         )
         z = np.asarray(logits[0], np.float32)
         return State(m.arch, s.pos + 1, _freeze(cache)), z, self.sample(z, rand)
@@ -151,25 +156,15 @@ def float16_accumulation(model: Model, name: str) -> Engine:
 class RopeRestart(Engine):
     """Positions restart at 0 for every prefill chunk (a prefill path that computes positions locally)."""
 
-    def run(self, s, tokens):
-        keep = self.positions
-        self.positions = lambda start, n: Engine.positions(self, 0, n)
-        try:
-            return Engine.run(self, s, tokens)
-        finally:
-            self.positions = keep
+    def positions(self, start, n):
+        return Engine.positions(self, 0, n)
 
 
 class DecodePositionOffByOne(Engine):
     """Decode looks up the position after the one it consumes."""
 
-    def decode(self, s, token, rand):
-        keep = self.positions
-        self.positions = lambda start, n: Engine.positions(self, start + 1, n)
-        try:
-            return Engine.decode(self, s, token, rand)
-        finally:
-            self.positions = keep
+    def decode_position(self, pos):
+        return Engine.decode_position(self, pos + 1)
 
 
 class KvNotAppended(Engine):

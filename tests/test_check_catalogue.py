@@ -126,3 +126,15 @@ def test_the_onnxruntime_backend_passes_at_l1(name):
     report = check(model, open_impl("onnx", model, provider="cpu"), required=Level.L1, max_examples=10)
     assert report.passed, report.message
     assert report.laws["state"]["level"] >= Level.L1 and report.laws["sampler"]["level"] >= Level.L2
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
+def test_a_correct_batched_implementation_passes_the_batch_law(name):
+    """Positive control of the batch law: real batching (padded caches and chunks, a key mask) conforms; the
+    same engine without the mask is the batch-padding-leak mutant, caught above."""
+    from lmstep.runtime.check.mutants import BatchedEngine
+
+    model = load(name)
+    report = check(model, BatchedEngine(model, "batched"), required=Level.L1, max_examples=25)
+    assert report.passed, report.message
+    assert report.laws["batch"]["n"] > 0 and report.laws["batch"]["level"] >= Level.L1

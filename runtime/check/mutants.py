@@ -234,22 +234,49 @@ class AliasedFork(MutableEngine):
         return box
 
 
-class BatchPaddingLeak(Engine):
-    """Batches sequences by left-padding with token 0 and forgets the key mask, so real tokens attend to padding."""
+class BatchedEngine(Engine):
+    """A correct batched transformer implementation (the positive control of the batch law): the sequences'
+    caches are left-padded to a common length and so are their new chunks, one forward call runs the batch
+    [B, T] with per-row positions and a key mask that hides every padding slot, and each sequence's state is
+    cut back out of the batch.
+
+        row i:  [pad (P - P_i) | past_i | pad (T - n_i) | new_i]      P = max P_i, T = max n_i
+    """
 
     capabilities = frozenset({"fork", "state", "immutable", "batch"})
+    mask_padding = True
 
     def run_batch(self, states, chunks):
-        m, width, out = self.model, max(len(c) for c in chunks), []
-        for s, c in zip(states, chunks):
-            pad = width - len(c)
-            toks = np.array([[0] * pad + list(c)], np.int64)
-            positions = np.array([[s.pos] * pad + list(range(s.pos, s.pos + len(c)))], np.int64)
-            logits, cache = self.module.forward(NP, m.config, m.weights, toks, positions, s.cache)  # key_mask missing
-            kept = tuple(tuple(SeqBuffer.from_array(np.delete(buf.view(), slice(s.pos, s.pos + pad), axis=2), 2)
-                               for buf in pair) for pair in cache)  # the state itself drops the pad rows again
-            out.append((State(s.arch, s.pos + len(c), kept), np.asarray(logits[0, pad:], np.float32)))
+        m = self.model
+        P, T = max(s.pos for s in states), max(len(c) for c in chunks)
+        toks = np.array([[0] * (T - len(c)) + list(c) for c in chunks], np.int64)
+        positions = np.array([[0] * (T - len(c)) + list(range(s.pos, s.pos + len(c))) for s, c in zip(states, chunks)], np.int64)
+        real = np.array([[False] * (P - s.pos) + [True] * s.pos + [False] * (T - len(c)) + [True] * len(c)
+                         for s, c in zip(states, chunks)])
+        cache = tuple(
+            tuple(SeqBuffer.from_array(np.concatenate([_left_pad(s.cache[layer][kv].view(), P) for s in states]), 2)
+                  for kv in range(2))
+            for layer in range(len(states[0].cache))
+        )
+        logits, cache = self.module.forward(NP, m.config, m.weights, toks, positions, cache,
+                                            real if self.mask_padding else None)
+        out = []
+        for i, (s, c) in enumerate(zip(states, chunks)):
+            keep = np.flatnonzero(real[i])  # the sequence's own slots, in order
+            mine = tuple(tuple(SeqBuffer.from_array(buf.view()[i : i + 1][:, :, keep], 2) for buf in pair) for pair in cache)
+            out.append((State(s.arch, s.pos + len(c), mine), np.asarray(logits[i, T - len(c) :], np.float32)))
         return out
+
+
+def _left_pad(kv: np.ndarray, length: int) -> np.ndarray:
+    """[1, K, S, D] -> [1, K, length, D] with zeros in front."""
+    return np.concatenate([np.zeros(kv.shape[:2] + (length - kv.shape[2],) + kv.shape[3:], kv.dtype), kv], axis=2)
+
+
+class BatchPaddingLeak(BatchedEngine):
+    """Batches like BatchedEngine but forgets the key mask, so real tokens attend to the padding."""
+
+    mask_padding = False
 
 
 # -- sampler bugs -----------------------------------------------------------------------------------------

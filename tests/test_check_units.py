@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from lmstep.runtime.check import Level, check, open_impl
-from lmstep.runtime.check.codec import CodecError, decode_array, encode_array, f32_hex, f32_value
+from lmstep.runtime.codec import CodecError, decode_array, encode_array, f32_hex, f32_value
 from lmstep.runtime.check.levels import grade_logits, grade_numbers, grade_token
 from lmstep.spec import InputError, Sampler, load
 

@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from lmstep.runtime.check import cetrace
-from lmstep.runtime.check.codec import CodecError, decode_array, f32_value
+from lmstep.runtime.codec import CodecError, decode_array, f32_value
 from lmstep.runtime.check.external import CommandImpl
 from lmstep.runtime.check.protocol import ImplementationError
 from lmstep.runtime.trace import schema

@@ -24,7 +24,7 @@ from lmstep.spec import Model, load
 from lmstep.spec.conformance import FORMS, rel_err
 from lmstep.spec.errors import CheckpointError, InputError, LmstepError
 
-from .codec import f32_value
+from ..codec import f32_value
 from .levels import Grade, parse_level
 from .lockstep import Executor, NotApplicable, needed
 from .machine import Failure

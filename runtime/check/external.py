@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .codec import CodecError, decode_array, f32_hex
+from ..codec import CodecError, decode_array, f32_hex
 from .protocol import CAPABILITIES, ImplementationError, check_logits, check_token
 
 PROTOCOL = "lmstep-impl/1"

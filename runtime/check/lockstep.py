@@ -23,7 +23,7 @@ import numpy as np
 from lmstep.spec import Model, State
 from lmstep.spec.conformance import FORMS
 
-from .codec import f32_value
+from ..codec import f32_value
 from .levels import Grade, Level, grade_distribution, grade_logits, grade_numbers, grade_token, kept_distribution
 
 LAWS = {

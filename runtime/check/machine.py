@@ -19,7 +19,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initial
 
 from lmstep.spec import Model, rand_for
 
-from .codec import f32_hex
+from ..codec import f32_hex
 from .levels import Grade, Level
 from .lockstep import Executor, NotApplicable, needed
 from .protocol import ImplementationError

@@ -40,7 +40,7 @@ def prompt_ids(model: Any, prompt: Optional[str], tokens: Optional[str], default
 
 
 def seed_value(seed: int) -> int:
-    """The seed, or a one-line InputError (the spec's check raises a plain ValueError)."""
+    """The seed, or a one-line InputError naming --seed."""
     from lmstep.runtime.stepper.session import checked_seed
 
     return checked_seed(seed)

@@ -14,7 +14,8 @@ from rich.text import Text
 
 from .measure import TensorDiff, by_layer, summarize, top_candidates
 from .session import Entry, Session
-from .text import f32_hex, token_text, tokens_text
+from ..codec import f32_bits as f32_hex
+from .text import token_text, tokens_text
 
 TOP = 5  # candidates shown per transition
 MAX_LAYERS = 8  # state rows shown on screen; deeper models get a "... n more layers" line

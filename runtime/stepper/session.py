@@ -168,8 +168,8 @@ class Session:
 
 
 def checked_seed(seed: Any) -> int:
-    """The seed as an int, or a one-line InputError (the spec's check raises a plain ValueError)."""
+    """The seed as an int, or the spec's one-line InputError with the hint spelled as the CLI option."""
     try:
         return check_seed(seed)
-    except ValueError as err:
+    except InputError as err:
         raise InputError(str(err).replace("; pass e.g. seed=0", "; e.g. --seed 0")) from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 # Escapes a reader expects; every other non-printable byte is written \xNN.
@@ -20,15 +19,3 @@ def token_text(model: Any, token: int) -> str:
 
 def tokens_text(model: Any, tokens: list[int]) -> str:
     return "".join(token_text(model, t) for t in tokens)
-
-
-def f32_hex(x: float) -> str:
-    """The float32 bit pattern of ``x`` as '0x' + 8 lowercase hex digits (rounds to float32 first)."""
-    return f"0x{struct.unpack('<I', struct.pack('<f', x))[0]:08x}"
-
-
-def f32_from_hex(text: str) -> float:
-    """Inverse of :func:`f32_hex`: the float32 value (as a Python float) with that bit pattern."""
-    if not isinstance(text, str) or not text.startswith("0x") or len(text) != 10:
-        raise ValueError(f"expected '0x' and 8 hex digits, got {text!r}")
-    return struct.unpack("<f", struct.pack("<I", int(text, 16)))[0]

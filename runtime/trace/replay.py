@@ -17,7 +17,7 @@ from lmstep.spec import rand_for
 from lmstep.spec.errors import LmstepError
 
 from ..stepper.measure import array_sha256, summarize
-from ..stepper.text import f32_hex
+from ..codec import f32_bits as f32_hex
 from . import schema
 from .schema import TraceError
 

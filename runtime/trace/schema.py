@@ -17,7 +17,7 @@ import numpy as np
 from lmstep.spec.errors import LmstepError
 
 from ..stepper.measure import array_sha256, summarize
-from ..stepper.text import f32_from_hex, f32_hex
+from ..codec import CodecError, f32_from_bits, f32_hex
 
 FORMAT = "lmstep-trace"
 VERSION = 1
@@ -29,15 +29,15 @@ class TraceError(LmstepError):
 
 
 def f32(x: float) -> dict[str, str]:
-    return {"f32": f32_hex(x)}
+    return f32_hex(x)
 
 
 def from_f32(v: Any, where: str) -> float:
     if not isinstance(v, dict) or not isinstance(v.get("f32"), str):
         raise TraceError(f"{where}: expected {{\"f32\": \"0x...\"}}, got {v!r}")
     try:
-        return f32_from_hex(v["f32"])
-    except ValueError as err:
+        return f32_from_bits(v["f32"])
+    except CodecError as err:
         raise TraceError(f"{where}: {err}") from None
 
 

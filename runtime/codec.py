@@ -1,4 +1,4 @@
-"""Bit-exact JSON encodings shared by the JSON-lines protocol and the counterexample traces.
+"""Bit-exact JSON encodings shared by the JSON-lines protocol, the counterexample traces and the golden traces.
 
 - a float32 scalar:  {"f32": "0x3f000000"}   (its IEEE-754 bit pattern; DESIGN.md §4, ITF style)
 - a float32 array:   {"dtype": "f32", "shape": [2, 3], "b64": "<base64 of little-endian bytes, C order>"}
@@ -19,20 +19,32 @@ class CodecError(LmstepError):
     """A JSON value that is not a valid encoding."""
 
 
+def f32_bits(x: float) -> str:
+    """The float32 bit pattern of ``x`` (rounded to float32 first) as '0x' + 8 lowercase hex digits."""
+    return "0x%08x" % struct.unpack("<I", struct.pack("<f", float(np.float32(x))))[0]
+
+
+def f32_from_bits(text: Any) -> float:
+    """Inverse of :func:`f32_bits`: the float32 value (as a Python float) with that bit pattern."""
+    if not isinstance(text, str) or not text.startswith("0x") or len(text) != 10:
+        raise CodecError(f"expected '0x' and 8 hex digits, got {str(text)[:40]!r}")
+    try:
+        bits = int(text[2:], 16)
+    except ValueError:
+        raise CodecError(f"expected '0x' and 8 hex digits, got {text!r}") from None
+    return struct.unpack("<f", struct.pack("<I", bits))[0]
+
+
 def f32_hex(x: float) -> dict[str, str]:
-    return {"f32": "0x%08x" % struct.unpack("<I", struct.pack("<f", float(np.float32(x))))[0]}
+    return {"f32": f32_bits(x)}
 
 
 def f32_value(obj: Any) -> float:
     if isinstance(obj, (int, float)) and not isinstance(obj, bool):
         return float(_as_f32(np.asarray(obj, dtype=np.float64)))
-    try:
-        bits = int(obj["f32"], 16)
-        if not 0 <= bits < 2**32:
-            raise ValueError
-    except (TypeError, KeyError, ValueError):
-        raise CodecError(f'expected a number or {{"f32": "0x........"}}, got {str(obj)[:60]}') from None
-    return struct.unpack("<f", struct.pack("<I", bits))[0]
+    if not isinstance(obj, dict) or "f32" not in obj:
+        raise CodecError(f'expected a number or {{"f32": "0x........"}}, got {str(obj)[:60]}')
+    return f32_from_bits(obj["f32"])
 
 
 def encode_array(a: Any) -> dict[str, Any]:

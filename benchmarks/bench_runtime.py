@@ -1,6 +1,6 @@
 """Runtime benchmarks, every ratio measured side by side in this one run (CPU, 1 thread everywhere).
 
-    python benchmarks/bench_runtime.py [--quick]
+    python benchmarks/bench_runtime.py [--quick] [--provider cpu|cuda]
 
 1. decode tokens/s, greedy, 128 new tokens after a 16-byte prompt: onnxruntime step graph vs the numpy spec
    vs transformers' generate on the same weights (optional peer: needs the `hf` extra; goal >= 3x transformers);
@@ -29,6 +29,7 @@ from lmstep.runtime.loading import load as load_onnx  # noqa: E402
 from lmstep.spec import load  # noqa: E402
 
 QUICK = "--quick" in sys.argv
+PROVIDER = sys.argv[sys.argv.index("--provider") + 1] if "--provider" in sys.argv else "cpu"
 REPEATS = 2 if QUICK else 7
 NEW = 32 if QUICK else 128
 PROMPT = list(b"The quick brown ")
@@ -65,23 +66,29 @@ def transformers_peer(model):
 
 
 def decode(name: str) -> None:
-    spec, om = load(name), load_onnx(name, provider="cpu", threads=1)
+    spec, om = load(name), load_onnx(name, provider=PROVIDER, threads=1)
     tokens = om.generate(PROMPT, NEW)
     assert tokens == spec.generate(PROMPT, NEW), "onnx and spec greedy tokens differ"
     fns = {"onnx": lambda: om.generate(PROMPT, NEW), "spec": lambda: spec.generate(PROMPT, NEW)}
-    peer = transformers_peer(spec)
+    if PROVIDER != "cpu":  # the same graphs on the CPU provider, for the ratio
+        cpu = load_onnx(name, provider="cpu", threads=1)
+        assert cpu.generate(PROMPT, NEW) == tokens, f"onnx {PROVIDER} and cpu greedy tokens differ"
+        fns["onnx-cpu"] = lambda: cpu.generate(PROMPT, NEW)
+    peer = transformers_peer(spec) if PROVIDER == "cpu" else None
     if peer is not None:
         same = peer() == tokens
         fns["transformers"] = peer
     t = compare(fns)
     line = f"  {name:11} onnx {NEW / t['onnx']:6.0f} tok/s | spec {NEW / t['spec']:6.0f} tok/s (onnx {t['spec'] / t['onnx']:4.1f}x)"
+    if "onnx-cpu" in t:
+        line += f" | onnx-cpu {NEW / t['onnx-cpu']:6.0f} tok/s"
     if peer is not None:
         line += f" | transformers {NEW / t['transformers']:5.0f} tok/s (onnx {t['transformers'] / t['onnx']:4.1f}x; same tokens: {same})"
     print(line, flush=True)
 
 
 def prefill(name: str, n: int = 256) -> None:
-    om = load_onnx(name, provider="cpu", threads=1)
+    om = load_onnx(name, provider=PROVIDER, threads=1)
     tokens = np.random.default_rng(0).integers(32, 127, n).tolist()
 
     def steps():
@@ -95,7 +102,7 @@ def prefill(name: str, n: int = 256) -> None:
 
 
 def per_step(name: str, contexts=(64, 2048), n: int = 64) -> None:
-    om = load_onnx(name, provider="cpu", threads=1)
+    om = load_onnx(name, provider=PROVIDER, threads=1)
     rng = np.random.default_rng(0)
     fns = {}
     for ctx in contexts:
@@ -116,7 +123,7 @@ def per_step(name: str, contexts=(64, 2048), n: int = 64) -> None:
 if __name__ == "__main__":
     import onnxruntime
 
-    print(f"onnxruntime {onnxruntime.__version__}, {os.cpu_count()} CPUs, {'quick' if QUICK else 'full'} run")
+    print(f"onnxruntime {onnxruntime.__version__}, provider {PROVIDER}, {os.cpu_count()} CPUs, {'quick' if QUICK else 'full'} run")
     print(f"1. decode, greedy, {NEW} new tokens after {len(PROMPT)} prompt tokens")
     for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba"):
         decode(name)

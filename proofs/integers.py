@@ -1,8 +1,8 @@
 """Integer scans: chunked prefill (scan each chunk, carry the state) against the recurrence, bit-exactly.
 
-A chunked prefill runs ``mamba._scan`` within each chunk and carries the state across chunks with the unrolled
-form's initial-state term (``h = H + decay_cum * h0``, mamba._mixer_unrolled), exactly as a runtime that
-prefills a long prompt in pieces does. With wrap-around (two's complement) arithmetic Z/2^w is a commutative
+A chunked prefill runs ``mamba._scan`` within each chunk, starting each chunk from the state the previous one
+left (the scan's own h0 path, as mamba._mixer_unrolled uses it), exactly as a runtime that prefills a long
+prompt in pieces does. With wrap-around (two's complement) arithmetic Z/2^w is a commutative
 ring, so every polynomial identity of the reals holds and the chunked scan equals the recurrence bit for bit.
 Saturating and Q8.8 fixed-point arithmetic are not rings (saturation breaks associativity of +, truncating
 the product breaks associativity of *), and Z3 finds inputs where they differ; each is replayed in numpy with
@@ -28,11 +28,10 @@ T_INT, CHUNK = 8, 3  # 8 tokens in chunks of 3, 3, 2: the last chunk is short (D
 
 
 def chunked(o: Any, elems: list[Any], chunk: int, scan_fn: Callable[..., Any] | None = None) -> list[Any]:
-    """h_t for every t: the spec's scan within each chunk, the state carried as H + P h_prev."""
+    """h_t for every t: the spec's scan within each chunk, from the state the previous chunk left."""
     out, h_prev = [], None
     for start in range(0, len(elems), chunk):
-        for p, hh in scan.spec_scan(o, elems[start : start + chunk], scan_fn):
-            out.append(hh if h_prev is None else o.add(hh, o.mul(p, h_prev)))
+        out += [hh for _, hh in scan.spec_scan(o, elems[start : start + chunk], scan_fn, h_prev)]
         h_prev = out[-1]
     return out
 

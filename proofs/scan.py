@@ -4,8 +4,9 @@ The recurrence h_t = a_t h_{t-1} + b_t (mamba._mixer_step: ``h = decay * h + dri
     (a1, b1) . (a2, b2) = (a2 a1, a2 b1 + b2)
 and any scan of it equals the recurrence because the operator is associative. The operator used here is the
 spec's own: :func:`combine` runs ``mamba._scan`` on a two-element sequence, whose last element is exactly
-(x . y), so a change to ``_scan`` changes every law below. Hillis-Steele *is* ``mamba._scan`` (at its true
-length). Blelloch's work-efficient scan is not in the spec; it is written here over the spec's combine.
+(x . y), so a change to ``_scan`` changes every law below. The pairing scan (Ladner-Fischer up/down-sweep)
+*is* ``mamba._scan`` at its true length; Hillis-Steele and Blelloch's tree scan are not in the spec and are
+written here over the spec's combine (other schedules an engine may use).
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ def swapped_scan() -> Callable[..., Any]:
     return mutate(mamba._scan, *SWAPPED)
 
 
-def spec_scan(o: Any, elems: list[Pair], scan: Callable[..., Any] | None = None) -> list[Pair]:
-    """The spec's inclusive scan (``mamba._scan``, looked up at call time) over a list of [E, N] elements."""
+def spec_scan(o: Any, elems: list[Pair], scan: Callable[..., Any] | None = None, h0: Any = None) -> list[Pair]:
+    """The spec's inclusive scan (``mamba._scan``, looked up at call time) over a list of [E, N] elements, from
+    the state h0 [E, N] when given (the product part then starts from 1 as without it)."""
     scan = scan or mamba._scan
     a = np.stack([x[0] for x in elems])[None]  # [1, T, E, N]
     b = np.stack([x[1] for x in elems])[None]
-    pa, pb = scan(o, a, b)
+    pa, pb = scan(o, a, b) if h0 is None else scan(o, a, b, np.asarray(h0)[None])
     return [(pa[0, t], pb[0, t]) for t in range(len(elems))]
 
 
@@ -123,10 +125,36 @@ def brackets_query(n: int, scan: Callable[..., Any] | None = None) -> Query:
     return _query(o, z3.And(*[pairs_equal(o, [t], [last]) for t in trees]), _inputs(elems))
 
 
-def hillis_steele_query(n: int, shape: tuple[int, ...] = (1, 1), scan: Callable[..., Any] | None = None) -> Query:
+def spec_scan_query(n: int, shape: tuple[int, ...] = (1, 1), scan: Callable[..., Any] | None = None) -> Query:
     o = Z3Ops(Real())
     elems = elements(o, n, shape)
     return _query(o, pairs_equal(o, spec_scan(o, elems, scan), recurrence(o, elems)), _inputs(elems))
+
+
+LAST_PAIR_PADDED = ("o.less_equal(twice, n)", "o.less(twice, n)")
+
+
+def _with_plan(plan_fn: Callable[..., Any]) -> Callable[..., Any]:
+    """mamba._scan run with the index plan from ``plan_fn`` (a mutated scan_plan)."""
+    def scan(o: Any, a: Any, b: Any, h0: Any = None) -> Any:
+        return mamba._scan(o, a, b, h0, plan=plan_fn(o, o.shape(a, 1), a.shape[1]))
+    return scan
+
+
+def hillis_steele(elems: list[Pair], op: Callable[[Pair, Pair], Pair], stride: int = 2) -> list[Pair]:
+    """Hillis & Steele's scan (1986): in the round with distance d every element t >= d becomes x[t-d] . x[t]."""
+    x, d = list(elems), 1
+    while d < len(x):
+        x = [x[t] if t < d else op(x[t - d], x[t]) for t in range(len(x))]
+        d *= stride
+    return x
+
+
+def hillis_steele_query(n: int, stride: int = 2) -> Query:
+    o = Z3Ops(Real())
+    elems = elements(o, n)
+    out = hillis_steele(elems, lambda x, y: combine(o, x, y), stride)
+    return _query(o, pairs_equal(o, out, recurrence(o, elems)), _inputs(elems))
 
 
 def blelloch(o: Any, elems: list[Pair], op: Callable[[Pair, Pair], Pair], swap_down: bool = False) -> list[Pair]:
@@ -162,24 +190,21 @@ def blelloch_query(n: int, swap_down: bool = False) -> Query:
 
 
 # -- all T, by induction ---------------------------------------------------------------------------------------
-def initial_state_queries(scan: Callable[..., Any] | None = None) -> list[Query]:
-    """h_t = H_t + P_t h0 for all t (the line ``h = H + decay_cum * h0`` of mamba._mixer_unrolled), where (P_t, H_t)
-    is the scan prefix from zero state. Base t = 0; step: if it holds at t it holds at t + 1, with the prefix
-    advanced by the spec's combine."""
+def initial_state_query(n: int, scan: Callable[..., Any] | None = None) -> Query:
+    """``mamba._scan(o, a, b, h0)`` equals the recurrence from h0 at every t (the prefill-after-cache path:
+    the scan puts (1, h0) in front of the down-sweep, so every prefix starts from the carried state)."""
     o = Z3Ops(Real())
-    h0, a0, b0 = o.var("h0", (1, 1)), o.var("a0", (1, 1)), o.var("b0", (1, 1))
-    p0, hh0 = spec_scan(o, [(a0, b0)], scan)[0]
-    base = _query(o, all_equal(o, o.add(o.mul(a0, h0), b0), o.add(hh0, o.mul(p0, h0))), {"h0": h0, "a0": a0, "b0": b0}, "base t=0")
-    s = Z3Ops(Real())
-    h0, h, p, hh, a, b = (s.var(n, (1, 1)) for n in ("h0", "h_t", "P_t", "H_t", "a", "b"))
-    ih = all_equal(s, h, s.add(hh, s.mul(p, h0)))
-    p2, hh2 = combine(s, (p, hh), (a, b), scan)
-    step = Query(
-        all_equal(s, s.add(s.mul(a, h), b), s.add(hh2, s.mul(p2, h0))),
-        [("induction hypothesis h_t = H_t + P_t h0", ih), *s.facts], s.checks,
-        {"h0": h0, "h_t": h, "P_t": p, "H_t": hh, "a": a, "b": b}, label="step t -> t+1",
-    )
-    return [base, step]
+    elems = elements(o, n)
+    h0 = o.var("h0", (1, 1))
+    a = np.stack([x[0] for x in elems])[None]
+    b = np.stack([x[1] for x in elems])[None]
+    _, h = (scan or mamba._scan)(o, a, b, h0[None])
+    want = recurrence(o, elems, h0)
+    goal = z3.And(*[all_equal(o, h[0, t], want[t][1]) for t in range(n)])
+    return _query(o, goal, {**_inputs(elems), "h0": h0})
+
+
+HO_UNDECAYED = ("o.mul(o.slice(x[0], 1, 1, 2), o.unsqueeze(h0, 1))", "o.unsqueeze(h0, 1)")  # h0 added, not decayed
 
 
 def closed_form_queries(drop_lemma: bool = False) -> list[Query]:
@@ -253,19 +278,34 @@ register(Obligation(
     "T=4: all 5 bracketings", "spec: mutated mamba._scan as combine", "refuted", lambda: brackets_query(4, swapped_scan()),
     mutant_of="scan/brackets-T6"))
 register(Obligation(
-    "scan/hillis-steele-T64", "scan", "mamba._scan (Hillis-Steele) equals the sequential recurrence at every t", REAL,
-    "T=64, scalar", "spec: mamba._scan", "proved", lambda: hillis_steele_query(64)))
+    "scan/pairing-T64", "scan", "mamba._scan (the pairing scan) equals the sequential recurrence at every t", REAL,
+    "T=64, scalar", "spec: mamba._scan", "proved", lambda: spec_scan_query(64)))
 register(Obligation(
-    "scan/hillis-steele-T128-diagonal", "scan", "mamba._scan equals the recurrence, diagonal elements", REAL,
-    "T=128, elements [2, 2]", "spec: mamba._scan", "proved", lambda: hillis_steele_query(128, (2, 2)), timeout_s=120))
+    "scan/pairing-T128-diagonal", "scan", "mamba._scan equals the recurrence, diagonal elements", REAL,
+    "T=128, elements [2, 2]", "spec: mamba._scan", "proved", lambda: spec_scan_query(128, (2, 2)), timeout_s=120))
 register(Obligation(
-    "scan/hillis-steele~swapped", "scan", "mutant: _scan with b and b_prev swapped differs from the recurrence", REAL,
-    "T=8, scalar", "spec: mutated mamba._scan", "refuted", lambda: hillis_steele_query(8, scan=swapped_scan()),
+    "scan/pairing-odd-lengths", "scan", "mamba._scan equals the recurrence at every length 1..33 (odd padding, all levels)",
+    REAL, "T=1..33, scalar", "spec: mamba._scan", "proved", lambda: [spec_scan_query(n) for n in range(1, 34)]))
+register(Obligation(
+    "scan/pairing-odd-lengths~last-pair-padded", "scan", "mutant: a plan that pads the last pair of an even length "
+    "with the identity (drops x_T-1) differs from the recurrence", REAL, "T=1..4, scalar", "spec: mutated mamba.scan_plan",
+    "refuted", lambda: [spec_scan_query(n, scan=_with_plan(mutate(mamba.scan_plan, *LAST_PAIR_PADDED))) for n in range(1, 5)],
+    mutant_of="scan/pairing-odd-lengths"))
+register(Obligation(
+    "scan/pairing~swapped", "scan", "mutant: _scan with b and b_prev swapped differs from the recurrence", REAL,
+    "T=8, scalar", "spec: mutated mamba._scan", "refuted", lambda: spec_scan_query(8, scan=swapped_scan()),
+    mutant_of="scan/pairing-T64"))
+register(Obligation(
+    "scan/pairing-diagonal~swapped", "scan", "mutant: the swapped _scan differs from the recurrence, diagonal elements", REAL,
+    "T=8, elements [2, 2]", "spec: mutated mamba._scan", "refuted", lambda: spec_scan_query(8, (2, 2), swapped_scan()),
+    mutant_of="scan/pairing-T128-diagonal"))
+register(Obligation(
+    "scan/hillis-steele-T64", "scan", "Hillis-Steele over the spec's combine equals the recurrence", REAL,
+    "T=64, scalar", "spec: mamba._scan as combine; the rounds are written here", "proved", lambda: hillis_steele_query(64)))
+register(Obligation(
+    "scan/hillis-steele~stride-3", "scan", "mutant: Hillis-Steele with distances 1, 3, 9, ... differs from the recurrence",
+    REAL, "T=8, scalar", "spec: mamba._scan as combine", "refuted", lambda: hillis_steele_query(8, stride=3),
     mutant_of="scan/hillis-steele-T64"))
-register(Obligation(
-    "scan/hillis-steele-diagonal~swapped", "scan", "mutant: the swapped _scan differs from the recurrence, diagonal elements", REAL,
-    "T=8, elements [2, 2]", "spec: mutated mamba._scan", "refuted", lambda: hillis_steele_query(8, (2, 2), swapped_scan()),
-    mutant_of="scan/hillis-steele-T128-diagonal"))
 register(Obligation(
     "scan/blelloch-T64", "scan", "Blelloch's up/down-sweep scan over the spec's combine equals the recurrence", REAL,
     "T=64, scalar", "spec: mamba._scan as combine; the sweep itself is written here", "proved", lambda: blelloch_query(64)))
@@ -273,11 +313,13 @@ register(Obligation(
     "scan/blelloch~down-sweep-order", "scan", "mutant: down-sweep as (left sum . prefix) differs from the recurrence", REAL,
     "T=8, scalar", "spec: mamba._scan as combine", "refuted", lambda: blelloch_query(8, swap_down=True), mutant_of="scan/blelloch-T64"))
 register(Obligation(
-    "scan/initial-state", "scan", "h_t = H_t + P_t h0 (the unrolled form's initial-state term) for all t", REAL,
-    "all T (induction: base + step)", "spec: mamba._scan as the step's combine", "proved", initial_state_queries))
+    "scan/initial-state", "scan", "mamba._scan from a carried state h0 equals the recurrence from h0 at every t", REAL,
+    "T=1..17, scalar, h0 symbolic", "spec: mamba._scan(a, b, h0)", "proved",
+    lambda: [initial_state_query(n) for n in range(1, 18)]))
 register(Obligation(
-    "scan/initial-state~swapped", "scan", "mutant: the step with the swapped _scan fails", REAL, "all T (step)",
-    "spec: mutated mamba._scan", "refuted", lambda: initial_state_queries(swapped_scan()), mutant_of="scan/initial-state"))
+    "scan/initial-state~undecayed", "scan", "mutant: h0 put in front without its decay differs from the recurrence", REAL,
+    "T=1..4", "spec: mutated mamba._scan", "refuted",
+    lambda: [initial_state_query(n, mutate(mamba._scan, *HO_UNDECAYED)) for n in range(1, 5)], mutant_of="scan/initial-state"))
 register(Obligation(
     "scan/closed-form", "scan", "h_t = sum_{s<=t} (prod_{s<r<=t} a_r) b_s for all t", REAL,
     "all T (induction on t, with a lemma by induction on n)", "algebra: a sum over a symbolic range", "proved", closed_form_queries))

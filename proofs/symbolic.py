@@ -45,6 +45,7 @@ import numpy as np
 import z3
 
 from lmstep.spec.layers import MASKED
+from lmstep.spec.ops import NP
 
 from .domains import Float, Real
 
@@ -291,6 +292,11 @@ class Z3Ops:
 
         return self._elementwise(np.divide, one, a, b)
 
+    def int_div(self, a: Any, b: Any) -> Any:
+        if _is_sym(a) or _is_sym(b):
+            raise NotImplementedError("integer division of symbolic values (only shape arithmetic uses it)")
+        return NP.int_div(a, b)
+
     def neg(self, x: Any) -> Any:
         return self._elementwise(np.negative, lambda v: self.dom.neg(self._lift(v, self.dom.const(0))), x)
 
@@ -306,6 +312,8 @@ class Z3Ops:
     def _exp(self, x: Any) -> Any:
         if x is NEG_INF:
             return self.dom.const(0.0)
+        if _is_zero(x) or (_is_num(x) and float(x) == 0.0):
+            return self.dom.const(1.0)  # exp(0) = 1, exactly in IEEE too: the scan's identity row is exp(0 A)
         x = self._lift(x, self.dom.const(0))  # not normalized: the exp lemmas split x along its own + and -
         if self.exp_model == "libm" or isinstance(self.dom, Float):
             return self._exp_libm(x)
@@ -380,8 +388,6 @@ class Z3Ops:
         return self._uninterpreted("sin", np.sin, x)
 
     def sigmoid(self, x: Any) -> Any:
-        from lmstep.spec.ops import NP
-
         return self._uninterpreted("sigmoid", NP.sigmoid, x)
 
     def softplus(self, x: Any) -> Any:

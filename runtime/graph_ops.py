@@ -87,6 +87,9 @@ class GraphOps:
     def div(self, a: Any, b: Any) -> Var:
         return op.div(*_pair(a, b))
 
+    def int_div(self, a: Any, b: Any) -> Var:
+        return op.div(_lift(a, np.int64(0)), _lift(b, np.int64(0)))
+
     def neg(self, x: Any) -> Var:
         return op.neg(_lift(x))
 
@@ -195,8 +198,12 @@ class GraphOps:
 
     def pad_front(self, x: Any, axis: int, n: int, value: float) -> Var:
         x = _lift(x)
-        # Pad-18 with an ``axes`` input: pads = [begin, end] for that one axis.
-        return op.pad(x, _ints([n, 0]), _lift(value, x), _ints([axis]), mode="constant")
+        # Pads for every axis, no ``axes`` input: onnxruntime's transpose optimizer (1.32) permutes a Pad's pads as
+        # if they covered every axis, and corrupted the axes form when it pushed a Transpose through the Pad.
+        rank = len(x.unwrap_tensor().shape)
+        pads = [0] * (2 * rank)
+        pads[axis % rank] = n
+        return op.pad(x, _ints(pads), _lift(value, x), mode="constant")
 
     def split(self, x: Any, axis: int, sizes: Sequence[int]) -> list[Var]:
         return list(op.split(_lift(x), _ints(sizes), axis=axis))  # output count from the sizes' static length

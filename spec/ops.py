@@ -70,6 +70,11 @@ class NumpyOps:
         """Div (true division for floats)."""
         return np.divide(a, b)
 
+    def int_div(self, a: Any, b: Any) -> np.ndarray:
+        """Div on int64: ONNX integer division truncates toward zero (C semantics), unlike numpy's ``//``."""
+        a, b = np.asarray(a, I64), np.asarray(b, I64)
+        return (np.abs(a) // np.abs(b) * np.sign(a) * np.sign(b)).astype(I64)
+
     def neg(self, x: Any) -> np.ndarray:
         """Neg."""
         return np.negative(x)

@@ -4,7 +4,8 @@ Written against the ops vocabulary so the ONNX step graph contains exactly this 
 Every step is float32; ``T``, ``top_p`` are float32, ``top_k`` int64.
 
     0. T == 0 (greedy): return argmax(z), the lowest index among maxima. u is ignored. Also greedy when step 1
-       overflows, i.e. max(z / T) = +inf (a tiny T with a large logit): the T -> 0 limit.
+       overflows, i.e. max(z / T) = +inf or -inf (a tiny T with a large logit, or every logit so negative that
+       z / T overflows): the T -> 0 limit.
     1. y = z / T                                           (elementwise float32 division)
     2. (s, idx) = y sorted descending; equal values keep ascending index order (stable; = ONNX TopK sorted=1)
     3. k = V if top_k == 0 else min(top_k, V);   e_r = exp(s_r - s_0) for ranks r < k, e_r = 0 for r >= k
@@ -98,8 +99,8 @@ def sample(o: Any, logits: Any, u: Any, temperature: Any, top_k: Any, top_p: Any
     last_positive = o.reduce_max(o.where(positive, rank, o.const(-1, np.int64)), axis=-1, keepdims=False)
     chosen = o.where(o.less(first_above, m), first_above, last_positive)  # [B]
     token = o.squeeze(o.gather_last(idx, o.unsqueeze(chosen, -1)), -1)
-    # Step 0': when z / T overflows to +inf (a tiny T with a large logit) every e_r is NaN; the draw is then
-    # greedy, the T -> 0 limit. s_0 - s_0 == 0 exactly when s_0 is finite (inf - inf is NaN).
+    # Step 0': when the largest z / T overflows to +inf or -inf, every e_r is NaN; the draw is then greedy, the
+    # T -> 0 limit. s_0 - s_0 == 0 exactly when s_0 is finite (inf - inf is NaN).
     token = o.where(o.squeeze(o.equal(o.sub(top, top), 0.0), -1), token, greedy)
     return o.where(o.equal(temperature, 0.0), greedy, token)
 

@@ -19,7 +19,7 @@ def _sample(logits, u, temperature, top_k, top_p, variant: str) -> int:
     V = len(z)
     t, p, u = F32(temperature), F32(top_p), F32(u)
     y_max = max(np.float32(v / t) for v in z) if t != 0 else None
-    if t == 0 or np.isposinf(y_max):  # greedy, also when z / T overflows (SPEC.md §3 step 0)
+    if t == 0 or np.isinf(y_max):  # greedy, also when the largest z / T overflows (SPEC.md §3 step 1)
         best = 0
         for i in range(1, V):
             if z[i] > z[best] or (variant == "greedy-last" and z[i] == z[best]):

@@ -24,13 +24,22 @@ def _verdict(name, timeout_s=None):
 
 
 def test_baseline_is_proved():
-    assert _verdict("scan/hillis-steele-T64") == "proved"
+    assert _verdict("scan/pairing-T64") == "proved"
 
 
-def test_a_scan_with_the_wrong_stride_breaks_hillis_steele(monkeypatch):
-    monkeypatch.setattr(mamba, "_scan", mutate(mamba._scan, "d *= 2", "d *= 3"))  # skips distances 2, 4, 8, ...
-    assert _verdict("scan/hillis-steele-T64") == "refuted"
+def test_an_odd_length_padded_with_a_real_element_breaks_the_pairing_scan(monkeypatch):
+    # Pairs past the end must take the identity row: with < instead of <=, an even length loses its last element.
+    broken = mutate(mamba.scan_plan, "o.less_equal(twice, n)", "o.less(twice, n)")
+    monkeypatch.setattr(mamba, "scan_plan", broken)
+    assert _verdict("scan/pairing-T64") == "refuted"
     assert _verdict("integers/chunked-scan-wrap16") == "refuted"
+
+
+def test_a_down_sweep_merging_evens_and_odds_the_wrong_way_breaks_the_scan(monkeypatch):
+    broken = mutate(mamba.scan_plan, "o.add(half, 2)", "o.add(half, 1)")  # odd rows one even element early
+    monkeypatch.setattr(mamba, "scan_plan", broken)
+    assert _verdict("scan/pairing-T64") == "refuted"
+    assert _verdict("scan/initial-state") == "refuted"
 
 
 def test_a_recurrence_swapped_in_the_scan_breaks_associativity(monkeypatch):

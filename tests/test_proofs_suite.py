@@ -46,7 +46,7 @@ def test_default_suite_covers_the_issue():
     names = set(DEFAULT)
     for required in [
         "scan/combine-assoc-scalar", "scan/combine-assoc-diagonal", "scan/combine-assoc-matrix", "scan/brackets-T6",
-        "scan/hillis-steele-T64", "scan/blelloch-T64", "scan/closed-form",
+        "scan/pairing-T64", "scan/hillis-steele-T64", "scan/blelloch-T64", "scan/closed-form",
         "attention/decode-eq-unrolled", "attention/append-keeps-prefix", "attention/softmax-shift", "attention/online-softmax",
         "attention/decode-eq-unrolled~additive-mask",
         "sampler/brackets-u", "sampler/zero-prob-never-chosen", "sampler/kept-set", "sampler/greedy-lowest-max",

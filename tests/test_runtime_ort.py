@@ -186,22 +186,47 @@ HAVE_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
 NO_CUDA = "no CUDA provider in this onnxruntime (CPU-only build or no GPU): CUDA = CPU checks skipped"
 
 
+def cuda_vs_cpu(cpu, cuda, prompt, steps, stale: bool = False) -> list[str]:
+    """Prefill ``prompt`` and step ``steps`` on both providers; what exceeds the tolerances. ``stale``: the CUDA
+    side steps from its initial state instead of the prefilled one (a negative control: a dropped state)."""
+    arch, bad = cpu.arch, []
+    sc, lc = cpu.prefill(cpu.init_state(), prompt)
+    sg, lg = cuda.prefill(cuda.init_state(), prompt)
+    if rel_err(lg, lc) > LOGITS_RTOL[arch] or state_err(sg, sc) > STATE_RTOL[arch]:
+        bad.append(f"prefill logits {rel_err(lg, lc):.1e} state {state_err(sg, sc):.1e}")
+    if stale:
+        sg = cuda.init_state()
+    for t in steps:
+        sc, oc = cpu.step(sc, t, 0.5)
+        sg, og = cuda.step(sg, t, 0.5)
+        if rel_err(og.logits, oc.logits) > LOGITS_RTOL[arch]:
+            bad.append(f"step {t} logits {rel_err(og.logits, oc.logits):.1e}")
+    if state_err(sg, sc) > STATE_RTOL[arch]:
+        bad.append(f"final state {state_err(sg, sc):.1e}")
+    return bad
+
+
 @pytest.mark.skipif(not HAVE_CUDA, reason=NO_CUDA)
 @pytest.mark.parametrize("name", BUILTINS)
 def test_cuda_matches_cpu_within_tolerance(name):
     from lmstep.runtime.loading import load as load_onnx
 
     cpu, cuda = load_onnx(name, provider="cpu"), load_onnx(name, provider="cuda")
-    arch = cpu.arch
-    sc, lc = cpu.prefill(cpu.init_state(), list(range(40, 80)))
-    sg, lg = cuda.prefill(cuda.init_state(), list(range(40, 80)))
-    assert rel_err(lg, lc) <= LOGITS_RTOL[arch] and state_err(sg, sc) <= STATE_RTOL[arch]
-    for t in range(5):
-        sc, oc = cpu.step(sc, t, 0.5)
-        sg, og = cuda.step(sg, t, 0.5)
-        assert rel_err(og.logits, oc.logits) <= LOGITS_RTOL[arch]
-    assert state_err(sg, sc) <= STATE_RTOL[arch]
+    prompt = np.random.default_rng(1).integers(0, 256, 300).tolist()  # past 256: the scan's ninth level runs
+    assert cuda_vs_cpu(cpu, cuda, prompt, range(5)) == []
     assert cuda.generate([72, 105], 16) == cpu.generate([72, 105], 16)
+    # Negative control: the same check catches a CUDA side that lost its state.
+    assert cuda_vs_cpu(cpu, cuda, prompt, range(5), stale=True) != []
+
+
+@pytest.mark.skipif(not HAVE_CUDA, reason=NO_CUDA)
+def test_cuda_is_bitwise_deterministic_run_to_run():
+    from lmstep.runtime.loading import load as load_onnx
+
+    cuda = load_onnx("tiny-mamba", provider="cuda")
+    prompt = list(range(40, 120))
+    runs = [cuda.prefill(cuda.init_state(), prompt)[1] for _ in range(3)]
+    assert all(np.array_equal(r, runs[0]) for r in runs)
 
 
 @pytest.mark.skipif(HAVE_CUDA, reason="a CUDA provider exists here: the unavailable-provider error cannot be shown")

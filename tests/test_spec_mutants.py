@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import laws
+from lmstep.proofs.mutants import mutate
 from lmstep.spec import gpt2, layers, llama, load, mamba
 from lmstep.spec import model as model_mod
 from lmstep.spec.arrays import SeqBuffer
@@ -50,18 +51,7 @@ def test_conv_window_not_shifted_in_decode(monkeypatch):
 def test_scan_with_swapped_operands(monkeypatch):
     """The parallel scan combines (a1, b1).(a2, b2) as a1 b2 + b1 (operands swapped): caught by law 2 and 3."""
 
-    def swapped_scan(o, a, b):
-        t_index = o.reshape(o.arange(0, o.shape(a, 1)), (1, -1, 1, 1))
-        d = 1
-        while d < a.shape[1]:
-            a_prev = o.slice(o.pad_front(a, 1, d, 0.0), 1, 0, -d)
-            b_prev = o.slice(o.pad_front(b, 1, d, 0.0), 1, 0, -d)
-            take = o.greater(t_index, d - 1)
-            b = o.where(take, o.add(o.mul(a_prev, b), b_prev), b)
-            a = o.where(take, o.mul(a, a_prev), a)
-            d *= 2
-        return a, b
-
+    swapped_scan = mutate(mamba._scan, "o.add(o.mul(a, b_prev), b)", "o.add(o.mul(a, b), b_prev)")
     monkeypatch.setattr(mamba, "_scan", swapped_scan)
     model = load("tiny-mamba")
     assert laws.unrolled_vs_recurrent(model, PROMPT) > 100 * FORMS["mamba"]

@@ -136,8 +136,8 @@ def h0_ignored(model: Model, name: str) -> Engine:
     module = clone(model.module)
     mixer = module._mixer_unrolled
 
-    def fresh(o, cfg, layer, x, conv_state, h0):
-        return mixer(o, cfg, layer, x, conv_state, np.zeros_like(h0))  # a cached multi-token forward drops h
+    def fresh(o, cfg, layer, x, conv_state, h0, **kw):
+        return mixer(o, cfg, layer, x, conv_state, np.zeros_like(h0), **kw)  # a cached multi-token forward drops h
 
     module._mixer_unrolled = fresh
     return Engine(model, name, module)

@@ -204,7 +204,7 @@ def initial_state_query(n: int, scan: Callable[..., Any] | None = None) -> Query
     return _query(o, goal, {**_inputs(elems), "h0": h0})
 
 
-HO_UNDECAYED = ("o.mul(o.slice(x[0], 1, 1, 2), o.unsqueeze(h0, 1))", "o.unsqueeze(h0, 1)")  # h0 added, not decayed
+HO_UNDECAYED = ("o.add(o.mul(x[0], o.unsqueeze(h0, 1)), x[1])", "o.add(o.unsqueeze(h0, 1), x[1])")  # h0 not decayed
 
 
 def closed_form_queries(drop_lemma: bool = False) -> list[Query]:

@@ -8,7 +8,7 @@ Per layer, with residual x <- x + Mixer(RMSNorm(x)):
     [dt_in, B_t, C_t] = u'_t W_x
     dt_t    = softplus(dt_in W_dt + b_dt)              [E]
     A       = -exp(A_log)                              [E, N], diagonal per channel
-    h_t     = exp(dt_t A) * h_{t-1} + (dt_t B_t) * u'_t      (eq. 2a with zero-order-hold, eq. 4)
+    h_t     = exp(dt_t A) * h_{t-1} + (dt_t u'_t) B_t      (eq. 2a with zero-order-hold, eq. 4)
     y_t     = h_t C_t + D * u'_t                       (eq. 2b plus skip)
     out_t   = (y_t * silu(z_t)) W_out
 State carried between steps per layer: conv window [B, E, W-1] and SSM state h [B, E, N].
@@ -150,12 +150,12 @@ def _mixer_unrolled(o: Any, cfg: Config, layer: Layer, x: Any, conv_state: Any, 
     # Row 0 is the scan's identity (1, 0), from a zero row of the small [B, T, .] inputs: exp(0 A) = 1 and
     # 0 * 0 = 0 exactly (A finite). The scan asks for rows by index, so the [B, T, N, E] decay and drive are
     # only ever built for the rows its first level reads.
-    dt_pad, u_pad, b_pad = (o.pad_front(v, 1, 1, 0.0) for v in (dt, u, b))
+    dtu_pad, dt_pad, b_pad = (o.pad_front(v, 1, 1, 0.0) for v in (o.mul(dt, u), dt, b))
 
     def elements(index: Any) -> tuple[Any, Any]:
-        dt_i, u_i, b_i = (o.gather(v, index, axis=1) for v in (dt_pad, u_pad, b_pad))
+        dtu_i, dt_i, b_i = (o.gather(v, index, axis=1) for v in (dtu_pad, dt_pad, b_pad))
         decay = o.exp(o.mul(a_neg, o.unsqueeze(dt_i, 2)))  # exp(A dt), as the step orders it: [B, rows, N, E]
-        drive = o.mul(o.mul(o.unsqueeze(dt_i, 2), o.unsqueeze(b_i, -1)), o.unsqueeze(u_i, 2))  # (dt B) u, as the step
+        drive = o.mul(o.unsqueeze(dtu_i, 2), o.unsqueeze(b_i, -1))  # (dt u) B, as the step orders it
         return decay, drive  # [B, rows, N, E] each
 
     if plan is None:
@@ -268,7 +268,7 @@ def _mixer_step(o: Any, cfg: Config, layer: Layer, x: Any, conv_state: Any, h: A
     u = silu(o, conv)
     dt, b, c = _ssm_inputs(o, cfg, layer, u)  # [B, E], [B, N], [B, N]
     decay = o.exp(o.mul(o.neg(o.exp(layer.A_log)), o.unsqueeze(dt, -1)))  # [B, E, N]
-    drive = o.mul(o.mul(o.unsqueeze(dt, -1), o.unsqueeze(b, 1)), o.unsqueeze(u, -1))
+    drive = o.mul(o.unsqueeze(o.mul(dt, u), -1), o.unsqueeze(b, 1))  # (dt u) B: [B, E, N]
     h = o.add(o.mul(decay, h), drive)
     y = o.squeeze(o.matmul(h, o.unsqueeze(c, -1)), -1)  # [B, E]
     y = o.mul(o.add(y, o.mul(u, layer.D)), silu(o, z))

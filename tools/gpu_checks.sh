@@ -4,7 +4,7 @@
 #   on both providers. Usage: bash tools/gpu_checks.sh [python]   (the python that has lmstep installed)
 set -u
 PY=${1:-python3}
-export PYTHONUNBUFFERED=1 LMSTEP_HYPOTHESIS_PROFILE=${LMSTEP_HYPOTHESIS_PROFILE:-default}
+export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 $PY -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())"
 echo "== CUDA tests"; $PY -m pytest -q -rs -p no:cacheprovider tests/test_runtime_ort.py -k "cuda or deterministic or matches" 2>&1 | tail -15

@@ -17,6 +17,7 @@ import attrs
 import numpy as np
 import onnxruntime as ort
 
+from lmstep.spec import mamba
 from lmstep.spec.arrays import frozen_array
 from lmstep.spec.errors import InputError
 from lmstep.spec.model import Model, State, StepOutput
@@ -123,6 +124,15 @@ class OnnxModel:
         """Consume ``tokens`` after ``state`` in one call of model.onnx -> (state', logits [len, V] float32)."""
         self._check_state(state)
         ids = np.array(self._check_tokens(tokens, state.pos), np.int64)[None, :]
+        limit = mamba.MAX_UNROLLED_LEN
+        if self.arch == "mamba" and ids.shape[1] > limit:
+            # The graph's scan is built for up to `limit` tokens: longer prompts run as chunks, the state carried
+            # (the same result as one call, within FORMS: any prefill split is, by the spec's split law).
+            parts = []
+            for start in range(0, ids.shape[1], limit):
+                state, part = self.prefill(state, ids[0, start : start + limit].tolist())
+                parts.append(part)
+            return state, frozen_array(np.concatenate(parts), np.float32)
         out = self._unrolled.run(self._contract_feeds(ids, state.pos), state.values, host_outputs=("logits",))
         new = OnnxState(self.arch, state.pos + ids.shape[1], {name: out[io.present_of(name)] for name in state.values})
         return new, frozen_array(out["logits"].numpy()[0], np.float32)

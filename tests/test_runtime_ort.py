@@ -237,3 +237,22 @@ def test_cuda_unavailable_is_a_clear_error():
     with pytest.raises(ProviderError, match="provider cuda is not available"):
         load_onnx("tiny-llama", provider="cuda")
     assert load_onnx("tiny-llama", provider="auto").provider_note == "provider auto -> cpu (no CUDA provider in this onnxruntime)"
+
+
+def test_a_prompt_longer_than_the_graphs_scan_runs_in_chunks(monkeypatch):
+    """The unrolled Mamba graph is built for up to MAX_UNROLLED_LEN tokens (its scan's level count is static);
+    longer prompts are prefilled in chunks with the state carried. Shown with the limit lowered to 7 tokens: the
+    chunked prefill equals one call within the tolerances, while the same check catches chunks that drop the state."""
+    from lmstep.runtime.loading import load as load_onnx
+    from lmstep.spec import mamba
+
+    om = load_onnx("tiny-mamba", provider="cpu")
+    tokens = list(range(40, 70))
+    s_one, l_one = om.prefill(om.init_state(), tokens)
+    monkeypatch.setattr(mamba, "MAX_UNROLLED_LEN", 7)
+    s_chunked, l_chunked = om.prefill(om.init_state(), tokens)
+    assert s_chunked.pos == len(tokens) and l_chunked.shape == l_one.shape
+    assert rel_err(l_chunked, l_one) <= LOGITS_RTOL["mamba"] and state_err(s_chunked, s_one) <= STATE_RTOL["mamba"]
+    # Negative control: chunks that each start from the initial state.
+    dropped = np.concatenate([om.prefill(om.init_state(), tokens[i : i + 7])[1] for i in range(0, len(tokens), 7)])
+    assert rel_err(dropped, l_one) > LOGITS_RTOL["mamba"]

@@ -220,9 +220,11 @@ def run_all(obligations: Sequence[Obligation], jobs: int = 1, smt2_dir: str | No
             on_result: Callable[[Result], None] | None = None) -> list[Result]:
     """Run obligations, each in a fresh worker process (``jobs`` at a time), results in the given order.
 
-    A fresh process per obligation keeps z3's global state (term ids, seeds) from one query from changing the
-    next one's search (and the caller's from changing any): measured, the float32 target-below-total proof took 6 s alone and timed out at 120 s
-    after the other float queries in the same process. ``jobs=0`` runs in this process (for debugging)."""
+    A fresh process per obligation keeps z3's global state (term ids, seeds) from one query, or from the caller,
+    from changing the next one's search: measured, the float32 target-below-total proof took 6 s alone and timed
+    out at 120 s after the other float queries in the same process. A worker runs the registered obligation of
+    that name from a fresh import (the expected verdict is the caller's), so changes the caller made to the spec
+    in-process reach only ``jobs=0``, which runs in this process (for debugging and spec-mutation tests)."""
     if jobs <= 0:
         results = []
         for ob in obligations:
@@ -239,10 +241,11 @@ def run_all(obligations: Sequence[Obligation], jobs: int = 1, smt2_dir: str | No
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload([f"lmstep.proofs.{topic}" for topic in TOPICS])
     names = [ob.name for ob in obligations]
+    expected = {ob.name: ob.expected for ob in obligations}  # the caller's, which a worker's fresh registry lacks
     done: dict[str, Result] = {}
     with ctx.Pool(jobs, maxtasksperchild=1) as pool:
         for result in pool.imap_unordered(functools.partial(_run_named, smt2_dir=smt2_dir), names):
-            done[result.name] = result
+            done[result.name] = dataclasses.replace(result, expected=expected[result.name])
             if on_result:
                 on_result(result)
     return [done[n] for n in names]

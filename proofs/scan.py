@@ -4,9 +4,9 @@ The recurrence h_t = a_t h_{t-1} + b_t (mamba._mixer_step: ``h = decay * h + dri
     (a1, b1) . (a2, b2) = (a2 a1, a2 b1 + b2)
 and any scan of it equals the recurrence because the operator is associative. The operator used here is the
 spec's own: :func:`combine` runs ``mamba._scan`` on a two-element sequence, whose last element is exactly
-(x . y), so a change to ``_scan`` changes every law below. The pairing scan (Ladner-Fischer up/down-sweep)
-*is* ``mamba._scan`` at its true length; Hillis-Steele and Blelloch's tree scan are not in the spec and are
-written here over the spec's combine (other schedules an engine may use).
+(x . y), so a change to ``_scan`` changes every law below. The pairing scan (Ladner-Fischer up/down-sweep,
+Hillis-Steele rounds on its short top) *is* ``mamba._scan`` at its true length; a whole Hillis-Steele scan and
+Blelloch's tree scan are written here over the spec's combine (other schedules an engine may use).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ is taken block by block before the last merge.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import attrs
@@ -158,17 +159,21 @@ def _mixer_unrolled(o: Any, cfg: Config, layer: Layer, x: Any, conv_state: Any, 
         drive = o.mul(o.unsqueeze(dtu_i, 2), o.unsqueeze(b_i, -1))  # (dt u) B, as the step orders it
         return decay, drive  # [B, rows, N, E] each
 
-    if plan is None:
-        plan = scan_plan(o, o.shape(x, 1), o.static_len(x, 1, MAX_UNROLLED_LEN))
     c_pad = o.pad_front(c, 1, 1, 0.0)
 
     def contract(index: Any, h: Any) -> Any:  # y = C_t h_t for the elements these rows of h end at
         return o.squeeze(o.matmul(o.unsqueeze(o.gather(c_pad, index, axis=1), 2), h), 2)  # [B, rows, 1, N] @ [B, rows, N, E]
 
+    plan = plan if plan is not None else plan_for(o, x)
     y, h_last = _scan(o, None, None, o.transpose(h0, (0, 2, 1)), plan, rows=elements, reduce=contract)
     y = o.mul(o.add(y, o.mul(u, layer.D)), silu(o, z))
     h_last = o.transpose(o.squeeze(h_last, 1), (0, 2, 1))  # [B, E, N]
     return linear(o, y, layer.out_proj, layer.out_proj_bias), new_conv_state, h_last
+
+
+def plan_for(o: Any, x: Any) -> tuple[list[tuple[Any, ...]], list[Any]]:
+    """:func:`scan_plan` for the length of axis 1 of ``x`` (tokens or elements)."""
+    return scan_plan(o, o.shape(x, 1), o.static_len(x, 1, MAX_UNROLLED_LEN))
 
 
 def scan_plan(o: Any, n: Any, bound: int) -> tuple[list[tuple[Any, ...]], list[Any]]:
@@ -224,28 +229,29 @@ def _scan(o: Any, a: Any, b: Any, h0: Any = None, plan: Any = None, rows: Any = 
         (a_prev, b_prev), (a, b) = first, second  # first is the earlier element
         return o.mul(a, a_prev), o.add(o.mul(a, b_prev), b)
 
+    def take(pair: tuple[Any, Any], index: Any) -> tuple[Any, Any]:
+        return tuple(o.gather(v, index, axis=1) for v in pair)
+
     if rows is None:
-        padded = (o.pad_front(a, 1, 1, 1.0), o.pad_front(b, 1, 1, 0.0))
-        rows = lambda index: tuple(o.gather(v, index, axis=1) for v in padded)  # noqa: E731
-        if plan is None:
-            plan = scan_plan(o, o.shape(a, 1), o.static_len(a, 1, MAX_UNROLLED_LEN))
+        rows = functools.partial(take, (o.pad_front(a, 1, 1, 1.0), o.pad_front(b, 1, 1, 0.0)))
+        plan = plan if plan is not None else plan_for(o, a)
     levels, rounds = plan
     x = None if levels else rows(o.arange(0, 2))  # no levels: a single element
-    firsts_by_level = []
-    for first_rows, second_rows, _, _ in levels:  # up-sweep
-        pick = rows if x is None else (lambda index, x=x: tuple(o.gather(v, index, axis=1) for v in x))
+    pick, firsts_by_level = rows, []
+    for first_rows, second_rows, _, _ in levels:  # up-sweep; the first level reads the elements themselves
         firsts = pick(first_rows)
         firsts_by_level.append(firsts)
         x = op(firsts, pick(second_rows))
+        pick = functools.partial(take, x)
     for src in rounds:  # Hillis-Steele (1986) on the short top: after distance e, row p holds rows p-2e+1..p
-        x = op(tuple(o.gather(v, src, axis=1) for v in x), x)
+        x = op(take(x, src), x)
     if h0 is not None:  # every top prefix p becomes (1, h0) . p; the identity row becomes (1, h0) itself
         x = (x[0], o.add(o.mul(x[0], o.unsqueeze(h0, 1)), x[1]))
     for i, ((first_rows, second_rows, shift_rows, merge_rows), firsts) in enumerate(zip(reversed(levels), reversed(firsts_by_level))):
         # Down-sweep. x is the scan of this level's pairs (row i: pairs before i, which end at element 2i - 1,
         # row second_rows[i] of the elements); row i of evens is (row i - 1) . x_2i-2, which ends at element
         # 2i - 2 (row first_rows[i]).
-        evens = op(tuple(o.gather(v, shift_rows, axis=1) for v in x), firsts)
+        evens = op(take(x, shift_rows), firsts)
         if reduce is not None and i == len(levels) - 1:  # reduce both blocks, then merge the smaller results
             blocks = o.concat([reduce(second_rows, x[1]), reduce(first_rows, evens[1])], axis=1)
             odd = o.equal(o.slice(second_rows, 0, -1, None), 0)  # odd n: the last pair is padded
@@ -288,7 +294,7 @@ def forward(o: Any, cfg: Config, w: Weights, tokens: Any, positions: Any, cache:
     """
     require(key_mask is None, "Mamba has no attention mask: run padded sequences separately")
     x = o.gather(w.embeddings, tokens)
-    plan = scan_plan(o, o.shape(tokens, 1), o.static_len(tokens, 1, MAX_UNROLLED_LEN))
+    plan = plan_for(o, tokens)
     new_cache = []
     for layer, (conv_state, h) in zip(w.layers, cache):
         x_norm = rms_norm(o, x, layer.norm, cfg.layer_norm_epsilon)

@@ -4,13 +4,12 @@
 
 For each built-in model, 4 random byte prompts: prefill 300 tokens, then 64 steps, on both providers; relative
 error of logits and state (tests/runtime_helpers.py's metrics), and whether greedy tokens agree. TF32 on shows
-what the pinned setting protects against. Also prints the unrolled-vs-steps prefill ratio on CUDA.
+what the pinned setting protects against. Speed on CUDA: ``python benchmarks/bench_runtime.py --provider cuda``.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -39,24 +38,6 @@ def errors(name: str) -> dict[str, float]:
     return worst
 
 
-def prefill_ratio(name: str, n: int = 256) -> str:
-    om = load_onnx(name, provider="cuda")
-    tokens = np.random.default_rng(0).integers(32, 127, n).tolist()
-
-    def steps():
-        s = om.init_state()
-        for t in tokens:
-            s, _ = om.step(s, t, 0.5)
-
-    best = {"unrolled": 1e9, "steps": 1e9}
-    for _ in range(7):
-        for k, fn in (("unrolled", lambda: om.prefill(om.init_state(), tokens)), ("steps", steps)):
-            t0 = time.perf_counter()
-            fn()
-            best[k] = min(best[k], time.perf_counter() - t0)
-    return f"unrolled {best['unrolled'] * 1e3:.2f} ms | {n} steps {best['steps'] * 1e3:.1f} ms | {best['steps'] / best['unrolled']:.1f}x"
-
-
 if __name__ == "__main__":
     import onnxruntime
 
@@ -70,8 +51,3 @@ if __name__ == "__main__":
             arch = name.split("-")[1]
             print(f"  {name:11} logits {w['logits']:.1e} (tol {LOGITS_RTOL[arch]:.0e}) | state {w['state']:.1e} "
                   f"(tol {STATE_RTOL[arch]:.0e}) | greedy differs at {int(w['greedy differs'])} of 256 steps", flush=True)
-    session.CUDA_OPTIONS["use_tf32"] = "0"
-    loading._SESSIONS.clear()
-    print("prefill 256 tokens on CUDA: unrolled graph vs 256 step calls")
-    for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba"):
-        print(f"  {name:11} {prefill_ratio(name)}", flush=True)

@@ -59,8 +59,10 @@ def transformers_peer(model):
 
     def generate():
         with torch.no_grad():
-            out = hf.generate(ids, max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False, pad_token_id=0, eos_token_id=None)
-        return out[0, len(PROMPT):].tolist()
+            out = hf.generate(
+                ids, max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False, pad_token_id=0, eos_token_id=None
+            )
+        return out[0, len(PROMPT) :].tolist()
 
     return generate
 
@@ -79,11 +81,17 @@ def decode(name: str) -> None:
         same = peer() == tokens
         fns["transformers"] = peer
     t = compare(fns)
-    line = f"  {name:11} onnx {NEW / t['onnx']:6.0f} tok/s | spec {NEW / t['spec']:6.0f} tok/s (onnx {t['spec'] / t['onnx']:4.1f}x)"
+    line = (
+        f"  {name:11} onnx {NEW / t['onnx']:6.0f} tok/s | spec "
+        f"{NEW / t['spec']:6.0f} tok/s (onnx {t['spec'] / t['onnx']:4.1f}x)"
+    )
     if "onnx-cpu" in t:
         line += f" | onnx-cpu {NEW / t['onnx-cpu']:6.0f} tok/s"
     if peer is not None:
-        line += f" | transformers {NEW / t['transformers']:5.0f} tok/s (onnx {t['transformers'] / t['onnx']:4.1f}x; same tokens: {same})"
+        line += (
+            f" | transformers {NEW / t['transformers']:5.0f} tok/s (onnx "
+            f"{t['transformers'] / t['onnx']:4.1f}x; same tokens: {same})"
+        )
     print(line, flush=True)
 
 
@@ -98,7 +106,11 @@ def prefill(name: str, n: int = 256) -> None:
 
     t = compare({"unrolled": lambda: om.prefill(om.init_state(), tokens), "steps": steps})
     t_unrolled, t_steps = t["unrolled"], t["steps"]
-    print(f"  {name:11} unrolled {t_unrolled * 1e3:7.2f} ms | {n} steps {t_steps * 1e3:7.1f} ms | {t_steps / t_unrolled:5.1f}x", flush=True)
+    print(
+        f"  {name:11} unrolled {t_unrolled * 1e3:7.2f} ms | {n} steps {t_steps * 1e3:7.1f} ms"
+        f" | {t_steps / t_unrolled:5.1f}x",
+        flush=True,
+    )
 
 
 def per_step(name: str, contexts=(64, 2048), n: int = 64) -> None:
@@ -117,13 +129,20 @@ def per_step(name: str, contexts=(64, 2048), n: int = 64) -> None:
     t = compare(fns)
     out = [t[ctx] / n for ctx in contexts]
     ratio = out[1] / out[0]
-    print(f"  {name:11} per step at context {contexts[0]}: {out[0] * 1e6:6.0f} us | {contexts[1]}: {out[1] * 1e6:6.0f} us | {ratio:4.2f}x", flush=True)
+    print(
+        f"  {name:11} per step at context {contexts[0]}: {out[0] * 1e6:6.0f} us"
+        f" | {contexts[1]}: {out[1] * 1e6:6.0f} us | {ratio:4.2f}x",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
     import onnxruntime
 
-    print(f"onnxruntime {onnxruntime.__version__}, provider {PROVIDER}, {os.cpu_count()} CPUs, {'quick' if QUICK else 'full'} run")
+    print(
+        f"onnxruntime {onnxruntime.__version__}, provider {PROVIDER}, {os.cpu_count()} CPUs,"
+        f" {'quick' if QUICK else 'full'} run"
+    )
     print(f"1. decode, greedy, {NEW} new tokens after {len(PROMPT)} prompt tokens")
     for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba"):
         decode(name)

@@ -33,7 +33,11 @@ class CopyingCache:
 
 
 def with_copying_cache(state: State) -> State:
-    return State(state.arch, state.pos, tuple((CopyingCache(k.view().copy()), CopyingCache(v.view().copy())) for k, v in state.cache))
+    return State(
+        state.arch,
+        state.pos,
+        tuple((CopyingCache(k.view().copy()), CopyingCache(v.view().copy())) for k, v in state.cache),
+    )
 
 
 def time_steps(model, state, steps: int) -> float:
@@ -58,7 +62,9 @@ def main() -> None:
     model = load(args.model)
     rng = np.random.default_rng(0)
     print(f"model {args.model}, {args.steps} steps per cell, numpy {np.__version__}")
-    print(f"{'context':>8} {'spec ms/step':>13} {'copying ms/step':>16} {'spec append us':>15} {'copying append us':>18}")
+    print(
+        f"{'context':>8} {'spec ms/step':>13} {'copying ms/step':>16} {'spec append us':>15} {'copying append us':>18}"
+    )
     results = {}
     for ctx in (64, 2048):
         state, _ = model.prefill(model.init_state(), rng.integers(0, model.vocab_size, ctx).tolist())

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from runtime_helpers import LOGITS_RTOL, STATE_RTOL, rel_err, state_err  # noqa: E402
+
 import lmstep.runtime.loading as loading  # noqa: E402
 import lmstep.runtime.session as session  # noqa: E402
 from lmstep.runtime.loading import load as load_onnx  # noqa: E402
-from runtime_helpers import LOGITS_RTOL, STATE_RTOL, rel_err, state_err  # noqa: E402
 
 
 def errors(name: str) -> dict[str, float]:
@@ -45,9 +46,15 @@ if __name__ == "__main__":
     for tf32 in ("0", "1"):
         session.CUDA_OPTIONS["use_tf32"] = tf32
         loading._SESSIONS.clear()  # sessions are shared per folder and provider: open new ones with this option
-        print(f"CUDA vs CPU, TF32 {'on' if tf32 == '1' else 'off (pinned)'}: worst relative error over 4 x (prefill 300 + 64 steps)")
+        print(
+            f"CUDA vs CPU, TF32 {'on' if tf32 == '1' else 'off (pinned)'}: "
+            "worst relative error over 4 x (prefill 300 + 64 steps)"
+        )
         for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba"):
             w = errors(name)
             arch = name.split("-")[1]
-            print(f"  {name:11} logits {w['logits']:.1e} (tol {LOGITS_RTOL[arch]:.0e}) | state {w['state']:.1e} "
-                  f"(tol {STATE_RTOL[arch]:.0e}) | greedy differs at {int(w['greedy differs'])} of 256 steps", flush=True)
+            print(
+                f"  {name:11} logits {w['logits']:.1e} (tol {LOGITS_RTOL[arch]:.0e}) | state {w['state']:.1e} "
+                f"(tol {STATE_RTOL[arch]:.0e}) | greedy differs at {int(w['greedy differs'])} of 256 steps",
+                flush=True,
+            )

@@ -47,7 +47,7 @@ def measure(arch: str) -> None:
         e["prefill logits"].append(rel_err(ologits, logits))
         e["prefill state"].append(state_err(os_, s))
         u = om.init_state()
-        for i, t in enumerate(steps):
+        for t in steps:
             s, out = model.step(s, t, 0.5)
             os_, oout = om.step(os_, t, 0.5)
             e["step logits"].append(rel_err(oout.logits, out.logits))

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import laws  # noqa: E402
@@ -36,7 +37,10 @@ def main() -> None:
     print(f"{'arch':<6} {'n':>4} {'max rel err':>12} {'p99':>10} {'tolerance':>10} {'margin':>7}")
     for arch, errs in errors.items():
         e = np.array(errs)
-        print(f"{arch:<6} {len(e):>4} {e.max():>12.2e} {np.quantile(e, 0.99):>10.2e} {FORMS[arch]:>10.0e} {FORMS[arch] / e.max():>6.1f}x")
+        print(
+            f"{arch:<6} {len(e):>4} {e.max():>12.2e} {np.quantile(e, 0.99):>10.2e} "
+            f"{FORMS[arch]:>10.0e} {FORMS[arch] / e.max():>6.1f}x"
+        )
 
 
 if __name__ == "__main__":

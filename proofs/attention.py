@@ -11,7 +11,8 @@ exp is uninterpreted with positivity and exp(a+b) = exp(a) exp(b) instances; see
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import z3
@@ -34,7 +35,15 @@ def _qkv(o: Z3Ops, b: int, h: int, k: int, t: int, d: int) -> tuple[np.ndarray, 
     return o.var("q", (b, h, t, d)), o.var("k", (b, k, t, d)), o.var("v", (b, k, t, d))
 
 
-def decode_query(b: int, h: int, kv: int, t: int, d: int, key_mask: list[list[bool]] | None = None, unrolled: Callable[..., Any] | None = None) -> Query:
+def decode_query(
+    b: int,
+    h: int,
+    kv: int,
+    t: int,
+    d: int,
+    key_mask: list[list[bool]] | None = None,
+    unrolled: Callable[..., Any] | None = None,
+) -> Query:
     """decode(query s, cache [0..s]) == unrolled(all queries)[s] for every real (non-padding) slot s."""
     unrolled = unrolled or layers.attention_unrolled
     o = Z3Ops(Real())
@@ -99,7 +108,8 @@ def shift_all_n_queries(lemma: bool = True) -> list[Query]:
             ("def sums at n+1", z3.And(S(n + 1) == S(n) + E(x(n) - c), Z(n + 1) == Z(n) + E(x(n)))),
             *([("exp lemma", _lemma(E, x(n), c))] if lemma else []),
         ],
-        inputs={"n": n, "c": c}, label="step n -> n+1",
+        inputs={"n": n, "c": c},
+        label="step n -> n+1",
     )
     return [base, step] if lemma else [step]
 
@@ -114,8 +124,10 @@ def online_queries(rescale: bool = True) -> list[Query]:
     s0, v0, m1 = z3.Reals("s0 v0 m1")
     l1, acc1 = E(s0 - m1), E(s0 - m1) * v0  # the first update, from the empty state (l = acc = 0)
     base = Query(
-        z3.And(l1 * E(m1) == E(s0), acc1 * E(m1) == E(s0) * v0), [("exp lemma", _lemma(E, s0, m1))],
-        inputs={"s0": s0, "v0": v0, "m1": m1}, label="base n=1",
+        z3.And(l1 * E(m1) == E(s0), acc1 * E(m1) == E(s0) * v0),
+        [("exp lemma", _lemma(E, s0, m1))],
+        inputs={"s0": s0, "v0": v0, "m1": m1},
+        label="base n=1",
     )
     m, m2, l, acc, s, v, S, V = z3.Reals("m m2 l acc s v S V")
     rescale_by = E(m - m2) if rescale else z3.RealVal(1)
@@ -123,8 +135,12 @@ def online_queries(rescale: bool = True) -> list[Query]:
     acc2 = acc * rescale_by + E(s - m2) * v
     step = Query(
         z3.And(l2 * E(m2) == S + E(s), acc2 * E(m2) == V + E(s) * v),
-        [("invariant at n", z3.And(l * E(m) == S, acc * E(m) == V)), ("exp lemmas", z3.And(_lemma(E, m, m2), _lemma(E, s, m2)))],
-        inputs={"m": m, "m'": m2, "l": l, "acc": acc, "s": s, "v": v}, label="step n -> n+1",
+        [
+            ("invariant at n", z3.And(l * E(m) == S, acc * E(m) == V)),
+            ("exp lemmas", z3.And(_lemma(E, m, m2), _lemma(E, s, m2))),
+        ],
+        inputs={"m": m, "m'": m2, "l": l, "acc": acc, "s": s, "v": v},
+        label="step n -> n+1",
     )
     conclusion = Query(
         acc * S == V * l,  # acc / l = V / S, cross-multiplied (l, S > 0)
@@ -136,41 +152,128 @@ def online_queries(rescale: bool = True) -> list[Query]:
 
 # -- the registry -----------------------------------------------------------------------------------------
 REAL = "the reals; exp uninterpreted, positive, exp(a+b) = exp(a) exp(b) instances; MASKED read as -inf"
-register(Obligation(
-    "attention/decode-eq-unrolled", "attention",
-    "attention_decode for the query at s (cache = keys 0..s) equals row s of attention_unrolled, every real query",
-    REAL, "B=2, H=4, K=2 (GQA), D=2, T=4; batch row 2 left-padded", "spec: layers.attention_decode, attention_unrolled, causal_mask",
-    "proved", lambda: decode_query(2, 4, 2, 4, 2, [[True] * 4, [False, True, True, True]])))
-register(Obligation(
-    "attention/decode-eq-unrolled~additive-mask", "attention", "mutant: a finite additive mask (-1e4) leaks future keys",
-    REAL, "B=1, H=1, K=1, D=1, T=2", "spec: mutated layers.attention_unrolled", "refuted",
-    lambda: decode_query(1, 1, 1, 2, 1, unrolled=mutate(layers.attention_unrolled, *ADDITIVE_MASK)),
-    mutant_of="attention/decode-eq-unrolled"))
-register(Obligation(
-    "attention/append-keeps-prefix", "attention", "appending a token never changes the outputs of earlier tokens",
-    REAL, "H=2, K=1, D=2, T=3 -> 4", "spec: layers.attention_unrolled, causal_mask", "proved", lambda: append_query(2, 1, 3, 2)))
-register(Obligation(
-    "attention/append-keeps-prefix~mask-off-by-one", "attention", "mutant: a causal mask that lets token t see t+1",
-    REAL, "H=1, K=1, D=1, T=1 -> 2", "spec: mutated layers.causal_mask", "refuted",
-    lambda: append_query(1, 1, 1, 1, mutate(layers.causal_mask, *MASK_OFF_BY_ONE)), mutant_of="attention/append-keeps-prefix"))
-register(Obligation(
-    "attention/softmax-shift", "attention", "softmax(x + c) = softmax(x) for every c", REAL, "n=8",
-    "spec: layers.softmax", "proved", lambda: shift_query(8)))
-register(Obligation(
-    "attention/softmax-shift~dropped-lemma", "attention", "mutant: without the exp(a+b) lemma, shift invariance is unprovable",
-    "the reals; exp uninterpreted and positive only", "n=2", "spec: layers.softmax", "refuted",
-    lambda: shift_query(2, exp="positive"), mutant_of="attention/softmax-shift"))
-register(Obligation(
-    "attention/softmax-shift-all-n", "attention", "exp(c) sum_i exp(x_i - c) = sum_i exp(x_i): softmax shift invariance for all n",
-    REAL, "all n (induction)", "algebra: a sum over a symbolic length", "proved", shift_all_n_queries))
-register(Obligation(
-    "attention/softmax-shift-all-n~dropped-lemma", "attention", "mutant: the step without exp(x - c) exp(c) = exp(x) fails",
-    "the reals; exp uninterpreted", "all n (step)", "algebra", "refuted", lambda: shift_all_n_queries(lemma=False),
-    mutant_of="attention/softmax-shift-all-n"))
-register(Obligation(
-    "attention/online-softmax", "attention", "the online softmax update keeps l e^m = sum e^s, acc e^m = sum e^s v, so acc/l is softmax-weighted",
-    REAL, "all n (induction: base, step, conclusion)", "algebra: the spec computes full softmax, the streaming form is a kernel's",
-    "proved", online_queries))
-register(Obligation(
-    "attention/online-softmax~no-rescale", "attention", "mutant: an update that does not rescale by exp(m - m') breaks the invariant",
-    REAL, "all n (step)", "algebra", "refuted", lambda: online_queries(rescale=False), mutant_of="attention/online-softmax"))
+register(
+    Obligation(
+        "attention/decode-eq-unrolled",
+        "attention",
+        "attention_decode for the query at s (cache = keys 0..s) equals row s of attention_unrolled, every real query",
+        REAL,
+        "B=2, H=4, K=2 (GQA), D=2, T=4; batch row 2 left-padded",
+        "spec: layers.attention_decode, attention_unrolled, causal_mask",
+        "proved",
+        lambda: decode_query(2, 4, 2, 4, 2, [[True] * 4, [False, True, True, True]]),
+    )
+)
+register(
+    Obligation(
+        "attention/decode-eq-unrolled~additive-mask",
+        "attention",
+        "mutant: a finite additive mask (-1e4) leaks future keys",
+        REAL,
+        "B=1, H=1, K=1, D=1, T=2",
+        "spec: mutated layers.attention_unrolled",
+        "refuted",
+        lambda: decode_query(1, 1, 1, 2, 1, unrolled=mutate(layers.attention_unrolled, *ADDITIVE_MASK)),
+        mutant_of="attention/decode-eq-unrolled",
+    )
+)
+register(
+    Obligation(
+        "attention/append-keeps-prefix",
+        "attention",
+        "appending a token never changes the outputs of earlier tokens",
+        REAL,
+        "H=2, K=1, D=2, T=3 -> 4",
+        "spec: layers.attention_unrolled, causal_mask",
+        "proved",
+        lambda: append_query(2, 1, 3, 2),
+    )
+)
+register(
+    Obligation(
+        "attention/append-keeps-prefix~mask-off-by-one",
+        "attention",
+        "mutant: a causal mask that lets token t see t+1",
+        REAL,
+        "H=1, K=1, D=1, T=1 -> 2",
+        "spec: mutated layers.causal_mask",
+        "refuted",
+        lambda: append_query(1, 1, 1, 1, mutate(layers.causal_mask, *MASK_OFF_BY_ONE)),
+        mutant_of="attention/append-keeps-prefix",
+    )
+)
+register(
+    Obligation(
+        "attention/softmax-shift",
+        "attention",
+        "softmax(x + c) = softmax(x) for every c",
+        REAL,
+        "n=8",
+        "spec: layers.softmax",
+        "proved",
+        lambda: shift_query(8),
+    )
+)
+register(
+    Obligation(
+        "attention/softmax-shift~dropped-lemma",
+        "attention",
+        "mutant: without the exp(a+b) lemma, shift invariance is unprovable",
+        "the reals; exp uninterpreted and positive only",
+        "n=2",
+        "spec: layers.softmax",
+        "refuted",
+        lambda: shift_query(2, exp="positive"),
+        mutant_of="attention/softmax-shift",
+    )
+)
+register(
+    Obligation(
+        "attention/softmax-shift-all-n",
+        "attention",
+        "exp(c) sum_i exp(x_i - c) = sum_i exp(x_i): softmax shift invariance for all n",
+        REAL,
+        "all n (induction)",
+        "algebra: a sum over a symbolic length",
+        "proved",
+        shift_all_n_queries,
+    )
+)
+register(
+    Obligation(
+        "attention/softmax-shift-all-n~dropped-lemma",
+        "attention",
+        "mutant: the step without exp(x - c) exp(c) = exp(x) fails",
+        "the reals; exp uninterpreted",
+        "all n (step)",
+        "algebra",
+        "refuted",
+        lambda: shift_all_n_queries(lemma=False),
+        mutant_of="attention/softmax-shift-all-n",
+    )
+)
+register(
+    Obligation(
+        "attention/online-softmax",
+        "attention",
+        "the online softmax update keeps l e^m = sum e^s, acc e^m = sum e^s v, so acc/l is softmax-weighted",
+        REAL,
+        "all n (induction: base, step, conclusion)",
+        "algebra: the spec computes full softmax, the streaming form is a kernel's",
+        "proved",
+        online_queries,
+    )
+)
+register(
+    Obligation(
+        "attention/online-softmax~no-rescale",
+        "attention",
+        "mutant: an update that does not rescale by exp(m - m') breaks the invariant",
+        REAL,
+        "all n (step)",
+        "algebra",
+        "refuted",
+        lambda: online_queries(rescale=False),
+        mutant_of="attention/online-softmax",
+    )
+)

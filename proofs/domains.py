@@ -74,7 +74,6 @@ class Real(_Ordered):
         return -a
 
 
-
 class Float:
     """IEEE 754 binary format with ``ebits`` exponent and ``sbits`` significand bits (incl. the hidden bit)."""
 
@@ -132,7 +131,6 @@ class Float:
         return z3.If(z3.fpIsNaN(a), a, z3.If(z3.fpIsNaN(b), b, z3.If(z3.fpLT(b, a), b, a)))
 
 
-
 def fp_value(v: z3.ExprRef) -> float:
     """A z3 floating-point numeral as a Python float (exact: every format here fits in a double)."""
     if z3.is_fp_value(v):
@@ -183,8 +181,13 @@ class BitVec(_Ordered):
         w = wide.size()
         hi, lo = (1 << (self.width - 1)) - 1, -(1 << (self.width - 1))
         return z3.Extract(
-            self.width - 1, 0,
-            z3.If(wide > z3.BitVecVal(hi, w), z3.BitVecVal(hi, w), z3.If(wide < z3.BitVecVal(lo, w), z3.BitVecVal(lo, w), wide)),
+            self.width - 1,
+            0,
+            z3.If(
+                wide > z3.BitVecVal(hi, w),
+                z3.BitVecVal(hi, w),
+                z3.If(wide < z3.BitVecVal(lo, w), z3.BitVecVal(lo, w), wide),
+            ),
         )
 
     def add(self, a, b):
@@ -210,7 +213,6 @@ class BitVec(_Ordered):
 
     def neg(self, a):
         return self.sub(z3.BitVecVal(0, self.width), a)
-
 
 
 def model_value(model: z3.ModelRef, x: Any) -> Any:

@@ -41,7 +41,9 @@ def _assoc_terms(dom: Float) -> tuple[Z3Ops, dict[str, Any], Any, Any]:
 
 def assoc_query(dom: Float) -> Query:
     o, v, left, right = _assoc_terms(dom)
-    return Query(all_equal(o, left, right), [("finite inputs and results", finite(*v.values(), left, right))], o.checks, v)
+    return Query(
+        all_equal(o, left, right), [("finite inputs and results", finite(*v.values(), left, right))], o.checks, v
+    )
 
 
 def assoc_replay(dom: Float, model: dict[str, Any]) -> list[str]:
@@ -75,8 +77,16 @@ def scan_query(dom: Float) -> Query:
         scaled = z3.fpMul(dom.RNE, x, grid)
         return z3.fpEQ(z3.fpRoundToIntegral(dom.RNE, scaled), scaled)
 
-    decays = z3.And(*[z3.And(z3.fpGEQ(x, half), z3.fpLEQ(x, one), on_grid(x)) for k, x in v.items() if k.startswith("a")])
-    drives = z3.And(*[z3.And(z3.fpLEQ(z3.fpAbs(x), one), z3.Or(z3.fpIsNormal(x), z3.fpIsZero(x))) for k, x in v.items() if k.startswith("b")])
+    decays = z3.And(
+        *[z3.And(z3.fpGEQ(x, half), z3.fpLEQ(x, one), on_grid(x)) for k, x in v.items() if k.startswith("a")]
+    )
+    drives = z3.And(
+        *[
+            z3.And(z3.fpLEQ(z3.fpAbs(x), one), z3.Or(z3.fpIsNormal(x), z3.fpIsZero(x)))
+            for k, x in v.items()
+            if k.startswith("b")
+        ]
+    )
     assume = [("1/2 <= a_t <= 1, multiples of 1/256", decays), ("|b_t| <= 1, normal or 0", drives)]
     return Query(all_equal(o, parallel, sequential), assume, o.checks, v, attempt_s=8.0)
 
@@ -113,7 +123,9 @@ def target_query(dom: Float, u_le_1: bool = False) -> Query:
     u, total = term(o.var("u")), term(o.var("total"))
     target = term(o.mul(u, total))
     one = dom.const(1.0)
-    assume = z3.And(finite(u, total), z3.fpGEQ(u, dom.const(0.0)), (z3.fpLEQ if u_le_1 else z3.fpLT)(u, one), z3.fpGEQ(total, one))
+    assume = z3.And(
+        finite(u, total), z3.fpGEQ(u, dom.const(0.0)), (z3.fpLEQ if u_le_1 else z3.fpLT)(u, one), z3.fpGEQ(total, one)
+    )
     label = "0 <= u " + ("<=" if u_le_1 else "<") + " 1, finite total >= 1"
     return Query(z3.fpLT(target, total), [(label, assume)], o.checks, {"u": u, "total": total}, bitblast=not u_le_1)
 
@@ -121,29 +133,84 @@ def target_query(dom: Float, u_le_1: bool = False) -> Query:
 # -- the registry -----------------------------------------------------------------------------------------
 for dom in FORMATS:
     fmt = dom.name
-    register(Obligation(
-        f"floats/add-assoc-{fmt}", "floats", f"{fmt} addition is associative (it is not: Z3 finds a, b, c)",
-        f"{fmt}, RNE; finite inputs and results", "3 scalars", "spec: the ops vocabulary's add (Z3Ops over IEEE)",
-        "refuted", lambda dom=dom: assoc_query(dom), replay=lambda m, dom=dom: assoc_replay(dom, m)))
-    register(Obligation(
-        f"floats/scan-vs-recurrence-{fmt}", "floats", f"in {fmt}, mamba._scan equals the sequential recurrence (it does not)",
-        f"{fmt}, RNE, no FMA; decays a_t in [1/2, 1] (1/256 grid), |b_t| <= 1", f"T={T_FLOAT}, scalar", "spec: mamba._scan", "refuted",
-        lambda dom=dom: scan_query(dom), replay=lambda m, dom=dom: scan_replay(dom, m), timeout_s=120))
-register(Obligation(
-    "floats/cdf-add-monotone-float32", "floats", "a float32 CumSum step c + e (c, e >= 0) never decreases, and adds exactly 0 for e = 0",
-    "float32, RNE; finite c >= 0, e >= 0", "one step (covers every step of the sampler's CDF)", "spec: Z3Ops.cumsum", "proved",
-    lambda: cdf_monotone_query(FLOAT32)))
-register(Obligation(
-    "floats/cdf-add-monotone-float32~negative-e", "floats", "mutant: without e >= 0 the CDF can decrease",
-    "float32; finite c >= 0, any finite e", "one step", "spec: Z3Ops.cumsum", "refuted",
-    lambda: cdf_monotone_query(FLOAT32, nonneg_e=False), mutant_of="floats/cdf-add-monotone-float32"))
+    register(
+        Obligation(
+            f"floats/add-assoc-{fmt}",
+            "floats",
+            f"{fmt} addition is associative (it is not: Z3 finds a, b, c)",
+            f"{fmt}, RNE; finite inputs and results",
+            "3 scalars",
+            "spec: the ops vocabulary's add (Z3Ops over IEEE)",
+            "refuted",
+            lambda dom=dom: assoc_query(dom),
+            replay=lambda m, dom=dom: assoc_replay(dom, m),
+        )
+    )
+    register(
+        Obligation(
+            f"floats/scan-vs-recurrence-{fmt}",
+            "floats",
+            f"in {fmt}, mamba._scan equals the sequential recurrence (it does not)",
+            f"{fmt}, RNE, no FMA; decays a_t in [1/2, 1] (1/256 grid), |b_t| <= 1",
+            f"T={T_FLOAT}, scalar",
+            "spec: mamba._scan",
+            "refuted",
+            lambda dom=dom: scan_query(dom),
+            replay=lambda m, dom=dom: scan_replay(dom, m),
+            timeout_s=120,
+        )
+    )
+register(
+    Obligation(
+        "floats/cdf-add-monotone-float32",
+        "floats",
+        "a float32 CumSum step c + e (c, e >= 0) never decreases, and adds exactly 0 for e = 0",
+        "float32, RNE; finite c >= 0, e >= 0",
+        "one step (covers every step of the sampler's CDF)",
+        "spec: Z3Ops.cumsum",
+        "proved",
+        lambda: cdf_monotone_query(FLOAT32),
+    )
+)
+register(
+    Obligation(
+        "floats/cdf-add-monotone-float32~negative-e",
+        "floats",
+        "mutant: without e >= 0 the CDF can decrease",
+        "float32; finite c >= 0, any finite e",
+        "one step",
+        "spec: Z3Ops.cumsum",
+        "refuted",
+        lambda: cdf_monotone_query(FLOAT32, nonneg_e=False),
+        mutant_of="floats/cdf-add-monotone-float32",
+    )
+)
 for dom in FORMATS:
     fmt = dom.name
-    register(Obligation(
-        f"floats/target-below-total-{fmt}", "floats", f"u * total < total in {fmt} for 0 <= u < 1: the sampler's fallback needs u = 1",
-        f"{fmt}, RNE; finite total >= 1", "scalars", "spec: Z3Ops.mul", "proved", lambda dom=dom: target_query(dom),
-        long=dom is FLOAT32, timeout_s=300 if dom is FLOAT32 else 60))  # float32: 6 s to > 120 s by seed
-    register(Obligation(
-        f"floats/target-below-total-{fmt}~u-le-1", "floats", "mutant: with u = 1 allowed, the target reaches the total",
-        f"{fmt}; 0 <= u <= 1", "scalars", "spec: Z3Ops.mul", "refuted", lambda dom=dom: target_query(dom, u_le_1=True),
-        mutant_of=f"floats/target-below-total-{fmt}"))
+    register(
+        Obligation(
+            f"floats/target-below-total-{fmt}",
+            "floats",
+            f"u * total < total in {fmt} for 0 <= u < 1: the sampler's fallback needs u = 1",
+            f"{fmt}, RNE; finite total >= 1",
+            "scalars",
+            "spec: Z3Ops.mul",
+            "proved",
+            lambda dom=dom: target_query(dom),
+            long=dom is FLOAT32,
+            timeout_s=300 if dom is FLOAT32 else 60,
+        )
+    )  # float32: 6 s to > 120 s by seed
+    register(
+        Obligation(
+            f"floats/target-below-total-{fmt}~u-le-1",
+            "floats",
+            "mutant: with u = 1 allowed, the target reaches the total",
+            f"{fmt}; 0 <= u <= 1",
+            "scalars",
+            "spec: Z3Ops.mul",
+            "refuted",
+            lambda dom=dom: target_query(dom, u_le_1=True),
+            mutant_of=f"floats/target-below-total-{fmt}",
+        )
+    )

@@ -11,7 +11,8 @@ an integer interpretation of the same ops (``mamba._scan`` run on :class:`IntNum
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import z3
@@ -67,7 +68,9 @@ class IntNumpyOps(NumpyOps):
 
 def replay(dom: BitVec, model: dict[str, Any]) -> list[str]:
     o = IntNumpyOps(dom)
-    elems = [(np.array([[a]], o.dtype), np.array([[b]], o.dtype)) for a, b in zip(np.ravel(model["a"]), np.ravel(model["b"]))]
+    elems = [
+        (np.array([[a]], o.dtype), np.array([[b]], o.dtype)) for a, b in zip(np.ravel(model["a"]), np.ravel(model["b"]))
+    ]
     got = [int(np.ravel(h)[0]) for h in chunked(o, elems, CHUNK)]
     want = [int(np.ravel(h)[0]) for _, h in scan.recurrence(o, elems, o.dtype.type(0))]
     if got == want:
@@ -84,17 +87,54 @@ SAT8, FIXED8 = BitVec(8, "saturate"), BitVec(8, "fixed", frac=4)
 BOUNDS = f"T={T_INT} in chunks of {CHUNK} (last chunk short), scalar"
 for dom in (WRAP32, WRAP16):
     law = f"integers/chunked-scan-wrap{dom.width}"
-    register(Obligation(
-        law, "integers", "chunked prefill (scan per chunk + carried state) equals the recurrence bit-exactly",
-        f"int{dom.width}, wrap-around (two's complement)", BOUNDS, "spec: mamba._scan per chunk", "proved", lambda dom=dom: chunked_query(dom)))
-    register(Obligation(
-        f"{law}~swapped", "integers", "mutant: the swapped _scan breaks the chunked prefill", f"int{dom.width}, wrap-around", BOUNDS,
-        "spec: mutated mamba._scan", "refuted", lambda dom=dom: chunked_query(dom, scan.swapped_scan()), mutant_of=law))
-register(Obligation(
-    "integers/chunked-scan-saturate8", "integers", "with saturating arithmetic, chunked prefill equals the recurrence (it does not)",
-    "int8, saturating add and mul", BOUNDS, "spec: mamba._scan per chunk", "refuted", lambda: chunked_query(SAT8),
-    replay=lambda m: replay(SAT8, m)))
-register(Obligation(
-    "integers/chunked-scan-q4.4", "integers", "with Q4.4 fixed point, chunked prefill equals the recurrence (it does not)",
-    "int8 as Q4.4: product >> 4 (floor), wrap-around", BOUNDS, "spec: mamba._scan per chunk", "refuted",
-    lambda: chunked_query(FIXED8), replay=lambda m: replay(FIXED8, m)))
+    register(
+        Obligation(
+            law,
+            "integers",
+            "chunked prefill (scan per chunk + carried state) equals the recurrence bit-exactly",
+            f"int{dom.width}, wrap-around (two's complement)",
+            BOUNDS,
+            "spec: mamba._scan per chunk",
+            "proved",
+            lambda dom=dom: chunked_query(dom),
+        )
+    )
+    register(
+        Obligation(
+            f"{law}~swapped",
+            "integers",
+            "mutant: the swapped _scan breaks the chunked prefill",
+            f"int{dom.width}, wrap-around",
+            BOUNDS,
+            "spec: mutated mamba._scan",
+            "refuted",
+            lambda dom=dom: chunked_query(dom, scan.swapped_scan()),
+            mutant_of=law,
+        )
+    )
+register(
+    Obligation(
+        "integers/chunked-scan-saturate8",
+        "integers",
+        "with saturating arithmetic, chunked prefill equals the recurrence (it does not)",
+        "int8, saturating add and mul",
+        BOUNDS,
+        "spec: mamba._scan per chunk",
+        "refuted",
+        lambda: chunked_query(SAT8),
+        replay=lambda m: replay(SAT8, m),
+    )
+)
+register(
+    Obligation(
+        "integers/chunked-scan-q4.4",
+        "integers",
+        "with Q4.4 fixed point, chunked prefill equals the recurrence (it does not)",
+        "int8 as Q4.4: product >> 4 (floor), wrap-around",
+        BOUNDS,
+        "spec: mamba._scan per chunk",
+        "refuted",
+        lambda: chunked_query(FIXED8),
+        replay=lambda m: replay(FIXED8, m),
+    )
+)

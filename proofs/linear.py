@@ -31,11 +31,22 @@ def relu(o: Any, x: Any) -> Any:
 
 def collapse_query(with_relu: bool = False) -> Query:
     o = Z3Ops(Real())
-    x, w1, b1, w2, b2 = o.var("x", (1, 3)), o.var("W1", (3, 2)), o.var("b1", (2,)), o.var("W2", (2, 3)), o.var("b2", (3,))
+    x, w1, b1, w2, b2 = (
+        o.var("x", (1, 3)),
+        o.var("W1", (3, 2)),
+        o.var("b1", (2,)),
+        o.var("W2", (2, 3)),
+        o.var("b2", (3,)),
+    )
     hidden = layers.linear(o, x, w1, b1)
     deep = layers.linear(o, relu(o, hidden) if with_relu else hidden, w2, b2)
     w, b = o.matmul(w1, w2), o.add(o.matmul(o.unsqueeze(b1, 0), w2)[0], b2)  # the collapsed layer
-    return Query(all_equal(o, deep, layers.linear(o, x, w, b)), o.facts, o.checks, {"x": x, "W1": w1, "b1": b1, "W2": w2, "b2": b2})
+    return Query(
+        all_equal(o, deep, layers.linear(o, x, w, b)),
+        o.facts,
+        o.checks,
+        {"x": x, "W1": w1, "b1": b1, "W2": w2, "b2": b2},
+    )
 
 
 def separable_query(table: list[float]) -> Query:
@@ -60,21 +71,78 @@ def hidden_query(with_relu: bool = True) -> Query:
 # -- the registry -----------------------------------------------------------------------------------------
 REAL = "the reals (exact)"
 SPEC = "spec: layers.linear (and ONNX Max as ReLU)"
-register(Obligation(
-    "linear/depth-collapse", "linear", "two linear layers equal one: (x W1 + b1) W2 + b2 = x (W1 W2) + (b1 W2 + b2)", REAL,
-    "x [1, 3], hidden width 2", SPEC, "proved", collapse_query))
-register(Obligation(
-    "linear/depth-collapse~relu", "linear", "mutant: with a ReLU between them the two layers are not one", REAL,
-    "x [1, 3], hidden width 2", SPEC, "refuted", lambda: collapse_query(with_relu=True), mutant_of="linear/depth-collapse"))
-register(Obligation(
-    "linear/xor-not-linear", "linear", "no affine map x w + b is > 0 exactly on XOR's ones", REAL, "the 4 points of {0,1}^2",
-    SPEC, "proved", lambda: separable_query(XOR)))
-register(Obligation(
-    "linear/xor-not-linear~or", "linear", "mutant: the same claim for OR is false (OR is linearly separable)", REAL,
-    "the 4 points of {0,1}^2", SPEC, "refuted", lambda: separable_query(OR), mutant_of="linear/xor-not-linear"))
-register(Obligation(
-    "linear/xor-one-relu-layer", "linear", "one hidden ReLU layer of width 2 computes XOR exactly (a witness exists)", REAL,
-    "the 4 points of {0,1}^2", SPEC, "proved", hidden_query))
-register(Obligation(
-    "linear/xor-one-relu-layer~no-relu", "linear", "mutant: without the ReLU no weights compute XOR", REAL,
-    "the 4 points of {0,1}^2", SPEC, "refuted", lambda: hidden_query(with_relu=False), mutant_of="linear/xor-one-relu-layer"))
+register(
+    Obligation(
+        "linear/depth-collapse",
+        "linear",
+        "two linear layers equal one: (x W1 + b1) W2 + b2 = x (W1 W2) + (b1 W2 + b2)",
+        REAL,
+        "x [1, 3], hidden width 2",
+        SPEC,
+        "proved",
+        collapse_query,
+    )
+)
+register(
+    Obligation(
+        "linear/depth-collapse~relu",
+        "linear",
+        "mutant: with a ReLU between them the two layers are not one",
+        REAL,
+        "x [1, 3], hidden width 2",
+        SPEC,
+        "refuted",
+        lambda: collapse_query(with_relu=True),
+        mutant_of="linear/depth-collapse",
+    )
+)
+register(
+    Obligation(
+        "linear/xor-not-linear",
+        "linear",
+        "no affine map x w + b is > 0 exactly on XOR's ones",
+        REAL,
+        "the 4 points of {0,1}^2",
+        SPEC,
+        "proved",
+        lambda: separable_query(XOR),
+    )
+)
+register(
+    Obligation(
+        "linear/xor-not-linear~or",
+        "linear",
+        "mutant: the same claim for OR is false (OR is linearly separable)",
+        REAL,
+        "the 4 points of {0,1}^2",
+        SPEC,
+        "refuted",
+        lambda: separable_query(OR),
+        mutant_of="linear/xor-not-linear",
+    )
+)
+register(
+    Obligation(
+        "linear/xor-one-relu-layer",
+        "linear",
+        "one hidden ReLU layer of width 2 computes XOR exactly (a witness exists)",
+        REAL,
+        "the 4 points of {0,1}^2",
+        SPEC,
+        "proved",
+        hidden_query,
+    )
+)
+register(
+    Obligation(
+        "linear/xor-one-relu-layer~no-relu",
+        "linear",
+        "mutant: without the ReLU no weights compute XOR",
+        REAL,
+        "the 4 points of {0,1}^2",
+        SPEC,
+        "refuted",
+        lambda: hidden_query(with_relu=False),
+        mutant_of="linear/xor-one-relu-layer",
+    )
+)

@@ -27,11 +27,26 @@ from .symbolic import Z3Ops, all_equal
 TOKENS = [1, 0, 1]  # a repeated token, so a cache that ignored position or order would be caught
 
 CONFIGS: dict[str, Any] = {
-    "llama": llama.Config(vocab_size=2, hidden_size=2, intermediate_size=2, num_hidden_layers=1, num_attention_heads=2,
-                          num_key_value_heads=1, head_dim=2, max_position_embeddings=8),
+    "llama": llama.Config(
+        vocab_size=2,
+        hidden_size=2,
+        intermediate_size=2,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=2,
+        max_position_embeddings=8,
+    ),
     "gpt2": gpt2.Config(vocab_size=2, n_embd=2, n_layer=1, n_head=1, n_positions=8, n_inner=2),
-    "mamba": mamba.Config(vocab_size=2, hidden_size=2, state_size=1, num_hidden_layers=1, intermediate_size=1,
-                          time_step_rank=1, conv_kernel=2),
+    "mamba": mamba.Config(
+        vocab_size=2,
+        hidden_size=2,
+        state_size=1,
+        num_hidden_layers=1,
+        intermediate_size=1,
+        time_step_rank=1,
+        conv_kernel=2,
+    ),
 }
 
 
@@ -47,6 +62,7 @@ def empty_cache(module: ModuleType, cfg: Any) -> Any:
         if isinstance(t, SeqBuffer):
             return SeqBuffer.empty(t.shape[: t.axis] + t.shape[t.axis + 1 :], t.axis, dtype=object)
         return np.zeros(t.shape, dtype=object) + 0.0  # float zeros as Python floats, lifted when used
+
     return tuple(tuple(objects(t) for t in pair) for pair in cache)
 
 
@@ -54,7 +70,9 @@ def _state_terms(cache: Any) -> list[np.ndarray]:
     return [t.view() if isinstance(t, SeqBuffer) else t for pair in cache for t in pair]
 
 
-def prefill_query(arch: str, decode: Any = None, tokens: list[int] = TOKENS, seeded: bool = False, attempt_s: float | None = None) -> Query:
+def prefill_query(
+    arch: str, decode: Any = None, tokens: list[int] = TOKENS, seeded: bool = False, attempt_s: float | None = None
+) -> Query:
     """``seeded``: the built-in generator's float32 weights (seed 0) instead of symbolic ones - for mutants, whose
     counterexample Z3 then finds among the uninterpreted functions' values alone (symbolic weights: > 120 s)."""
     module = {"llama": llama, "gpt2": gpt2, "mamba": mamba}[arch]
@@ -87,23 +105,54 @@ def _with(fn: Any, name: str, replacement: Any) -> Any:
 # Each architecture's decode with one realistic bug. (A RoPE position off by one in decode alone is *not* a bug
 # over the reals: rotating every query and key one position further leaves q.k unchanged.)
 MUTANTS: dict[str, tuple[str, Any, list[int], bool]] = {  # name, decode factory, tokens, seeded weights
-    "llama": ("scale", lambda: _with(llama.decode, "attention_decode", mutate(layers.attention_decode, *SCALE)), TOKENS[:2], True),
+    "llama": (
+        "scale",
+        lambda: _with(llama.decode, "attention_decode", mutate(layers.attention_decode, *SCALE)),
+        TOKENS[:2],
+        True,
+    ),
     "gpt2": ("position-off-by-one", lambda: mutate(gpt2.decode, *POSITION_OFF_BY_ONE), TOKENS[:1], False),
-    "mamba": ("conv-window", lambda: _with(mamba.decode, "_mixer_step", mutate(mamba._mixer_step, *CONV_WINDOW)), TOKENS[:2], True),
+    "mamba": (
+        "conv-window",
+        lambda: _with(mamba.decode, "_mixer_step", mutate(mamba._mixer_step, *CONV_WINDOW)),
+        TOKENS[:2],
+        True,
+    ),
 }
 
 # -- the registry -----------------------------------------------------------------------------------------
 REAL = "the reals; weights symbolic; sqrt/reciprocal/sigmoid/softplus/tanh uninterpreted; MASKED as -inf"
 SEEDED = REAL.replace("weights symbolic", "weights seeded (builtin.init_weights, seed 0)")
-for arch, cfg in CONFIGS.items():
+for arch in CONFIGS:
     law = f"model/{arch}-prefill-eq-decode"
-    register(Obligation(
-        law, "model", f"{arch}: forward over T tokens equals T decode steps (logits and state)",
-        REAL, f"T={len(TOKENS)}, tokens {TOKENS}, 1 layer, the tiny config in model.py", f"spec: {arch}.forward, {arch}.decode",
-        "proved", lambda arch=arch: prefill_query(arch), timeout_s=120))
+    register(
+        Obligation(
+            law,
+            "model",
+            f"{arch}: forward over T tokens equals T decode steps (logits and state)",
+            REAL,
+            f"T={len(TOKENS)}, tokens {TOKENS}, 1 layer, the tiny config in model.py",
+            f"spec: {arch}.forward, {arch}.decode",
+            "proved",
+            lambda arch=arch: prefill_query(arch),
+            timeout_s=120,
+        )
+    )
     bug, factory, tokens, seeded = MUTANTS[arch]
-    register(Obligation(
-        f"{law}~{bug}", "model", f"mutant: {arch}.decode with the {bug.replace('-', ' ')} bug differs from forward",
-        SEEDED if seeded else REAL, f"T={len(tokens)}", f"spec: mutated {arch}.decode", "refuted",
-        lambda arch=arch, factory=factory, tokens=tokens, seeded=seeded: prefill_query(arch, factory(), tokens, seeded, attempt_s=3.0),
-        mutant_of=law, timeout_s=120, long=arch == "gpt2"))  # gpt2: 4 s to > 120 s by seed, ~10 s with restarts
+    register(
+        Obligation(
+            f"{law}~{bug}",
+            "model",
+            f"mutant: {arch}.decode with the {bug.replace('-', ' ')} bug differs from forward",
+            SEEDED if seeded else REAL,
+            f"T={len(tokens)}",
+            f"spec: mutated {arch}.decode",
+            "refuted",
+            lambda arch=arch, factory=factory, tokens=tokens, seeded=seeded: prefill_query(
+                arch, factory(), tokens, seeded, attempt_s=3.0
+            ),
+            mutant_of=law,
+            timeout_s=120,
+            long=arch == "gpt2",
+        )
+    )  # gpt2: 4 s to > 120 s by seed, ~10 s with restarts

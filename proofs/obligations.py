@@ -17,8 +17,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import z3
@@ -201,7 +202,11 @@ def _solve(q: Query, timeout_s: float, vacuity_timeout_s: float) -> tuple[str, s
         base.add(f)
     consistent = base.check()
     if consistent == z3.unsat:
-        return "vacuous", "the assumptions are contradictory: " + ", ".join(sorted({label for label, _ in q.assumptions})), {}
+        return (
+            "vacuous",
+            "the assumptions are contradictory: " + ", ".join(sorted({label for label, _ in q.assumptions})),
+            {},
+        )
     return "proved", "" if consistent == z3.sat else "assumptions not shown consistent in time", {}
 
 
@@ -216,8 +221,12 @@ def _model_values(model: z3.ModelRef, inputs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_all(obligations: Sequence[Obligation], jobs: int = 1, smt2_dir: str | None = None,
-            on_result: Callable[[Result], None] | None = None) -> list[Result]:
+def run_all(
+    obligations: Sequence[Obligation],
+    jobs: int = 1,
+    smt2_dir: str | None = None,
+    on_result: Callable[[Result], None] | None = None,
+) -> list[Result]:
     """Run obligations, each in a fresh worker process (``jobs`` at a time), results in the given order.
 
     A fresh process per obligation keeps z3's global state (term ids, seeds) from one query, or from the caller,

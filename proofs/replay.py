@@ -9,7 +9,8 @@ fp.mul -> Mul, ...). A counterexample that does not reproduce in numpy is a bug 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import z3
@@ -42,11 +43,20 @@ def bits(x: Any) -> str:
 
 def same(x: Any, y: Any) -> bool:
     """Bitwise equality, except that +0 == -0 (the law compares with IEEE ==)."""
-    return bool(np.asarray(x) == np.asarray(y)) or (np.isnan(np.asarray(x, np.float64)) and np.isnan(np.asarray(y, np.float64)))
+    return bool(np.asarray(x) == np.asarray(y)) or (
+        np.isnan(np.asarray(x, np.float64)) and np.isnan(np.asarray(y, np.float64))
+    )
 
 
-def replay_both(dom: Float, inputs: dict[str, Any], compute: Callable[[dict[str, np.ndarray]], tuple[Any, Any]],
-                left: z3.ExprRef, right: z3.ExprRef, variables: dict[str, z3.ExprRef], what: str) -> list[str]:
+def replay_both(
+    dom: Float,
+    inputs: dict[str, Any],
+    compute: Callable[[dict[str, np.ndarray]], tuple[Any, Any]],
+    left: z3.ExprRef,
+    right: z3.ExprRef,
+    variables: dict[str, z3.ExprRef],
+    what: str,
+) -> list[str]:
     """Replay a counterexample through the numpy spec (``compute``: the two ways, as the spec computes them)
     and through onnxruntime (the solver's two expression DAGs); the ORT line says whether its bits match."""
     dtype = np_dtype(dom)
@@ -57,7 +67,9 @@ def replay_both(dom: Float, inputs: dict[str, Any], compute: Callable[[dict[str,
         a, b = compute(arrays)
     if same(a, b):
         raise ReplayMismatch(f"numpy {dom.name}: {what} gave {bits(a)} both ways")
-    return [f"numpy {dom.name}: {what}: {bits(a)} != {bits(b)}"] + ort_replay(dom, inputs, left, right, variables, what, (a, b))
+    return [f"numpy {dom.name}: {what}: {bits(a)} != {bits(b)}"] + ort_replay(
+        dom, inputs, left, right, variables, what, (a, b)
+    )
 
 
 _ONNX_OPS = {z3.Z3_OP_FPA_ADD: "Add", z3.Z3_OP_FPA_SUB: "Sub", z3.Z3_OP_FPA_MUL: "Mul", z3.Z3_OP_FPA_DIV: "Div"}
@@ -100,8 +112,15 @@ def to_onnx(dom: Float, outputs: dict[str, z3.ExprRef], names: dict[str, str]) -
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-def ort_replay(dom: Float, inputs: dict[str, Any], left: z3.ExprRef, right: z3.ExprRef, variables: dict[str, z3.ExprRef],
-               what: str, numpy_values: tuple[Any, Any]) -> list[str]:
+def ort_replay(
+    dom: Float,
+    inputs: dict[str, Any],
+    left: z3.ExprRef,
+    right: z3.ExprRef,
+    variables: dict[str, z3.ExprRef],
+    what: str,
+    numpy_values: tuple[Any, Any],
+) -> list[str]:
     """Run both expression DAGs in onnxruntime (CPU, no graph optimisation: fusions change bits)."""
     try:
         import onnxruntime as ort
@@ -121,6 +140,15 @@ def ort_replay(dom: Float, inputs: dict[str, Any], left: z3.ExprRef, right: z3.E
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         return [f"onnxruntime {ort.__version__} {dom.name}: not run ({first_line[:120]})"]
     verdict = "differ" if not same(out_left, out_right) else "equal: NOT reproduced"
-    bitwise = all(np.asarray(x).tobytes() == np.asarray(y).astype(dtype).tobytes() for x, y in zip((out_left, out_right), numpy_values))
-    note = "bit-identical to numpy" if bitwise else "not bit-identical to numpy (CPU kernels may compute this format in float32)"
-    return [f"onnxruntime {ort.__version__} {dom.name}: {what}: {bits(out_left)} vs {bits(out_right)} ({verdict}; {note})"]
+    bitwise = all(
+        np.asarray(x).tobytes() == np.asarray(y).astype(dtype).tobytes()
+        for x, y in zip((out_left, out_right), numpy_values)
+    )
+    note = (
+        "bit-identical to numpy"
+        if bitwise
+        else "not bit-identical to numpy (CPU kernels may compute this format in float32)"
+    )
+    return [
+        f"onnxruntime {ort.__version__} {dom.name}: {what}: {bits(out_left)} vs {bits(out_right)} ({verdict}; {note})"
+    ]

@@ -11,13 +11,15 @@ monotone); it may underflow to 0, which is what makes zero-probability ranks ins
 Why the reals: with float32 terms every query bit-blasts the whole sampler (TopK comparisons, the divisions by
 the temperature, the CumSum adders) and timed out at 60 s even for V = 2 in bfloat16. The two facts about
 float32 rounding these laws rely on are proved separately, in float32, in floats.py: the CDF is nondecreasing
-and a zero-probability rank repeats its predecessor exactly (``floats/cdf-add-monotone-float32``), and u * total < total
-for u < 1 (``floats/target-below-total-float32``, a --long obligation), so the fallback of step 7 is only reachable with u = 1.
+and a zero-probability rank repeats its predecessor exactly (``floats/cdf-add-monotone-float32``), and
+u * total < total for u < 1 (``floats/target-below-total-float32``, a --long obligation), so the fallback of step 7
+is only reachable with u = 1.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import z3
@@ -47,27 +49,45 @@ class LastIndexArgmax(Z3Ops):
 class Run:
     """One symbolic run of the sampler: inputs, their assumptions, the token and the spec's intermediates."""
 
-    def __init__(self, dom: Any, *, temperature: Any = 1.0, top_k: Any = 0, top_p: Any = 1.0, u_le_1: bool = False,
-                 sample: Callable[..., Any] | None = None, ops: type[Z3Ops] = Z3Ops) -> None:
+    def __init__(
+        self,
+        dom: Any,
+        *,
+        temperature: Any = 1.0,
+        top_k: Any = 0,
+        top_p: Any = 1.0,
+        u_le_1: bool = False,
+        sample: Callable[..., Any] | None = None,
+        ops: type[Z3Ops] = Z3Ops,
+    ) -> None:
         self.dom = dom
         o = self.o = ops(dom, shift="exact", exp="libm")
         self.z, self.u = o.var("z", (1, V)), o.var("u", (1,))
         u = term(self.u)
         self.assumptions: list[tuple[str, Any]] = [
-            ("0 <= u <= 1" if u_le_1 else "0 <= u < 1 (check_rand)", z3.And(self.le(0.0, u), (self.le if u_le_1 else self.lt)(u, 1.0))),
+            (
+                "0 <= u <= 1" if u_le_1 else "0 <= u < 1 (check_rand)",
+                z3.And(self.le(0.0, u), (self.le if u_le_1 else self.lt)(u, 1.0)),
+            ),
         ]
         if isinstance(dom, Float):
             zs = list(self.z.flat)
-            self.assumptions.append(("logits: no NaN, no +inf, one finite (check_logits)", z3.And(
-                *[z3.Not(z3.Or(z3.fpIsNaN(x), z3.And(z3.fpIsInf(x), z3.fpIsPositive(x)))) for x in zs],
-                z3.Or(*[z3.Not(z3.fpIsInf(x)) for x in zs]))))
+            self.assumptions.append(
+                (
+                    "logits: no NaN, no +inf, one finite (check_logits)",
+                    z3.And(
+                        *[z3.Not(z3.Or(z3.fpIsNaN(x), z3.And(z3.fpIsInf(x), z3.fpIsPositive(x)))) for x in zs],
+                        z3.Or(*[z3.Not(z3.fpIsInf(x)) for x in zs]),
+                    ),
+                )
+            )
         self.inputs: dict[str, Any] = {"logits": self.z, "u": u}
         for name, value in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p)):
             if z3.is_expr(value):
                 self.inputs[name] = value
         self.token = term((sample or sampler.sample)(o, self.z, self.u, temperature, top_k, top_p))
         if "cumsum" in o.trace:
-            (x, c), = o.trace["cumsum"]
+            ((x, c),) = o.trace["cumsum"]
             self.e, self.c = list(x[0]), list(c[0])
             self.idx = list(o.trace["topk"][0][1][1][0])
         self.inputs["token"] = self.token
@@ -120,10 +140,14 @@ def greedy_query(dom: Any, ops: type[Z3Ops] = Z3Ops) -> Query:
     temperature = dom.var("temperature")
     run = Run(dom, temperature=temperature, ops=ops)
     z, t = list(run.z.flat), run.token
-    law = z3.And(0 <= t, t < V, *[
-        z3.Implies(t == i, z3.And(*[run.le(z[j], z[i]) for j in range(V)], *[run.lt(z[j], z[i]) for j in range(i)]))
-        for i in range(V)
-    ])
+    law = z3.And(
+        0 <= t,
+        t < V,
+        *[
+            z3.Implies(t == i, z3.And(*[run.le(z[j], z[i]) for j in range(V)], *[run.lt(z[j], z[i]) for j in range(i)]))
+            for i in range(V)
+        ],
+    )
     return run.query(law, [("temperature = 0", run.dom.eq(temperature, run.dom.const(0.0)))])
 
 
@@ -133,24 +157,91 @@ SPEC = "spec: sampler.sample (TopK as a symbolic stable permutation)"
 MUT = "spec: mutated sampler.sample"
 
 
-def _law(name: str, statement: str, assumes: str, bounds: str, build: Callable[[], Query], via: str = SPEC, mutant_of: str | None = None) -> None:
-    register(Obligation(name, "sampler", statement, assumes, bounds, via, "refuted" if mutant_of else "proved", build, mutant_of=mutant_of))
+def _law(
+    name: str,
+    statement: str,
+    assumes: str,
+    bounds: str,
+    build: Callable[[], Query],
+    via: str = SPEC,
+    mutant_of: str | None = None,
+) -> None:
+    register(
+        Obligation(
+            name,
+            "sampler",
+            statement,
+            assumes,
+            bounds,
+            via,
+            "refuted" if mutant_of else "proved",
+            build,
+            mutant_of=mutant_of,
+        )
+    )
 
 
-_law("sampler/brackets-u", "the chosen rank r has c_{r-1} <= u * total < c_r", REAL, f"V={V}, temperature 1, top_k 0, top_p 1",
-     lambda: bracket_query(Real()))
-_law("sampler/brackets-u~non-strict", "mutant: counting c < target instead of c <= target breaks the bracket", REAL, f"V={V}",
-     lambda: bracket_query(Real(), mutate(sampler.sample, *BRACKET_NON_STRICT)), MUT, "sampler/brackets-u")
-_law("sampler/zero-prob-never-chosen", "a rank with e_r = 0 (cut off, or exp underflowed) is never chosen, even for u = 1",
-     REAL.replace("0 <= u < 1", "0 <= u <= 1"), f"V={V}, temperature 1, top_k 0, top_p 1", lambda: zero_prob_query(Real()))
-_law("sampler/zero-prob-never-chosen~fallback-any-kept", "mutant: a fallback to the last kept rank (not the last positive one)",
-     REAL.replace("0 <= u < 1", "0 <= u <= 1"), f"V={V}", lambda: zero_prob_query(Real(), mutate(sampler.sample, *FALLBACK_ANY_KEPT)),
-     MUT, "sampler/zero-prob-never-chosen")
-_law("sampler/kept-set", "the token is in the kept set: rank < k, and c_{r-1} < top_p * total when top_p < 1",
-     REAL + "; any top_k >= 0, top_p in (0, 1]", f"V={V}, temperature 1", lambda: kept_query(Real()))
-_law("sampler/kept-set~top-k-off-by-one", "mutant: rank <= k keeps one token too many", REAL, f"V={V}",
-     lambda: kept_query(Real(), mutate(sampler.sample, *TOP_K_OFF_BY_ONE)), MUT, "sampler/kept-set")
-_law("sampler/greedy-lowest-max", "temperature 0 returns the lowest index among the maxima", REAL,
-     f"V={V}, symbolic temperature = 0 (the graph's where)", lambda: greedy_query(Real()))
-_law("sampler/greedy-lowest-max~last-index", "mutant: an ArgMax that breaks ties to the highest index", REAL, f"V={V}",
-     lambda: greedy_query(Real(), LastIndexArgmax), "spec: sampler.sample with a mutated argmax primitive", "sampler/greedy-lowest-max")
+_law(
+    "sampler/brackets-u",
+    "the chosen rank r has c_{r-1} <= u * total < c_r",
+    REAL,
+    f"V={V}, temperature 1, top_k 0, top_p 1",
+    lambda: bracket_query(Real()),
+)
+_law(
+    "sampler/brackets-u~non-strict",
+    "mutant: counting c < target instead of c <= target breaks the bracket",
+    REAL,
+    f"V={V}",
+    lambda: bracket_query(Real(), mutate(sampler.sample, *BRACKET_NON_STRICT)),
+    MUT,
+    "sampler/brackets-u",
+)
+_law(
+    "sampler/zero-prob-never-chosen",
+    "a rank with e_r = 0 (cut off, or exp underflowed) is never chosen, even for u = 1",
+    REAL.replace("0 <= u < 1", "0 <= u <= 1"),
+    f"V={V}, temperature 1, top_k 0, top_p 1",
+    lambda: zero_prob_query(Real()),
+)
+_law(
+    "sampler/zero-prob-never-chosen~fallback-any-kept",
+    "mutant: a fallback to the last kept rank (not the last positive one)",
+    REAL.replace("0 <= u < 1", "0 <= u <= 1"),
+    f"V={V}",
+    lambda: zero_prob_query(Real(), mutate(sampler.sample, *FALLBACK_ANY_KEPT)),
+    MUT,
+    "sampler/zero-prob-never-chosen",
+)
+_law(
+    "sampler/kept-set",
+    "the token is in the kept set: rank < k, and c_{r-1} < top_p * total when top_p < 1",
+    REAL + "; any top_k >= 0, top_p in (0, 1]",
+    f"V={V}, temperature 1",
+    lambda: kept_query(Real()),
+)
+_law(
+    "sampler/kept-set~top-k-off-by-one",
+    "mutant: rank <= k keeps one token too many",
+    REAL,
+    f"V={V}",
+    lambda: kept_query(Real(), mutate(sampler.sample, *TOP_K_OFF_BY_ONE)),
+    MUT,
+    "sampler/kept-set",
+)
+_law(
+    "sampler/greedy-lowest-max",
+    "temperature 0 returns the lowest index among the maxima",
+    REAL,
+    f"V={V}, symbolic temperature = 0 (the graph's where)",
+    lambda: greedy_query(Real()),
+)
+_law(
+    "sampler/greedy-lowest-max~last-index",
+    "mutant: an ArgMax that breaks ties to the highest index",
+    REAL,
+    f"V={V}",
+    lambda: greedy_query(Real(), LastIndexArgmax),
+    "spec: sampler.sample with a mutated argmax primitive",
+    "sampler/greedy-lowest-max",
+)

@@ -12,7 +12,8 @@ Blelloch's tree scan are written here over the spec's combine (other schedules a
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import z3
@@ -136,8 +137,10 @@ LAST_PAIR_PADDED = ("o.less_equal(twice, n)", "o.less(twice, n)")
 
 def _with_plan(plan_fn: Callable[..., Any]) -> Callable[..., Any]:
     """mamba._scan run with the index plan from ``plan_fn`` (a mutated scan_plan)."""
+
     def scan(o: Any, a: Any, b: Any, h0: Any = None) -> Any:
         return mamba._scan(o, a, b, h0, plan=plan_fn(o, o.shape(a, 1), a.shape[1]))
+
     return scan
 
 
@@ -218,20 +221,34 @@ def closed_form_queries(drop_lemma: bool = False) -> list[Query]:
     a, b, h = (z3.Function(n, I, R) for n in ("a", "b", "h"))
     W, F = z3.Function("W", I, I, R), z3.Function("F", I, I, R)
     n, t = z3.Ints("n t")
-    lemma_base = Query(F(-1, t + 1) == a(t + 1) * F(-1, t), [("F(-1,t) = 0", z3.And(F(-1, t) == 0, F(-1, t + 1) == 0))], label="lemma base n=-1")
+    lemma_base = Query(
+        F(-1, t + 1) == a(t + 1) * F(-1, t),
+        [("F(-1,t) = 0", z3.And(F(-1, t) == 0, F(-1, t + 1) == 0))],
+        label="lemma base n=-1",
+    )
     lemma_step = Query(
         F(n + 1, t + 1) == a(t + 1) * F(n + 1, t),
         [
             ("n + 1 <= t", z3.And(n >= -1, n + 1 <= t)),
             ("lemma hypothesis F(n,t+1) = a(t+1) F(n,t)", F(n, t + 1) == a(t + 1) * F(n, t)),
-            ("def F at n+1", z3.And(F(n + 1, t + 1) == F(n, t + 1) + W(n + 1, t + 1) * b(n + 1), F(n + 1, t) == F(n, t) + W(n + 1, t) * b(n + 1))),
+            (
+                "def F at n+1",
+                z3.And(
+                    F(n + 1, t + 1) == F(n, t + 1) + W(n + 1, t + 1) * b(n + 1),
+                    F(n + 1, t) == F(n, t) + W(n + 1, t) * b(n + 1),
+                ),
+            ),
             ("def W at (n+1, t+1)", W(n + 1, t + 1) == a(t + 1) * W(n + 1, t)),
         ],
         label="lemma step n -> n+1",
     )
     base = Query(
         F(0, 0) == h(0),
-        [("def F at 0", z3.And(F(-1, 0) == 0, F(0, 0) == F(-1, 0) + W(0, 0) * b(0))), ("W(0,0) = 1", W(0, 0) == 1), ("def h at 0", z3.And(h(-1) == 0, h(0) == a(0) * h(-1) + b(0)))],
+        [
+            ("def F at 0", z3.And(F(-1, 0) == 0, F(0, 0) == F(-1, 0) + W(0, 0) * b(0))),
+            ("W(0,0) = 1", W(0, 0) == 1),
+            ("def h at 0", z3.And(h(-1) == 0, h(0) == a(0) * h(-1) + b(0))),
+        ],
         label="base t=0",
     )
     step_facts = [
@@ -250,79 +267,280 @@ def closed_form_queries(drop_lemma: bool = False) -> list[Query]:
 
 # -- the registry -----------------------------------------------------------------------------------------
 REAL = "the reals (exact)"
-register(Obligation(
-    "scan/combine-assoc-scalar", "scan", "the spec's combine is associative: (x.y).z = x.(y.z)", REAL, "scalar elements",
-    "spec: mamba._scan on 2 elements", "proved", lambda: assoc_query((1, 1))))
-register(Obligation(
-    "scan/combine-assoc-diagonal", "scan", "the spec's combine is associative for diagonal transitions", REAL,
-    "elements [E=2, N=2] (a 4x4 diagonal A)", "spec: mamba._scan on 2 elements", "proved", lambda: assoc_query((2, 2))))
-register(Obligation(
-    "scan/combine-assoc-diagonal~swapped", "scan", "mutant: the swapped _scan is not associative for diagonal transitions", REAL,
-    "elements [2, 2]", "spec: mutated mamba._scan", "refuted", lambda: assoc_query((2, 2), swapped_scan()),
-    mutant_of="scan/combine-assoc-diagonal"))
-register(Obligation(
-    "scan/combine-assoc-matrix", "scan", "(A1,b1).(A2,b2) = (A2 A1, A2 b1 + b2) is associative for full matrices", REAL,
-    "3x3 matrices", "algebra: the spec's transition is diagonal (elementwise), full matrices are not in it", "proved",
-    lambda: matrix_assoc_query(3)))
-register(Obligation(
-    "scan/combine-assoc-matrix~commuted", "scan", "mutant: A1 A2 instead of A2 A1 is not associative", REAL, "3x3 matrices",
-    "algebra", "refuted", lambda: matrix_assoc_query(3, commuted=True), mutant_of="scan/combine-assoc-matrix"))
-register(Obligation(
-    "scan/combine-assoc~swapped", "scan", "mutant: _scan with b and b_prev swapped is not associative", REAL, "scalar elements",
-    "spec: mutated mamba._scan", "refuted", lambda: assoc_query((1, 1), swapped_scan()), mutant_of="scan/combine-assoc-scalar"))
-register(Obligation(
-    "scan/brackets-T6", "scan", "every bracketing of the fold equals the sequential recurrence", REAL,
-    "T=6: all 42 bracketings", "spec: mamba._scan as combine", "proved", lambda: brackets_query(6)))
-register(Obligation(
-    "scan/brackets~swapped", "scan", "mutant: with the swapped _scan as combine, bracketings differ from the recurrence", REAL,
-    "T=4: all 5 bracketings", "spec: mutated mamba._scan as combine", "refuted", lambda: brackets_query(4, swapped_scan()),
-    mutant_of="scan/brackets-T6"))
-register(Obligation(
-    "scan/pairing-T64", "scan", "mamba._scan (the pairing scan) equals the sequential recurrence at every t", REAL,
-    "T=64, scalar", "spec: mamba._scan", "proved", lambda: spec_scan_query(64)))
-register(Obligation(
-    "scan/pairing-T128-diagonal", "scan", "mamba._scan equals the recurrence, diagonal elements", REAL,
-    "T=128, elements [2, 2]", "spec: mamba._scan", "proved", lambda: spec_scan_query(128, (2, 2)), timeout_s=120))
-register(Obligation(
-    "scan/pairing-odd-lengths", "scan", "mamba._scan equals the recurrence at every length 1..33 (odd padding, all levels)",
-    REAL, "T=1..33, scalar", "spec: mamba._scan", "proved", lambda: [spec_scan_query(n) for n in range(1, 34)]))
-register(Obligation(
-    "scan/pairing-odd-lengths~last-pair-padded", "scan", "mutant: a plan that pads the last pair of an even length "
-    "with the identity (drops x_T-1) differs from the recurrence", REAL, "T=1..4, scalar", "spec: mutated mamba.scan_plan",
-    "refuted", lambda: [spec_scan_query(n, scan=_with_plan(mutate(mamba.scan_plan, *LAST_PAIR_PADDED))) for n in range(1, 5)],
-    mutant_of="scan/pairing-odd-lengths"))
-register(Obligation(
-    "scan/pairing~swapped", "scan", "mutant: _scan with b and b_prev swapped differs from the recurrence", REAL,
-    "T=8, scalar", "spec: mutated mamba._scan", "refuted", lambda: spec_scan_query(8, scan=swapped_scan()),
-    mutant_of="scan/pairing-T64"))
-register(Obligation(
-    "scan/pairing-diagonal~swapped", "scan", "mutant: the swapped _scan differs from the recurrence, diagonal elements", REAL,
-    "T=8, elements [2, 2]", "spec: mutated mamba._scan", "refuted", lambda: spec_scan_query(8, (2, 2), swapped_scan()),
-    mutant_of="scan/pairing-T128-diagonal"))
-register(Obligation(
-    "scan/hillis-steele-T64", "scan", "Hillis-Steele over the spec's combine equals the recurrence", REAL,
-    "T=64, scalar", "spec: mamba._scan as combine; the rounds are written here", "proved", lambda: hillis_steele_query(64)))
-register(Obligation(
-    "scan/hillis-steele~stride-3", "scan", "mutant: Hillis-Steele with distances 1, 3, 9, ... differs from the recurrence",
-    REAL, "T=8, scalar", "spec: mamba._scan as combine", "refuted", lambda: hillis_steele_query(8, stride=3),
-    mutant_of="scan/hillis-steele-T64"))
-register(Obligation(
-    "scan/blelloch-T64", "scan", "Blelloch's up/down-sweep scan over the spec's combine equals the recurrence", REAL,
-    "T=64, scalar", "spec: mamba._scan as combine; the sweep itself is written here", "proved", lambda: blelloch_query(64)))
-register(Obligation(
-    "scan/blelloch~down-sweep-order", "scan", "mutant: down-sweep as (left sum . prefix) differs from the recurrence", REAL,
-    "T=8, scalar", "spec: mamba._scan as combine", "refuted", lambda: blelloch_query(8, swap_down=True), mutant_of="scan/blelloch-T64"))
-register(Obligation(
-    "scan/initial-state", "scan", "mamba._scan from a carried state h0 equals the recurrence from h0 at every t", REAL,
-    "T=1..17, scalar, h0 symbolic", "spec: mamba._scan(a, b, h0)", "proved",
-    lambda: [initial_state_query(n) for n in range(1, 18)]))
-register(Obligation(
-    "scan/initial-state~undecayed", "scan", "mutant: h0 put in front without its decay differs from the recurrence", REAL,
-    "T=1..4", "spec: mutated mamba._scan", "refuted",
-    lambda: [initial_state_query(n, mutate(mamba._scan, *HO_UNDECAYED)) for n in range(1, 5)], mutant_of="scan/initial-state"))
-register(Obligation(
-    "scan/closed-form", "scan", "h_t = sum_{s<=t} (prod_{s<r<=t} a_r) b_s for all t", REAL,
-    "all T (induction on t, with a lemma by induction on n)", "algebra: a sum over a symbolic range", "proved", closed_form_queries))
-register(Obligation(
-    "scan/closed-form~dropped-lemma", "scan", "mutant: the step without the linearity lemma is not provable", REAL,
-    "all T (step)", "algebra", "refuted", lambda: closed_form_queries(drop_lemma=True), mutant_of="scan/closed-form"))
+register(
+    Obligation(
+        "scan/combine-assoc-scalar",
+        "scan",
+        "the spec's combine is associative: (x.y).z = x.(y.z)",
+        REAL,
+        "scalar elements",
+        "spec: mamba._scan on 2 elements",
+        "proved",
+        lambda: assoc_query((1, 1)),
+    )
+)
+register(
+    Obligation(
+        "scan/combine-assoc-diagonal",
+        "scan",
+        "the spec's combine is associative for diagonal transitions",
+        REAL,
+        "elements [E=2, N=2] (a 4x4 diagonal A)",
+        "spec: mamba._scan on 2 elements",
+        "proved",
+        lambda: assoc_query((2, 2)),
+    )
+)
+register(
+    Obligation(
+        "scan/combine-assoc-diagonal~swapped",
+        "scan",
+        "mutant: the swapped _scan is not associative for diagonal transitions",
+        REAL,
+        "elements [2, 2]",
+        "spec: mutated mamba._scan",
+        "refuted",
+        lambda: assoc_query((2, 2), swapped_scan()),
+        mutant_of="scan/combine-assoc-diagonal",
+    )
+)
+register(
+    Obligation(
+        "scan/combine-assoc-matrix",
+        "scan",
+        "(A1,b1).(A2,b2) = (A2 A1, A2 b1 + b2) is associative for full matrices",
+        REAL,
+        "3x3 matrices",
+        "algebra: the spec's transition is diagonal (elementwise), full matrices are not in it",
+        "proved",
+        lambda: matrix_assoc_query(3),
+    )
+)
+register(
+    Obligation(
+        "scan/combine-assoc-matrix~commuted",
+        "scan",
+        "mutant: A1 A2 instead of A2 A1 is not associative",
+        REAL,
+        "3x3 matrices",
+        "algebra",
+        "refuted",
+        lambda: matrix_assoc_query(3, commuted=True),
+        mutant_of="scan/combine-assoc-matrix",
+    )
+)
+register(
+    Obligation(
+        "scan/combine-assoc~swapped",
+        "scan",
+        "mutant: _scan with b and b_prev swapped is not associative",
+        REAL,
+        "scalar elements",
+        "spec: mutated mamba._scan",
+        "refuted",
+        lambda: assoc_query((1, 1), swapped_scan()),
+        mutant_of="scan/combine-assoc-scalar",
+    )
+)
+register(
+    Obligation(
+        "scan/brackets-T6",
+        "scan",
+        "every bracketing of the fold equals the sequential recurrence",
+        REAL,
+        "T=6: all 42 bracketings",
+        "spec: mamba._scan as combine",
+        "proved",
+        lambda: brackets_query(6),
+    )
+)
+register(
+    Obligation(
+        "scan/brackets~swapped",
+        "scan",
+        "mutant: with the swapped _scan as combine, bracketings differ from the recurrence",
+        REAL,
+        "T=4: all 5 bracketings",
+        "spec: mutated mamba._scan as combine",
+        "refuted",
+        lambda: brackets_query(4, swapped_scan()),
+        mutant_of="scan/brackets-T6",
+    )
+)
+register(
+    Obligation(
+        "scan/pairing-T64",
+        "scan",
+        "mamba._scan (the pairing scan) equals the sequential recurrence at every t",
+        REAL,
+        "T=64, scalar",
+        "spec: mamba._scan",
+        "proved",
+        lambda: spec_scan_query(64),
+    )
+)
+register(
+    Obligation(
+        "scan/pairing-T128-diagonal",
+        "scan",
+        "mamba._scan equals the recurrence, diagonal elements",
+        REAL,
+        "T=128, elements [2, 2]",
+        "spec: mamba._scan",
+        "proved",
+        lambda: spec_scan_query(128, (2, 2)),
+        timeout_s=120,
+    )
+)
+register(
+    Obligation(
+        "scan/pairing-odd-lengths",
+        "scan",
+        "mamba._scan equals the recurrence at every length 1..33 (odd padding, all levels)",
+        REAL,
+        "T=1..33, scalar",
+        "spec: mamba._scan",
+        "proved",
+        lambda: [spec_scan_query(n) for n in range(1, 34)],
+    )
+)
+register(
+    Obligation(
+        "scan/pairing-odd-lengths~last-pair-padded",
+        "scan",
+        "mutant: a plan that pads the last pair of an even length "
+        "with the identity (drops x_T-1) differs from the recurrence",
+        REAL,
+        "T=1..4, scalar",
+        "spec: mutated mamba.scan_plan",
+        "refuted",
+        lambda: [spec_scan_query(n, scan=_with_plan(mutate(mamba.scan_plan, *LAST_PAIR_PADDED))) for n in range(1, 5)],
+        mutant_of="scan/pairing-odd-lengths",
+    )
+)
+register(
+    Obligation(
+        "scan/pairing~swapped",
+        "scan",
+        "mutant: _scan with b and b_prev swapped differs from the recurrence",
+        REAL,
+        "T=8, scalar",
+        "spec: mutated mamba._scan",
+        "refuted",
+        lambda: spec_scan_query(8, scan=swapped_scan()),
+        mutant_of="scan/pairing-T64",
+    )
+)
+register(
+    Obligation(
+        "scan/pairing-diagonal~swapped",
+        "scan",
+        "mutant: the swapped _scan differs from the recurrence, diagonal elements",
+        REAL,
+        "T=8, elements [2, 2]",
+        "spec: mutated mamba._scan",
+        "refuted",
+        lambda: spec_scan_query(8, (2, 2), swapped_scan()),
+        mutant_of="scan/pairing-T128-diagonal",
+    )
+)
+register(
+    Obligation(
+        "scan/hillis-steele-T64",
+        "scan",
+        "Hillis-Steele over the spec's combine equals the recurrence",
+        REAL,
+        "T=64, scalar",
+        "spec: mamba._scan as combine; the rounds are written here",
+        "proved",
+        lambda: hillis_steele_query(64),
+    )
+)
+register(
+    Obligation(
+        "scan/hillis-steele~stride-3",
+        "scan",
+        "mutant: Hillis-Steele with distances 1, 3, 9, ... differs from the recurrence",
+        REAL,
+        "T=8, scalar",
+        "spec: mamba._scan as combine",
+        "refuted",
+        lambda: hillis_steele_query(8, stride=3),
+        mutant_of="scan/hillis-steele-T64",
+    )
+)
+register(
+    Obligation(
+        "scan/blelloch-T64",
+        "scan",
+        "Blelloch's up/down-sweep scan over the spec's combine equals the recurrence",
+        REAL,
+        "T=64, scalar",
+        "spec: mamba._scan as combine; the sweep itself is written here",
+        "proved",
+        lambda: blelloch_query(64),
+    )
+)
+register(
+    Obligation(
+        "scan/blelloch~down-sweep-order",
+        "scan",
+        "mutant: down-sweep as (left sum . prefix) differs from the recurrence",
+        REAL,
+        "T=8, scalar",
+        "spec: mamba._scan as combine",
+        "refuted",
+        lambda: blelloch_query(8, swap_down=True),
+        mutant_of="scan/blelloch-T64",
+    )
+)
+register(
+    Obligation(
+        "scan/initial-state",
+        "scan",
+        "mamba._scan from a carried state h0 equals the recurrence from h0 at every t",
+        REAL,
+        "T=1..17, scalar, h0 symbolic",
+        "spec: mamba._scan(a, b, h0)",
+        "proved",
+        lambda: [initial_state_query(n) for n in range(1, 18)],
+    )
+)
+register(
+    Obligation(
+        "scan/initial-state~undecayed",
+        "scan",
+        "mutant: h0 put in front without its decay differs from the recurrence",
+        REAL,
+        "T=1..4",
+        "spec: mutated mamba._scan",
+        "refuted",
+        lambda: [initial_state_query(n, mutate(mamba._scan, *HO_UNDECAYED)) for n in range(1, 5)],
+        mutant_of="scan/initial-state",
+    )
+)
+register(
+    Obligation(
+        "scan/closed-form",
+        "scan",
+        "h_t = sum_{s<=t} (prod_{s<r<=t} a_r) b_s for all t",
+        REAL,
+        "all T (induction on t, with a lemma by induction on n)",
+        "algebra: a sum over a symbolic range",
+        "proved",
+        closed_form_queries,
+    )
+)
+register(
+    Obligation(
+        "scan/closed-form~dropped-lemma",
+        "scan",
+        "mutant: the step without the linearity lemma is not provable",
+        REAL,
+        "all T (step)",
+        "algebra",
+        "refuted",
+        lambda: closed_form_queries(drop_lemma=True),
+        mutant_of="scan/closed-form",
+    )
+)

@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import functools
 import itertools
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import z3
@@ -81,8 +82,15 @@ def _is_num(x: Any) -> bool:
 class Z3Ops:
     """Symbolic interpretation over ``domain`` (see the module docstring for the encodings)."""
 
-    def __init__(self, domain: Any = None, *, shift: str = "fresh", exp: str = "field", mask_as_neg_inf: bool | None = None,
-                 normalize: bool = False) -> None:
+    def __init__(
+        self,
+        domain: Any = None,
+        *,
+        shift: str = "fresh",
+        exp: str = "field",
+        mask_as_neg_inf: bool | None = None,
+        normalize: bool = False,
+    ) -> None:
         if exp not in ("field", "positive", "libm"):
             raise ValueError(f"exp model must be field, positive or libm, not {exp!r}")
         self.dom = domain if domain is not None else Real()
@@ -143,7 +151,13 @@ class Z3Ops:
         if self.dom.owns(b) and z3.is_expr(a) and z3.is_int(a):
             a = self.dom.from_int(a)
         a, b = self._lift(a, b), self._lift(b, a)
-        if _is_num(a) and _is_num(b) and (isinstance(a, float) or isinstance(b, float) or isinstance(a, np.floating) or isinstance(b, np.floating)):
+        if (
+            _is_num(a)
+            and _is_num(b)
+            and (
+                isinstance(a, float) or isinstance(b, float) or isinstance(a, np.floating) or isinstance(b, np.floating)
+            )
+        ):
             a, b = self.dom.const(a), self.dom.const(b)
         return a, b
 
@@ -164,7 +178,9 @@ class Z3Ops:
         # the spec and would be a NaN, so it is refused rather than guessed.
         other = b if a is NEG_INF else a
         if op == "sub" and a is NEG_INF and b is NEG_INF:
-            return self.dom.const(0.0)  # MASKED - MASKED = 0 exactly: a row with no visible key is uniform, as in float32
+            return self.dom.const(
+                0.0
+            )  # MASKED - MASKED = 0 exactly: a row with no visible key is uniform, as in float32
         if op == "add" and other is not NEG_INF:
             return NEG_INF
         if op == "sub" and a is NEG_INF and b is not NEG_INF:
@@ -332,9 +348,14 @@ class Z3Ops:
                 self.fact("exp > 0", E(a) > 0)
                 self._exp_split(a)
             if z3.is_add(x):
-                self.fact("exp(a+b) = exp(a) exp(b)", E(x) == functools.reduce(lambda p, q: p * q, [E(a) for a in args]))
+                self.fact(
+                    "exp(a+b) = exp(a) exp(b)", E(x) == functools.reduce(lambda p, q: p * q, [E(a) for a in args])
+                )
             else:
-                self.fact("exp(a-b) exp(b) = exp(a)", functools.reduce(lambda p, q: p * q, [E(x)] + [E(a) for a in args[1:]]) == E(args[0]))
+                self.fact(
+                    "exp(a-b) exp(b) = exp(a)",
+                    functools.reduce(lambda p, q: p * q, [E(x)] + [E(a) for a in args[1:]]) == E(args[0]),
+                )
 
     def _exp_libm(self, x: z3.ExprRef) -> z3.ExprRef:
         """exp as any faithful libm computes it: >= 0 (it may underflow to 0) and not NaN on non-NaN input,
@@ -342,7 +363,10 @@ class Z3Ops:
         dom, e = self.dom, self.func("exp")(x)
         one, zero = dom.const(1.0), dom.const(0.0)
         if isinstance(dom, Float):
-            self.fact("exp(x) >= 0, not NaN", z3.Implies(z3.Not(z3.fpIsNaN(x)), z3.And(z3.Not(z3.fpIsNaN(e)), z3.fpGEQ(e, zero))))
+            self.fact(
+                "exp(x) >= 0, not NaN",
+                z3.Implies(z3.Not(z3.fpIsNaN(x)), z3.And(z3.Not(z3.fpIsNaN(e)), z3.fpGEQ(e, zero))),
+            )
             self.fact("exp(-inf) = 0", z3.Implies(z3.And(z3.fpIsInf(x), z3.fpIsNegative(x)), z3.fpIsZero(e)))
         else:
             self.fact("exp(x) >= 0", e >= 0)

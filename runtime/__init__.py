@@ -1,7 +1,7 @@
 """lmstep.runtime: the spec's equation exported to ONNX and run by onnxruntime; the command-line interface.
 
-    from lmstep.runtime import load
-    model = load("tiny-llama", provider="cpu", temperature=0.8)   # same API as lmstep.spec.load's models
+from lmstep.runtime import load
+model = load("tiny-llama", provider="cpu", temperature=0.8)   # same API as lmstep.spec.load's models
 """
 
 

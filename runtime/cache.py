@@ -5,8 +5,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from lmstep.spec.model import Model
 

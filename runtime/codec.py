@@ -21,7 +21,7 @@ class CodecError(LmstepError):
 
 def f32_bits(x: float) -> str:
     """The float32 bit pattern of ``x`` (rounded to float32 first) as '0x' + 8 lowercase hex digits."""
-    return "0x%08x" % struct.unpack("<I", struct.pack("<f", float(np.float32(x))))[0]
+    return f"0x{struct.unpack('<I', struct.pack('<f', float(np.float32(x))))[0]:08x}"
 
 
 def f32_from_bits(text: Any) -> float:
@@ -62,7 +62,7 @@ def decode_array(obj: Any) -> np.ndarray:
         return _as_f32(wide)
     try:
         if obj.get("dtype") != "f32":
-            raise CodecError(f"unsupported array dtype {obj.get('dtype')!r}; use \"f32\"")
+            raise CodecError(f'unsupported array dtype {obj.get("dtype")!r}; use "f32"')
         shape = [int(n) for n in obj["shape"]]
         raw = base64.b64decode(obj["b64"], validate=True)
     except CodecError:

@@ -28,7 +28,12 @@ from lmstep.spec.model import STATE_KINDS
 # Symbolic dimension names (genai's spelling).
 BATCH, SEQ, PAST, TOTAL = "batch_size", "sequence_length", "past_sequence_length", "total_sequence_length"
 
-SAMPLER_INPUTS = {"rand": (np.float32, (BATCH,)), "temperature": (np.float32, ()), "top_k": (np.int64, ()), "top_p": (np.float32, ())}
+SAMPLER_INPUTS = {
+    "rand": (np.float32, (BATCH,)),
+    "temperature": (np.float32, ()),
+    "top_k": (np.int64, ()),
+    "top_p": (np.float32, ()),
+}
 TOKEN_OUTPUT = "token"
 
 HAS_POSITIONS = {"llama": True, "gpt2": True, "mamba": False}
@@ -80,6 +85,7 @@ def contract_feeds(arch: str, ids: np.ndarray, pos: int) -> dict[str, np.ndarray
 def sampler_feeds(sampler: Any) -> dict[str, np.ndarray]:
     """A spec ``Sampler`` as the step graph's sampler inputs (rand excluded)."""
     return {
-        "temperature": np.array(sampler.temperature, np.float32), "top_k": np.array(sampler.top_k, np.int64),
+        "temperature": np.array(sampler.temperature, np.float32),
+        "top_k": np.array(sampler.top_k, np.int64),
         "top_p": np.array(sampler.top_p, np.float32),
     }

@@ -53,8 +53,7 @@ def weight_vars(model: Model) -> Any:
 
 def _state_args(model: Model) -> dict[str, Var]:
     return {
-        name: argument(Tensor(np.float32, shape))
-        for name, shape in io.state_shapes(model.arch, model.config).items()
+        name: argument(Tensor(np.float32, shape)) for name, shape in io.state_shapes(model.arch, model.config).items()
     }
 
 
@@ -93,8 +92,12 @@ def build_step(model: Model) -> onnx.ModelProto:
     sampler_args = {name: argument(Tensor(dtype, shape)) for name, (dtype, shape) in io.SAMPLER_INPUTS.items()}
     token = GRAPH.squeeze(args["input_ids"], 1)
     position = GRAPH.squeeze(args["position_ids"], 1) if "position_ids" in args else token  # SSM: unused
-    logits, cache = model.module.decode(GRAPH, model.config, w, token, position, _spec_cache(model, past), _key_mask(args))
-    next_token = sample(GRAPH, logits, sampler_args["rand"], sampler_args["temperature"], sampler_args["top_k"], sampler_args["top_p"])
+    logits, cache = model.module.decode(
+        GRAPH, model.config, w, token, position, _spec_cache(model, past), _key_mask(args)
+    )
+    next_token = sample(
+        GRAPH, logits, sampler_args["rand"], sampler_args["temperature"], sampler_args["top_k"], sampler_args["top_p"]
+    )
     outputs = {"logits": GRAPH.unsqueeze(logits, 1), io.TOKEN_OUTPUT: next_token} | _presents(past, cache)
     return _finish(build(args | past | sampler_args, outputs), model, "step")
 
@@ -105,13 +108,18 @@ def build_unrolled(model: Model) -> onnx.ModelProto:
     args = _contract_inputs(model, io.SEQ)
     past = _state_args(model)
     position = args.get("position_ids", args["input_ids"])  # an SSM ignores positions (spec: accepted, unused)
-    logits, cache = model.module.forward(GRAPH, model.config, w, args["input_ids"], position, _spec_cache(model, past), _key_mask(args))
+    logits, cache = model.module.forward(
+        GRAPH, model.config, w, args["input_ids"], position, _spec_cache(model, past), _key_mask(args)
+    )
     return _finish(build(args | past, {"logits": logits} | _presents(past, cache)), model, "unrolled")
 
 
 def _finish(proto: onnx.ModelProto, model: Model, kind: str) -> onnx.ModelProto:
     proto.producer_name = PRODUCER
-    proto.doc_string = f"lmstep {kind} graph of {model.name or model.arch}: {model.arch}.{'decode + sampler' if kind == 'step' else 'forward'}"
+    proto.doc_string = (
+        f"lmstep {kind} graph of {model.name or model.arch}: "
+        f"{model.arch}.{'decode + sampler' if kind == 'step' else 'forward'}"
+    )
     onnx.helper.set_model_props(proto, {"lmstep.arch": model.arch, "lmstep.graph": kind})
     if [(o.domain, o.version) for o in proto.opset_import] != [("", OPSET)]:
         raise AssertionError(f"graph uses opsets {proto.opset_import}, expected only ai.onnx {OPSET}")

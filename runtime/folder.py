@@ -1,10 +1,10 @@
 """An exported model folder: what is in it, how it is written (atomically) and how it is read back.
 
-    lmstep.json        manifest: format version, arch, config, name, weights digest, IO names, opset
-    step.onnx          the step graph (decode + sampler)
-    model.onnx         the unrolled graph (genai's decoder: any number of new tokens after the state)
-    weights.data       ONNX external data shared by both graphs (written when the weights are large)
-    genai_config.json  onnxruntime-genai's config (transformers only; see docs/runtime.md for Mamba)
+lmstep.json        manifest: format version, arch, config, name, weights digest, IO names, opset
+step.onnx          the step graph (decode + sampler)
+model.onnx         the unrolled graph (genai's decoder: any number of new tokens after the state)
+weights.data       ONNX external data shared by both graphs (written when the weights are large)
+genai_config.json  onnxruntime-genai's config (transformers only; see docs/runtime.md for Mamba)
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import attrs
 import onnx
@@ -33,7 +34,11 @@ FORMAT = "lmstep-onnx"
 FORMAT_VERSION = 1
 EXPORTER_VERSION = 1  # bump when the graphs change for the same model: invalidates cached exports
 MANIFEST, STEP_FILE, UNROLLED_FILE, WEIGHTS_FILE, GENAI_FILE = (
-    "lmstep.json", "step.onnx", "model.onnx", "weights.data", "genai_config.json",
+    "lmstep.json",
+    "step.onnx",
+    "model.onnx",
+    "weights.data",
+    "genai_config.json",
 )
 # Weights go to external data when they total at least this much (protobuf cannot hold 2 GiB; small models
 # stay one self-contained file each). Tensors under MIN_EXTERNAL_TENSOR bytes stay inline.
@@ -52,7 +57,9 @@ def code_digest() -> str:
     import lmstep.spec
 
     spec_dir, here = Path(lmstep.spec.__file__).parent, Path(__file__).parent
-    files = sorted(spec_dir.glob("*.py")) + [here / f for f in ("graph_ops.py", "export.py", "contract.py", "genai.py", "folder.py")]
+    files = sorted(spec_dir.glob("*.py")) + [
+        here / f for f in ("graph_ops.py", "export.py", "contract.py", "genai.py", "folder.py")
+    ]
     h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode() + b"\0" + f.read_bytes())
@@ -62,9 +69,16 @@ def code_digest() -> str:
 def export_key(model: Model) -> str:
     """Cache key: everything that determines the exported files."""
     desc = json.dumps(
-        {"arch": model.arch, "config": attrs.asdict(model.config), "weights": model.weights_digest(),
-         "exporter": EXPORTER_VERSION, "code": code_digest(), "opset": OPSET, "onnx": onnx.__version__,
-         "spox": spox_version()},
+        {
+            "arch": model.arch,
+            "config": attrs.asdict(model.config),
+            "weights": model.weights_digest(),
+            "exporter": EXPORTER_VERSION,
+            "code": code_digest(),
+            "opset": OPSET,
+            "onnx": onnx.__version__,
+            "spox": spox_version(),
+        },
         sort_keys=True,
     )
     return hashlib.sha256(desc.encode()).hexdigest()[:24]
@@ -80,18 +94,31 @@ def manifest(model: Model) -> dict[str, Any]:
     arch, cfg = model.arch, model.config
     state = list(io.state_shapes(arch, cfg))
     return {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "exporter_version": EXPORTER_VERSION, "opset": OPSET,
-        "name": model.name, "arch": arch, "config": attrs.asdict(cfg), "weights_sha256": model.weights_digest(),
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "exporter_version": EXPORTER_VERSION,
+        "opset": OPSET,
+        "name": model.name,
+        "arch": arch,
+        "config": attrs.asdict(cfg),
+        "weights_sha256": model.weights_digest(),
         "graphs": {"step": STEP_FILE, "unrolled": UNROLLED_FILE},
         "io": {
-            "state_inputs": state, "state_outputs": [io.present_of(n) for n in state],
-            "positions": io.HAS_POSITIONS[arch], "sampler_inputs": list(io.SAMPLER_INPUTS), "token_output": io.TOKEN_OUTPUT,
+            "state_inputs": state,
+            "state_outputs": [io.present_of(n) for n in state],
+            "positions": io.HAS_POSITIONS[arch],
+            "sampler_inputs": list(io.SAMPLER_INPUTS),
+            "token_output": io.TOKEN_OUTPUT,
         },
     }
 
 
 def write_folder(
-    model: Model, out: str | os.PathLike, *, external: bool | None = None, progress: Callable[[str], None] | None = None,
+    model: Model,
+    out: str | os.PathLike,
+    *,
+    external: bool | None = None,
+    progress: Callable[[str], None] | None = None,
     force: bool = False,
 ) -> Path:
     """Export ``model`` into folder ``out`` (created; must not exist or be empty, unless ``force`` and it is an
@@ -102,9 +129,13 @@ def write_folder(
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not force:
-            raise ExportFolderError(f"{out} exists and is not empty; choose a new --out folder or pass --force to replace an export")
+            raise ExportFolderError(
+                f"{out} exists and is not empty; choose a new --out folder or pass --force to replace an export"
+            )
         if not is_export_folder(out):
-            raise ExportFolderError(f"{out} is not an lmstep export; --force only replaces exports, never other folders")
+            raise ExportFolderError(
+                f"{out} is not an lmstep export; --force only replaces exports, never other folders"
+            )
     say = progress or (lambda msg: None)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -184,7 +215,9 @@ def config_from_manifest(m: dict[str, Any]) -> Any:
     try:
         return ARCHITECTURES[m["arch"]].Config(**m["config"])
     except (TypeError, KeyError) as err:
-        raise ExportFolderError(f"the manifest's config does not fit {m['arch']} ({err}); re-export the model") from None
+        raise ExportFolderError(
+            f"the manifest's config does not fit {m['arch']} ({err}); re-export the model"
+        ) from None
 
 
 def is_export_folder(path: str | os.PathLike) -> bool:

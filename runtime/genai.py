@@ -20,7 +20,12 @@ def genai_config(model: Model, eos_token_id: int | None = None) -> dict[str, Any
         return None
     cfg = model.config
     if model.arch == "llama":
-        heads, kv_heads, hidden, layers = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.hidden_size, cfg.num_hidden_layers
+        heads, kv_heads, hidden, layers = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.hidden_size,
+            cfg.num_hidden_layers,
+        )
     else:
         heads, kv_heads, hidden, layers = cfg.n_head, cfg.n_head, cfg.n_embd, cfg.n_layer
     # The built-in byte models have no end-of-text token: the last id stands in, so generation runs to max_length

@@ -8,7 +8,8 @@ weak-scalar rule (NEP 50) does in the numeric spec: ``x * 0.5`` is float32 when 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import spox.opset.ai.onnx.v21 as op
@@ -36,7 +37,13 @@ def _lift(x: Any, like: Any = None) -> Var:
         return op.const(np.asarray(x))
     dtype = _dtype(like)
     if dtype is None:
-        dtype = np.dtype(bool) if isinstance(x, bool) else np.dtype(np.int64) if isinstance(x, int) else np.dtype(np.float32)
+        dtype = (
+            np.dtype(bool)
+            if isinstance(x, bool)
+            else np.dtype(np.int64)
+            if isinstance(x, int)
+            else np.dtype(np.float32)
+        )
     return op.const(np.asarray(x, dtype=dtype))
 
 

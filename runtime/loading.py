@@ -21,8 +21,14 @@ _SESSIONS: dict[tuple[str, str, int], OnnxModel] = {}
 
 
 def load(
-    name_or_path: str | os.PathLike | Model, *, provider: str = "auto", threads: int = 1,
-    temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, progress: Any = None,
+    name_or_path: str | os.PathLike | Model,
+    *,
+    provider: str = "auto",
+    threads: int = 1,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    progress: Any = None,
 ) -> OnnxModel:
     """An :class:`OnnxModel` with the spec's API. ``name_or_path``: a built-in name, a checkpoint folder, an
     exported folder (``lmstep export``), or an ``lmstep.spec.Model`` value."""

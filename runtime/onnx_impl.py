@@ -20,9 +20,16 @@ def open_onnx_impl(model: Model, folder: str | None, provider: str = "auto") -> 
     s = model.sampler
     if folder is not None and not is_export_folder(folder):
         raise InputError(f"onnx:{folder}: not an exported lmstep folder (run `lmstep export --out {folder}` first)")
-    m = load(folder if folder is not None else model, provider=provider,
-             temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
+    m = load(
+        folder if folder is not None else model,
+        provider=provider,
+        temperature=s.temperature,
+        top_k=s.top_k,
+        top_p=s.top_p,
+    )
     if m.arch != model.arch or m.vocab_size != model.vocab_size:
-        raise InputError(f"onnx:{folder}: holds a {m.arch} model with vocabulary {m.vocab_size}, "
-                         f"not the {model.arch} model {model.name!r} ({model.vocab_size}) it is checked against")
+        raise InputError(
+            f"onnx:{folder}: holds a {m.arch} model with vocabulary {m.vocab_size}, "
+            f"not the {model.arch} model {model.name!r} ({model.vocab_size}) it is checked against"
+        )
     return ModelImpl(m, f"onnx:{folder}" if folder else f"onnx ({m.provider})")

@@ -10,8 +10,9 @@ exported folder. States are immutable values that hold OrtValues; they stay on t
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import attrs
 import numpy as np
@@ -62,7 +63,9 @@ class OnnxState:
 class OnnxModel:
     """An exported model run by onnxruntime, with the API of ``lmstep.spec.Model``."""
 
-    def __init__(self, folder: str | os.PathLike, provider: str = "auto", sampler: Sampler = Sampler(), threads: int = 1):
+    def __init__(
+        self, folder: str | os.PathLike, provider: str = "auto", sampler: Sampler = Sampler(), threads: int = 1
+    ):
         self.folder = Path(folder)
         m = read_manifest(self.folder)
         self.arch: str = m["arch"]
@@ -79,7 +82,7 @@ class OnnxModel:
         self._set_sampler_arrays()
 
     @classmethod
-    def open(cls, folder: str | os.PathLike, provider: str = "auto", threads: int = 1, **sampler: Any) -> "OnnxModel":
+    def open(cls, folder: str | os.PathLike, provider: str = "auto", threads: int = 1, **sampler: Any) -> OnnxModel:
         return cls(folder, provider, Sampler(**sampler), threads)
 
     def _set_sampler_arrays(self) -> None:
@@ -98,7 +101,7 @@ class OnnxModel:
     def context_limit(self) -> int | None:
         return self.config.context_limit
 
-    def with_sampler(self, **settings: Any) -> "OnnxModel":
+    def with_sampler(self, **settings: Any) -> OnnxModel:
         """The same sessions with other sampler settings (settings are graph inputs, not part of the graph)."""
         new = object.__new__(OnnxModel)
         new.__dict__ |= self.__dict__
@@ -108,7 +111,10 @@ class OnnxModel:
 
     def init_state(self) -> OnnxState:
         device = self._step.device
-        values = {name: ort.OrtValue.ortvalue_from_numpy(a, device, 0) for name, a in io.empty_state(self.arch, self.config).items()}
+        values = {
+            name: ort.OrtValue.ortvalue_from_numpy(a, device, 0)
+            for name, a in io.empty_state(self.arch, self.config).items()
+        }
         return OnnxState(self.arch, 0, values)
 
     def step(self, state: OnnxState, token: int, rand: float) -> tuple[OnnxState, StepOutput]:
@@ -116,7 +122,9 @@ class OnnxModel:
         self._check_state(state)
         token = self._check_tokens([token], state.pos)[0]
         rand = check_rand(rand)
-        out = self._step.run(self._step_feeds(token, state.pos, rand), state.values, host_outputs=("logits", io.TOKEN_OUTPUT))
+        out = self._step.run(
+            self._step_feeds(token, state.pos, rand), state.values, host_outputs=("logits", io.TOKEN_OUTPUT)
+        )
         new = OnnxState(self.arch, state.pos + 1, {name: out[io.present_of(name)] for name in state.values})
         return new, StepOutput(out["logits"].numpy()[0, 0], int(out[io.TOKEN_OUTPUT].numpy()[0]))
 
@@ -170,8 +178,10 @@ class OnnxModel:
         sets = [self._private_buffers(values) for _ in range(2)] if self.arch == "mamba" else None
         for i in range(steps):
             result = self._step.run(
-                self._step_feeds(token, pos, rand_for(seed, pos + 1)), values,
-                into=sets[i % 2] if sets else None, host_outputs=(io.TOKEN_OUTPUT,),
+                self._step_feeds(token, pos, rand_for(seed, pos + 1)),
+                values,
+                into=sets[i % 2] if sets else None,
+                host_outputs=(io.TOKEN_OUTPUT,),
             )
             values, pos = {name: result[io.present_of(name)] for name in values}, pos + 1
             token = int(result[io.TOKEN_OUTPUT].numpy()[0])
@@ -207,4 +217,3 @@ class OnnxModel:
 
     def __repr__(self) -> str:
         return f"OnnxModel({self.name!r}, arch={self.arch!r}, provider={self.provider!r}, folder={str(self.folder)!r})"
-

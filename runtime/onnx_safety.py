@@ -9,8 +9,9 @@ offsets or lengths past the end of the data file, before any byte is read.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import onnx
 
@@ -26,7 +27,7 @@ def _initializers(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.TENSOR:
                 yield attr.t
-            for g in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
+            for g in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
                 yield from _initializers(g)
 
 
@@ -50,7 +51,9 @@ def check_external_data(proto: onnx.ModelProto, folder: Path, file: str) -> None
         except ValueError:
             raise ExportFolderError(f"{where} with a non-numeric offset or length; re-export the model") from None
         if offset < 0 or (length >= 0 and offset + length > target.stat().st_size):
-            raise ExportFolderError(f"{where} at bytes {offset}..{offset + length}, past the file's end; the file is truncated")
+            raise ExportFolderError(
+                f"{where} at bytes {offset}..{offset + length}, past the file's end; the file is truncated"
+            )
 
 
 def expected_io(arch: str, cfg: Any, step: bool) -> tuple[dict[str, str], dict[str, str]]:
@@ -62,7 +65,9 @@ def expected_io(arch: str, cfg: Any, step: bool) -> tuple[dict[str, str], dict[s
     inputs |= {name: "float32" for name in states}
     outputs = {"logits": "float32"} | {present_of(name): "float32" for name in states}
     if step:
-        inputs |= {name: ("float32" if dtype.__name__ == "float32" else "int64") for name, (dtype, _) in SAMPLER_INPUTS.items()}
+        inputs |= {
+            name: ("float32" if dtype.__name__ == "float32" else "int64") for name, (dtype, _) in SAMPLER_INPUTS.items()
+        }
         outputs[TOKEN_OUTPUT] = "int64"
     return inputs, outputs
 
@@ -74,14 +79,18 @@ def check_io_contract(proto: onnx.ModelProto, path: Path, arch: str, cfg: Any, s
         missing = [n for n in want if n not in have]
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            raise ExportFolderError(f"{path}: the graph has no {kind} {missing[0]!r}{more} that lmstep's IO contract needs; re-export it")
+            raise ExportFolderError(
+                f"{path}: the graph has no {kind} {missing[0]!r}{more} that lmstep's IO contract needs; re-export it"
+            )
         wrong = [n for n in want if have[n] != want[n]]
         if wrong:
             n = wrong[0]
             raise ExportFolderError(f"{path}: {kind} {n!r} is {have[n]}, the contract says {want[n]}; re-export it")
     extra = [v.name for v in proto.graph.input if v.name not in want_in and not _has_initializer(proto, v.name)]
     if extra:
-        raise ExportFolderError(f"{path}: the graph needs input {extra[0]!r}, which lmstep's IO contract does not provide")
+        raise ExportFolderError(
+            f"{path}: the graph needs input {extra[0]!r}, which lmstep's IO contract does not provide"
+        )
 
 
 def _has_initializer(proto: onnx.ModelProto, name: str) -> bool:
@@ -94,6 +103,8 @@ def verify_graph_file(folder: Path, file: str, arch: str, cfg: Any, step: bool) 
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # protobuf raises its own DecodeError types
-        raise ExportFolderError(f"{path}: not a readable ONNX file ({type(err).__name__}); re-export the model") from None
+        raise ExportFolderError(
+            f"{path}: not a readable ONNX file ({type(err).__name__}); re-export the model"
+        ) from None
     check_external_data(proto, folder, file)
     check_io_contract(proto, path, arch, cfg, step)

@@ -62,8 +62,12 @@ def make_session(path: str | os.PathLike, provider: str, threads: int = 1) -> or
     providers: list[Any] = [(EP["cuda"], CUDA_OPTIONS), EP["cpu"]] if provider == "cuda" else [EP["cpu"]]
     try:
         return ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
-    except (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidGraph,
-            ort.capi.onnxruntime_pybind11_state.InvalidProtobuf, ort.capi.onnxruntime_pybind11_state.NoSuchFile) as err:
+    except (
+        ort.capi.onnxruntime_pybind11_state.Fail,
+        ort.capi.onnxruntime_pybind11_state.InvalidGraph,
+        ort.capi.onnxruntime_pybind11_state.InvalidProtobuf,
+        ort.capi.onnxruntime_pybind11_state.NoSuchFile,
+    ) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise LmstepError(f"onnxruntime cannot load {path}: {first[:200]}; export the model again") from None
 
@@ -79,7 +83,10 @@ class GraphRunner:
         self.input_names = {i.name for i in session.get_inputs()}
 
     def run(
-        self, arrays: dict[str, np.ndarray], values: dict[str, ort.OrtValue], into: dict[str, ort.OrtValue] | None = None,
+        self,
+        arrays: dict[str, np.ndarray],
+        values: dict[str, ort.OrtValue],
+        into: dict[str, ort.OrtValue] | None = None,
         host_outputs: tuple[str, ...] = (),
     ) -> dict[str, ort.OrtValue]:
         binding = self.session.io_binding()

@@ -30,7 +30,9 @@ def _load_tokenizer(path: str, mtime: float) -> Any:  # mtime in the key: a rewr
     try:
         return Tokenizer.from_file(path)
     except Exception as err:  # the library raises a bare Exception for malformed files
-        raise InputError(f"{path}: cannot be read as a tokenizers file ({err}); regenerate it with save_pretrained") from None
+        raise InputError(
+            f"{path}: cannot be read as a tokenizers file ({err}); regenerate it with save_pretrained"
+        ) from None
 
 
 def tokenizer(model: Any) -> Any | None:
@@ -55,9 +57,13 @@ def encode(model: Any, text: str) -> list[int]:
         return ids
     folder = checkpoint_folder(model)
     if folder is not None:
-        raise InputError(f"{folder} has no {TOKENIZER_FILE}, so text cannot be turned into tokens; use --tokens instead of --prompt")
+        raise InputError(
+            f"{folder} has no {TOKENIZER_FILE}, so text cannot be turned into tokens; use --tokens instead of --prompt"
+        )
     if model.vocab_size < 256:
-        raise InputError(f"this model's vocabulary ({model.vocab_size}) is not byte-level; use --tokens instead of --prompt")
+        raise InputError(
+            f"this model's vocabulary ({model.vocab_size}) is not byte-level; use --tokens instead of --prompt"
+        )
     return list(text.encode("utf-8"))
 
 

@@ -18,6 +18,20 @@ from .rand import rand_for, splitmix64
 from .sampler import Sampler, sample
 
 __all__ = [
-    "ARCHITECTURES", "BUILTIN_MODELS", "CheckpointError", "ConfigError", "InputError", "LmstepError", "Model",
-    "NP", "NumpyOps", "Sampler", "State", "StepOutput", "load", "rand_for", "sample", "splitmix64",
+    "ARCHITECTURES",
+    "BUILTIN_MODELS",
+    "CheckpointError",
+    "ConfigError",
+    "InputError",
+    "LmstepError",
+    "Model",
+    "NP",
+    "NumpyOps",
+    "Sampler",
+    "State",
+    "StepOutput",
+    "load",
+    "rand_for",
+    "sample",
+    "splitmix64",
 ]

@@ -12,7 +12,8 @@ Two facts drive this file (DESIGN.md §2):
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 import numpy as np
@@ -118,11 +119,11 @@ class SeqBuffer:
     axis: int
 
     @staticmethod
-    def empty(shape_without_seq: tuple[int, ...], axis: int, dtype: Any = np.float32) -> "SeqBuffer":
+    def empty(shape_without_seq: tuple[int, ...], axis: int, dtype: Any = np.float32) -> SeqBuffer:
         return SeqBuffer.from_array(np.zeros(_with_len(shape_without_seq, axis, 0), dtype), axis)
 
     @staticmethod
-    def from_array(rows: np.ndarray, axis: int) -> "SeqBuffer":
+    def from_array(rows: np.ndarray, axis: int) -> SeqBuffer:
         n = rows.shape[axis]
         data = np.zeros(_with_len(_without(rows.shape, axis), axis, max(MIN_CAPACITY, n)), rows.dtype)
         _rows(data, axis, 0, n)[...] = rows
@@ -141,7 +142,7 @@ class SeqBuffer:
         v.flags.writeable = False
         return v
 
-    def append(self, rows: np.ndarray) -> tuple[np.ndarray, "SeqBuffer"]:
+    def append(self, rows: np.ndarray) -> tuple[np.ndarray, SeqBuffer]:
         n = rows.shape[self.axis]
         end = self.length + n
         store = self.store

@@ -2,7 +2,8 @@
 
 Any implementation can rebuild them: parameters are drawn in ``param_shapes`` order from one counter stream,
 ``u = rand.uniform_array(seed, shape, offset)`` in [-1, 1) with ``offset`` = number of values drawn before, then
-mapped by :func:`init_affine` with float32 multiply-add only (no exp/log), so regeneration is bit-exact. The scales make logits far from uniform and greedy continuations varied.
+mapped by :func:`init_affine` with float32 multiply-add only (no exp/log), so regeneration is bit-exact.
+The scales make logits far from uniform and greedy continuations varied.
 """
 
 from __future__ import annotations
@@ -21,8 +22,16 @@ CONFIGS: dict[str, tuple[str, Any, str]] = {
     "tiny-llama": (
         "llama",
         llama.Config(
-            vocab_size=256, hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, head_dim=16, max_position_embeddings=4096, rms_norm_eps=1e-5, rope_theta=10000.0,
+            vocab_size=256,
+            hidden_size=64,
+            intermediate_size=176,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            max_position_embeddings=4096,
+            rms_norm_eps=1e-5,
+            rope_theta=10000.0,
         ),
         "Llama-style: 2 layers, width 64, 4 query heads sharing 2 kv heads (GQA), RoPE, SwiGLU; bytes",
     ),
@@ -34,8 +43,13 @@ CONFIGS: dict[str, tuple[str, Any, str]] = {
     "tiny-mamba": (
         "mamba",
         mamba.Config(
-            vocab_size=256, hidden_size=64, state_size=16, num_hidden_layers=2, intermediate_size=128,
-            time_step_rank=4, conv_kernel=4,
+            vocab_size=256,
+            hidden_size=64,
+            state_size=16,
+            num_hidden_layers=2,
+            intermediate_size=128,
+            time_step_rank=4,
+            conv_kernel=4,
         ),
         "Mamba-style selective SSM: 2 layers, width 64, inner 128, state 16, conv 4, tied embeddings; bytes",
     ),

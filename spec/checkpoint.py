@@ -29,7 +29,7 @@ WEIGHTS_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 CONVERT_HINT = (
-    "convert it once with: python -c \"from transformers import AutoModelForCausalLM as M; "
+    'convert it once with: python -c "from transformers import AutoModelForCausalLM as M; '
     "M.from_pretrained('{d}').save_pretrained('{d}', safe_serialization=True)\""
 )
 
@@ -70,7 +70,7 @@ def _open_shards(folder: str, index: str) -> dict[str, SafetensorsFile]:
     except (OSError, UnicodeDecodeError, ValueError, AttributeError) as err:
         raise CheckpointError(f"{index}: not a valid index ({err}); regenerate it with save_pretrained") from None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-        raise CheckpointError(f"{index}: needs a \"weight_map\" object of tensor name -> shard file name")
+        raise CheckpointError(f'{index}: needs a "weight_map" object of tensor name -> shard file name')
     shards: dict[str, SafetensorsFile] = {}
     for shard in sorted(set(weight_map.values())):
         if os.path.basename(shard) != shard or shard in (".", "..") or not shard.endswith(".safetensors"):
@@ -98,7 +98,10 @@ def _no_weights_message(folder: str) -> str:
             f"{folder}: has only pickled weights ({pickled[0]}), which lmstep never opens (unpickling can run code); "
             + CONVERT_HINT.format(d=folder)
         )
-    return f"{folder}: has neither {WEIGHTS_FILE} nor {INDEX_FILE}; save the model with save_pretrained(safe_serialization=True)"
+    return (
+        f"{folder}: has neither {WEIGHTS_FILE} nor {INDEX_FILE}; save "
+        "the model with save_pretrained(safe_serialization=True)"
+    )
 
 
 def read_params(arch: str, cfg: Any, src: TensorSource) -> dict[str, np.ndarray]:
@@ -120,7 +123,9 @@ def read_params(arch: str, cfg: Any, src: TensorSource) -> dict[str, np.ndarray]
         emb, head = in_file[hf_names.EMBEDDING[arch]], in_file[hf_names.LM_HEAD]
         emb_file = src.files[emb]
         if not np.array_equal(_read(src, head, emb_file.tensors[emb].shape), emb_file.read_float32(emb)):
-            fix = "set tie_word_embeddings to false" if arch != "gpt2" else "lmstep's GPT-2 supports tied embeddings only"
+            fix = (
+                "set tie_word_embeddings to false" if arch != "gpt2" else "lmstep's GPT-2 supports tied embeddings only"
+            )
             raise CheckpointError(
                 f"{src.files[head].path}: {head} differs from {emb}, but config.json ties them "
                 f"(tie_word_embeddings=true); {fix}"
@@ -139,7 +144,9 @@ def _read(src: TensorSource, name: str, shape: tuple[int, ...]) -> np.ndarray:
     f = src.files[name]
     info = f.tensors[name]
     if info.dtype not in FLOAT_DTYPES:
-        raise CheckpointError(f"{f.path}: tensor {name!r} has dtype {info.dtype}; weights must be F32, F16, BF16 or F64")
+        raise CheckpointError(
+            f"{f.path}: tensor {name!r} has dtype {info.dtype}; weights must be F32, F16, BF16 or F64"
+        )
     if info.shape != tuple(shape):
         raise CheckpointError(
             f"{f.path}: tensor {name!r} has shape {list(info.shape)}, but config.json implies {list(shape)}; "

@@ -17,7 +17,16 @@ import numpy as np
 
 from .arrays import SeqBuffer, any_field
 from .config import float_field, int_field
-from .layers import attention_decode, attention_unrolled, causal_mask, gelu_tanh, layer_norm, linear, merge_heads, split_heads
+from .layers import (
+    attention_decode,
+    attention_unrolled,
+    causal_mask,
+    gelu_tanh,
+    layer_norm,
+    linear,
+    merge_heads,
+    split_heads,
+)
 
 
 @attrs.frozen(kw_only=True)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import gpt2, llama, mamba
 from .errors import ConfigError
@@ -24,19 +25,65 @@ MODEL_TYPES = {"gpt2": "gpt2", "llama": "llama", "mamba": "mamba"}
 
 # Fields of transformers' PretrainedConfig and generation defaults that older configs carry: none changes the
 # logits. dtype / torch_dtype only say how the weights were stored: we always compute in float32.
-INERT_COMMON = frozenset({
-    "_name_or_path", "architectures", "model_type", "transformers_version", "dtype", "torch_dtype", "use_cache",
-    "return_dict", "output_attentions", "output_hidden_states", "torchscript", "chunk_size_feed_forward",
-    "bos_token_id", "eos_token_id", "pad_token_id", "sep_token_id", "decoder_start_token_id",
-    "id2label", "label2id", "num_labels", "problem_type", "finetuning_task", "tokenizer_class", "prefix",
-    "task_specific_params", "initializer_range", "_attn_implementation", "attn_implementation", "is_decoder",
-    "cross_attention_hidden_size", "max_length", "min_length", "do_sample", "early_stopping", "num_beams",
-    "num_beam_groups", "diversity_penalty", "temperature", "top_k", "top_p", "typical_p", "repetition_penalty",
-    "length_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size", "bad_words_ids",
-    "num_return_sequences", "output_scores", "return_dict_in_generate", "forced_bos_token_id",
-    "forced_eos_token_id", "remove_invalid_values", "exponential_decay_length_penalty", "suppress_tokens",
-    "begin_suppress_tokens",
-})
+INERT_COMMON = frozenset(
+    {
+        "_name_or_path",
+        "architectures",
+        "model_type",
+        "transformers_version",
+        "dtype",
+        "torch_dtype",
+        "use_cache",
+        "return_dict",
+        "output_attentions",
+        "output_hidden_states",
+        "torchscript",
+        "chunk_size_feed_forward",
+        "bos_token_id",
+        "eos_token_id",
+        "pad_token_id",
+        "sep_token_id",
+        "decoder_start_token_id",
+        "id2label",
+        "label2id",
+        "num_labels",
+        "problem_type",
+        "finetuning_task",
+        "tokenizer_class",
+        "prefix",
+        "task_specific_params",
+        "initializer_range",
+        "_attn_implementation",
+        "attn_implementation",
+        "is_decoder",
+        "cross_attention_hidden_size",
+        "max_length",
+        "min_length",
+        "do_sample",
+        "early_stopping",
+        "num_beams",
+        "num_beam_groups",
+        "diversity_penalty",
+        "temperature",
+        "top_k",
+        "top_p",
+        "typical_p",
+        "repetition_penalty",
+        "length_penalty",
+        "no_repeat_ngram_size",
+        "encoder_no_repeat_ngram_size",
+        "bad_words_ids",
+        "num_return_sequences",
+        "output_scores",
+        "return_dict_in_generate",
+        "forced_bos_token_id",
+        "forced_eos_token_id",
+        "remove_invalid_values",
+        "exponential_decay_length_penalty",
+        "suppress_tokens",
+        "begin_suppress_tokens",
+    }
+)
 # Fields of PretrainedConfig that would change the model, with the only value a plain causal LM has.
 CHECKED_COMMON = {"is_encoder_decoder": False, "tie_encoder_decoder": False, "pruned_heads": {}}
 
@@ -48,7 +95,12 @@ class Fields:
         self.raw, self.path, self.arch, self.used = raw, path, arch, set(INERT_COMMON)
         for key, value in CHECKED_COMMON.items():
             self.expect(key, (value,), value)
-        self.expect("quantization_config", (None,), None, ", quantized weights; dequantize and save in float32, float16 or bfloat16")
+        self.expect(
+            "quantization_config",
+            (None,),
+            None,
+            ", quantized weights; dequantize and save in float32, float16 or bfloat16",
+        )
 
     def error(self, problem: str) -> ConfigError:
         return ConfigError(f"{self.path}: {problem}")
@@ -103,7 +155,9 @@ def _same(a: Any, b: Any) -> bool:
 # -- GPT-2: transformers GPT2Config ----------------------------------------------------------------------------
 def gpt2_config(f: Fields) -> gpt2.Config:
     n_embd = f.alias("n_embd", "hidden_size", 768)  # GPT2Config.attribute_map aliases
-    f.expect("activation_function", ("gelu_new", "gelu_pytorch_tanh"), "gelu_new", ", both the tanh approximation of GELU")
+    f.expect(
+        "activation_function", ("gelu_new", "gelu_pytorch_tanh"), "gelu_new", ", both the tanh approximation of GELU"
+    )
     f.expect("scale_attn_weights", (True,), True, ", scores divided by sqrt(head_dim)")
     f.expect("scale_attn_by_inverse_layer_idx", (False,), False)
     f.expect("add_cross_attention", (False,), False)
@@ -111,8 +165,18 @@ def gpt2_config(f: Fields) -> gpt2.Config:
     # reorder_and_upcast_attn only changes the order and precision of the score product in half precision: in
     # float32 it is the same computation. n_ctx is an old alias that transformers no longer reads. The summary_*
     # fields and dropouts belong to training or to other heads.
-    f.inert("reorder_and_upcast_attn", "n_ctx", "attn_pdrop", "embd_pdrop", "resid_pdrop", "summary_activation",
-            "summary_first_dropout", "summary_proj_to_labels", "summary_type", "summary_use_proj")
+    f.inert(
+        "reorder_and_upcast_attn",
+        "n_ctx",
+        "attn_pdrop",
+        "embd_pdrop",
+        "resid_pdrop",
+        "summary_activation",
+        "summary_first_dropout",
+        "summary_proj_to_labels",
+        "summary_type",
+        "summary_use_proj",
+    )
     return gpt2.Config(
         vocab_size=f.take("vocab_size", 50257),
         n_embd=n_embd,
@@ -165,7 +229,7 @@ def _rope_theta(f: Fields) -> Any:
     if kind != "default":
         raise f.error(
             f"{name} has rope_type {json.dumps(kind)}, which lmstep does not implement (only plain RoPE, "
-            "\"default\"); it changes the model's outputs, so the checkpoint is refused"
+            '"default"); it changes the model\'s outputs, so the checkpoint is refused'
         )
     extra = sorted(set(params) - ROPE_KEYS)
     if extra:
@@ -190,7 +254,9 @@ def mamba_config(f: Fields) -> mamba.Config:
     inner = int(expand * hidden)  # MambaConfig.__post_init__ always recomputes intermediate_size this way
     saved_inner = f.take("intermediate_size", inner)
     if not _same(saved_inner, inner):
-        raise f.error(f"intermediate_size={saved_inner!r} disagrees with expand * hidden_size = {inner}; make them equal")
+        raise f.error(
+            f"intermediate_size={saved_inner!r} disagrees with expand * hidden_size = {inner}; make them equal"
+        )
     rank = f.take("time_step_rank", "auto")
     f.expect("hidden_act", ("silu",), "silu", ", the conv activation and the output gate")
     f.expect("rms_norm", (True,), True)  # mamba_ssm name: transformers always uses RMSNorm
@@ -198,9 +264,19 @@ def mamba_config(f: Fields) -> mamba.Config:
     # residual_in_fp32: we compute in float32 throughout. time_step_* and rescale_prenorm_residual only shape the
     # initialisation; use_mambapy / use_associative_scan / fused_add_norm choose an implementation of the same
     # math; pad_vocab_size_multiple was already applied to vocab_size.
-    f.inert("residual_in_fp32", "rescale_prenorm_residual", "time_step_scale", "time_step_min", "time_step_max",
-            "time_step_init_scheme", "time_step_floor", "use_mambapy", "use_associative_scan", "fused_add_norm",
-            "pad_vocab_size_multiple")
+    f.inert(
+        "residual_in_fp32",
+        "rescale_prenorm_residual",
+        "time_step_scale",
+        "time_step_min",
+        "time_step_max",
+        "time_step_init_scheme",
+        "time_step_floor",
+        "use_mambapy",
+        "use_associative_scan",
+        "fused_add_norm",
+        "pad_vocab_size_multiple",
+    )
     return mamba.Config(
         vocab_size=f.take("vocab_size", 50280),
         hidden_size=hidden,
@@ -226,7 +302,9 @@ def read_config(path: str | os.PathLike) -> tuple[str, Any]:
         with open(path, encoding="utf-8") as fh:
             raw = json.load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: not found; a checkpoint folder needs the config.json that save_pretrained writes") from None
+        raise ConfigError(
+            f"{path}: not found; a checkpoint folder needs the config.json that save_pretrained writes"
+        ) from None
     except (OSError, UnicodeDecodeError, ValueError) as err:
         raise ConfigError(f"{path}: not valid JSON ({err}); fix or regenerate config.json") from None
     if not isinstance(raw, dict):
@@ -257,12 +335,16 @@ def detect_architecture(raw: dict[str, Any], path: str) -> str:
         arch = ARCHITECTURES[names[0]]
     if model_type is not None:
         if not isinstance(model_type, str) or model_type not in MODEL_TYPES:
-            raise ConfigError(f"{path}: model_type {model_type!r} is not supported; lmstep loads {', '.join(MODEL_TYPES)}")
+            raise ConfigError(
+                f"{path}: model_type {model_type!r} is not supported; lmstep loads {', '.join(MODEL_TYPES)}"
+            )
         if arch is not None and MODEL_TYPES[model_type] != arch:
             raise ConfigError(f"{path}: model_type {model_type!r} disagrees with architectures {names[0]!r}")
         arch = MODEL_TYPES[model_type]
     if arch is None:
-        raise ConfigError(f"{path}: has neither architectures nor model_type; add \"model_type\": one of {', '.join(MODEL_TYPES)}")
+        raise ConfigError(
+            f'{path}: has neither architectures nor model_type; add "model_type": one of {", ".join(MODEL_TYPES)}'
+        )
     return arch
 
 

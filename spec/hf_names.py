@@ -52,15 +52,29 @@ LAYER_LEAVES: dict[str, dict[str, tuple[str, str]]] = {
 
 # Top-level parameters: our name -> (HF name, layout).
 TOP: dict[str, dict[str, tuple[str, str]]] = {
-    "llama": {"embed_tokens": ("model.embed_tokens.weight", "copy"), "norm": ("model.norm.weight", "copy"),
-              "lm_head": ("lm_head.weight", "linear")},
-    "gpt2": {"wte": ("transformer.wte.weight", "copy"), "wpe": ("transformer.wpe.weight", "copy"),
-             "ln_f_weight": ("transformer.ln_f.weight", "copy"), "ln_f_bias": ("transformer.ln_f.bias", "copy")},
-    "mamba": {"embeddings": ("backbone.embeddings.weight", "copy"), "norm_f": ("backbone.norm_f.weight", "copy"),
-              "lm_head": ("lm_head.weight", "linear")},
+    "llama": {
+        "embed_tokens": ("model.embed_tokens.weight", "copy"),
+        "norm": ("model.norm.weight", "copy"),
+        "lm_head": ("lm_head.weight", "linear"),
+    },
+    "gpt2": {
+        "wte": ("transformer.wte.weight", "copy"),
+        "wpe": ("transformer.wpe.weight", "copy"),
+        "ln_f_weight": ("transformer.ln_f.weight", "copy"),
+        "ln_f_bias": ("transformer.ln_f.bias", "copy"),
+    },
+    "mamba": {
+        "embeddings": ("backbone.embeddings.weight", "copy"),
+        "norm_f": ("backbone.norm_f.weight", "copy"),
+        "lm_head": ("lm_head.weight", "linear"),
+    },
 }
 # The input embedding, which a tied output projection reuses.
-EMBEDDING = {"llama": "model.embed_tokens.weight", "gpt2": "transformer.wte.weight", "mamba": "backbone.embeddings.weight"}
+EMBEDDING = {
+    "llama": "model.embed_tokens.weight",
+    "gpt2": "transformer.wte.weight",
+    "mamba": "backbone.embeddings.weight",
+}
 LM_HEAD = "lm_head.weight"
 
 # Tensors some checkpoints carry that transformers recomputes and never reads: GPT-2's causal-mask buffers

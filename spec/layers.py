@@ -131,4 +131,3 @@ def attention_decode(
         scores = o.where(o.unsqueeze(o.unsqueeze(key_mask, 1), 1), scores, o.const(MASKED, np.float32))
     out = o.matmul(softmax(o, scores), v_all)  # [B, K, G, D]
     return o.reshape(out, (0, n_heads, 1, d))
-

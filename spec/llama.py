@@ -13,7 +13,8 @@ keys, as Hugging Face caches them). Field names follow transformers' ``LlamaConf
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 import numpy as np
@@ -146,7 +147,9 @@ def _decoder(o: Any, cfg: Config, w: Weights, tokens: Any, positions: Any, cache
         x = o.add(x, linear(o, merge_heads(o, attend(q, k_all, v_all)), layer.o_proj, layer.o_bias))
         m = rms_norm(o, x, layer.post_attention_layernorm, cfg.rms_norm_eps)
         gate = silu(o, linear(o, m, layer.gate_proj, layer.gate_bias))
-        x = o.add(x, linear(o, o.mul(gate, linear(o, m, layer.up_proj, layer.up_bias)), layer.down_proj, layer.down_bias))
+        x = o.add(
+            x, linear(o, o.mul(gate, linear(o, m, layer.up_proj, layer.up_bias)), layer.down_proj, layer.down_bias)
+        )
     x = rms_norm(o, x, w.norm, cfg.rms_norm_eps)
     lm_head = w.lm_head if w.lm_head is not None else o.transpose(w.embed_tokens, (1, 0))
     return o.matmul(x, lm_head), tuple(new_cache)
@@ -161,7 +164,9 @@ def forward(o: Any, cfg: Config, w: Weights, tokens: Any, positions: Any, cache:
 
     def attend(q: Any, k_all: Any, v_all: Any) -> Any:
         visible = causal_mask(o, o.shape(q, 2), o.shape(k_all, 2), key_mask)
-        return attention_unrolled(o, q, k_all, v_all, visible, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim)
+        return attention_unrolled(
+            o, q, k_all, v_all, visible, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        )
 
     return _decoder(o, cfg, w, tokens, positions, cache, attend)
 
@@ -170,7 +175,9 @@ def decode(o: Any, cfg: Config, w: Weights, token: Any, position: Any, cache: An
     """Recurrent form: one token [B] at ``position`` [B] -> logits [B, V], cache grown by one slot."""
 
     def attend(q: Any, k_all: Any, v_all: Any) -> Any:
-        return attention_decode(o, q, k_all, v_all, key_mask, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim)
+        return attention_decode(
+            o, q, k_all, v_all, key_mask, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        )
 
     logits, cache = _decoder(o, cfg, w, o.unsqueeze(token, 1), o.unsqueeze(position, 1), cache, attend)
     return o.squeeze(logits, 1), cache

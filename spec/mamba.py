@@ -162,7 +162,9 @@ def _mixer_unrolled(o: Any, cfg: Config, layer: Layer, x: Any, conv_state: Any, 
     c_pad = o.pad_front(c, 1, 1, 0.0)
 
     def contract(index: Any, h: Any) -> Any:  # y = C_t h_t for the elements these rows of h end at
-        return o.squeeze(o.matmul(o.unsqueeze(o.gather(c_pad, index, axis=1), 2), h), 2)  # [B, rows, 1, N] @ [B, rows, N, E]
+        return o.squeeze(
+            o.matmul(o.unsqueeze(o.gather(c_pad, index, axis=1), 2), h), 2
+        )  # [B, rows, 1, N] @ [B, rows, N, E]
 
     plan = plan if plan is not None else plan_for(o, x)
     y, h_last = _scan(o, None, None, o.transpose(h0, (0, 2, 1)), plan, rows=elements, reduce=contract)
@@ -247,7 +249,9 @@ def _scan(o: Any, a: Any, b: Any, h0: Any = None, plan: Any = None, rows: Any = 
         x = op(take(x, src), x)
     if h0 is not None:  # every top prefix p becomes (1, h0) . p; the identity row becomes (1, h0) itself
         x = (x[0], o.add(o.mul(x[0], o.unsqueeze(h0, 1)), x[1]))
-    for i, ((first_rows, second_rows, shift_rows, merge_rows), firsts) in enumerate(zip(reversed(levels), reversed(firsts_by_level))):
+    for i, ((first_rows, second_rows, shift_rows, merge_rows), firsts) in enumerate(
+        zip(reversed(levels), reversed(firsts_by_level))
+    ):
         # Down-sweep. x is the scan of this level's pairs (row i: pairs before i, which end at element 2i - 1,
         # row second_rows[i] of the elements); row i of evens is (row i - 1) . x_2i-2, which ends at element
         # 2i - 2 (row first_rows[i]).
@@ -255,7 +259,9 @@ def _scan(o: Any, a: Any, b: Any, h0: Any = None, plan: Any = None, rows: Any = 
         if reduce is not None and i == len(levels) - 1:  # reduce both blocks, then merge the smaller results
             blocks = o.concat([reduce(second_rows, x[1]), reduce(first_rows, evens[1])], axis=1)
             odd = o.equal(o.slice(second_rows, 0, -1, None), 0)  # odd n: the last pair is padded
-            return o.gather(blocks, merge_rows, axis=1), o.where(odd, o.slice(evens[1], 1, -1, None), o.slice(x[1], 1, -1, None))
+            return o.gather(blocks, merge_rows, axis=1), o.where(
+                odd, o.slice(evens[1], 1, -1, None), o.slice(x[1], 1, -1, None)
+            )
         x = tuple(o.gather(o.concat([p, e], axis=1), merge_rows, axis=1) for p, e in zip(x, evens))
     if reduce is not None:  # no levels: one element
         h = o.slice(x[1], 1, 1, None)
@@ -310,7 +316,9 @@ def decode(o: Any, cfg: Config, w: Weights, token: Any, position: Any, cache: An
     x = o.gather(w.embeddings, token)  # [B, C]
     new_cache = []
     for layer, (conv_state, h) in zip(w.layers, cache):
-        out, conv_state, h = _mixer_step(o, cfg, layer, rms_norm(o, x, layer.norm, cfg.layer_norm_epsilon), conv_state, h)
+        out, conv_state, h = _mixer_step(
+            o, cfg, layer, rms_norm(o, x, layer.norm, cfg.layer_norm_epsilon), conv_state, h
+        )
         x = o.add(x, out)
         new_cache.append((conv_state, h))
     return _logits(o, cfg, w, x), tuple(new_cache)

@@ -11,8 +11,9 @@ grows in amortized O(1) without copying), so any state can be stepped again, for
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from types import ModuleType
-from typing import Any, Sequence
+from typing import Any
 
 import attrs
 import numpy as np
@@ -112,7 +113,7 @@ class Model:
             h.update(np.ascontiguousarray(a, "<f4").tobytes())
         return h.hexdigest()
 
-    def with_sampler(self, **settings: Any) -> "Model":
+    def with_sampler(self, **settings: Any) -> Model:
         return attrs.evolve(self, sampler=attrs.evolve(self.sampler, **settings))
 
     def init_state(self) -> State:
@@ -127,7 +128,9 @@ class Model:
             NP, self.config, self.weights, np.array([token], np.int64), np.array([state.pos], np.int64), state.cache
         )
         logits = logits[0]
-        return State(self.arch, state.pos + 1, _freeze(cache)), StepOutput(logits, sample_one(logits, rand, self.sampler))
+        return State(self.arch, state.pos + 1, _freeze(cache)), StepOutput(
+            logits, sample_one(logits, rand, self.sampler)
+        )
 
     def prefill(self, state: State, tokens: Sequence[int]) -> tuple[State, np.ndarray]:
         """Consume ``tokens`` after ``state`` all at once (unrolled form) -> (state', logits [len, V] float32)."""
@@ -178,7 +181,9 @@ class Model:
             if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
                 raise InputError(f"token ids must be integers, got {t!r}")
             if not 0 <= t < self.vocab_size:
-                raise InputError(f"token id {t} is outside the vocabulary [0, {self.vocab_size}); use ids below {self.vocab_size}")
+                raise InputError(
+                    f"token id {t} is outside the vocabulary [0, {self.vocab_size}); use ids below {self.vocab_size}"
+                )
         limit = self.context_limit
         if limit is not None and pos + len(tokens) > limit:
             raise InputError(

@@ -15,7 +15,8 @@ the exported graph run by that evaluator agree bit for bit. Rules for model code
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -31,10 +32,19 @@ MAX_HEADER_SIZE = 100_000_000
 # Format dtype -> numpy dtype, explicitly little-endian. BF16 has no numpy dtype: it is read as its raw uint16
 # bits and widened by :func:`to_float32`. The 8-bit float formats are listed to name them in the refusal.
 DTYPES: dict[str, np.dtype] = {
-    "BOOL": np.dtype("|b1"), "U8": np.dtype("|u1"), "I8": np.dtype("|i1"),
-    "I16": np.dtype("<i2"), "U16": np.dtype("<u2"), "I32": np.dtype("<i4"), "U32": np.dtype("<u4"),
-    "I64": np.dtype("<i8"), "U64": np.dtype("<u8"),
-    "F16": np.dtype("<f2"), "BF16": np.dtype("<u2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8"),
+    "BOOL": np.dtype("|b1"),
+    "U8": np.dtype("|u1"),
+    "I8": np.dtype("|i1"),
+    "I16": np.dtype("<i2"),
+    "U16": np.dtype("<u2"),
+    "I32": np.dtype("<i4"),
+    "U32": np.dtype("<u4"),
+    "I64": np.dtype("<i8"),
+    "U64": np.dtype("<u8"),
+    "F16": np.dtype("<f2"),
+    "BF16": np.dtype("<u2"),
+    "F32": np.dtype("<f4"),
+    "F64": np.dtype("<f8"),
 }
 UNSUPPORTED_DTYPES = ("F8_E4M3", "F8_E5M2", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2", "C64")
 FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
@@ -70,7 +80,9 @@ class SafetensorsFile:
                     self._fail(f"declares a {n}-byte header but is only {size} bytes; the file is truncated")
                 raw = f.read(n)
         except OSError as err:
-            raise CheckpointError(f"{self.path}: cannot read ({err.strerror or err}); check the path and permissions") from None
+            raise CheckpointError(
+                f"{self.path}: cannot read ({err.strerror or err}); check the path and permissions"
+            ) from None
         self.data_start = 8 + n
         self.data_size = size - self.data_start
         self.metadata, self.tensors = self._parse_header(raw)
@@ -90,7 +102,9 @@ class SafetensorsFile:
         if not isinstance(header, dict):
             self._fail("header is not a JSON object; the file is corrupt")
         metadata = header.pop("__metadata__", None) or {}
-        if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        if not isinstance(metadata, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+        ):
             self._fail("__metadata__ must map strings to strings; the file is corrupt")
         tensors = {name: self._parse_entry(name, entry) for name, entry in header.items()}
         self._check_layout(tensors.values())
@@ -101,7 +115,10 @@ class SafetensorsFile:
             self._fail(f"tensor {name!r}: header entry must have exactly dtype, shape and data_offsets")
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
         if dtype in UNSUPPORTED_DTYPES:
-            self._fail(f"tensor {name!r} has dtype {dtype}, which lmstep does not read; save the checkpoint in float32, float16 or bfloat16")
+            self._fail(
+                f"tensor {name!r} has dtype {dtype}, which lmstep does not "
+                "read; save the checkpoint in float32, float16 or bfloat16"
+            )
         if dtype not in DTYPES:
             self._fail(f"tensor {name!r} has unknown dtype {dtype!r}; the file is corrupt or from a newer format")
         if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
@@ -110,7 +127,9 @@ class SafetensorsFile:
             self._fail(f"tensor {name!r}: data_offsets must be [begin, end] integers, got {offsets!r}")
         begin, end = offsets
         if not begin <= end <= self.data_size:
-            self._fail(f"tensor {name!r}: data_offsets [{begin}, {end}] lie outside the {self.data_size}-byte data buffer")
+            self._fail(
+                f"tensor {name!r}: data_offsets [{begin}, {end}] lie outside the {self.data_size}-byte data buffer"
+            )
         expected = int(np.prod(shape, dtype=object)) * DTYPES[dtype].itemsize
         if end - begin != expected:
             self._fail(f"tensor {name!r}: {dtype}{shape} needs {expected} bytes but data_offsets span {end - begin}")
@@ -122,11 +141,15 @@ class SafetensorsFile:
         pos = 0
         for info in sorted(infos, key=lambda i: (i.begin, i.end)):
             if info.begin != pos:
-                kind = "overlaps the previous tensor" if info.begin < pos else f"leaves a gap of {info.begin - pos} bytes"
+                kind = (
+                    "overlaps the previous tensor" if info.begin < pos else f"leaves a gap of {info.begin - pos} bytes"
+                )
                 self._fail(f"tensor {info.name!r} at byte {info.begin} {kind}; the file is corrupt")
             pos = info.end
         if pos != self.data_size:
-            self._fail(f"tensors cover {pos} of the {self.data_size} data bytes; the file is corrupt or has trailing bytes")
+            self._fail(
+                f"tensors cover {pos} of the {self.data_size} data bytes; the file is corrupt or has trailing bytes"
+            )
 
     # -- data ---------------------------------------------------------------------------------------------
     def read(self, name: str) -> np.ndarray:
@@ -137,7 +160,11 @@ class SafetensorsFile:
         if self._map is None:
             self._map = np.memmap(self.path, dtype=np.uint8, mode="r", offset=self.data_start, shape=(self.data_size,))
         raw = self._map[info.begin : info.end]
-        return np.frombuffer(raw, dtype=DTYPES[info.dtype]).reshape(info.shape).astype(DTYPES[info.dtype].newbyteorder("="))
+        return (
+            np.frombuffer(raw, dtype=DTYPES[info.dtype])
+            .reshape(info.shape)
+            .astype(DTYPES[info.dtype].newbyteorder("="))
+        )
 
     def read_float32(self, name: str) -> np.ndarray:
         return to_float32(self.read(name), self.tensors[name].dtype)

@@ -89,7 +89,9 @@ def sample(o: Any, logits: Any, u: Any, temperature: Any, top_k: Any, top_p: Any
     total = o.slice(c, -1, -1, None)  # [B, 1]
     # top_p == 1 keeps every rank: its threshold is 2 * total, above every c_{r-1} <= total (total >= e_0 = 1;
     # doubling is exact), so no boolean-valued Where is needed (onnxruntime has no CPU kernel for Where over bool).
-    p_threshold = o.where(o.less(o.const(top_p, np.float32), 1.0), o.mul(total, o.const(top_p, np.float32)), o.mul(total, 2.0))
+    p_threshold = o.where(
+        o.less(o.const(top_p, np.float32), 1.0), o.mul(total, o.const(top_p, np.float32)), o.mul(total, 2.0)
+    )
     keep = o.logical_and(in_top_k, o.less(c_prev, p_threshold))
     kept_total = o.reduce_max(o.where(keep, c, o.const(0.0, np.float32)), axis=-1)  # c_{m-1}, [B, 1]
     target = o.mul(o.unsqueeze(o.const(u, np.float32), -1), kept_total)
@@ -122,7 +124,14 @@ def sample_one(logits: np.ndarray, u: float, sampler: Sampler) -> int:
     check_logits(logits)
     check_rand(u)
     with np.errstate(over="ignore", invalid="ignore"):  # z / T may overflow: step 0 then decides (greedy)
-        token = sample(NP, np.asarray(logits, np.float32)[None, :], np.array([u], np.float32), sampler.temperature, sampler.top_k, sampler.top_p)
+        token = sample(
+            NP,
+            np.asarray(logits, np.float32)[None, :],
+            np.array([u], np.float32),
+            sampler.temperature,
+            sampler.top_k,
+            sampler.top_p,
+        )
     return int(token[0])
 
 

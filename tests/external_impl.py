@@ -41,12 +41,18 @@ def weights() -> dict[str, np.ndarray]:
     for i in range(L):
         g = lambda gain, n_in: gain * math.sqrt(3.0 / n_in)  # noqa: E731
         shapes += [
-            (f"{i}.ln_1_w", (C,), 0.1, 1.0), (f"{i}.ln_1_b", (C,), 0.1, 0.0),
-            (f"{i}.attn_w", (C, 3 * C), g(1.5, C), 0.0), (f"{i}.attn_b", (3 * C,), 0.1, 0.0),
-            (f"{i}.proj_w", (C, C), g(3.0, C), 0.0), (f"{i}.proj_b", (C,), 0.1, 0.0),
-            (f"{i}.ln_2_w", (C,), 0.1, 1.0), (f"{i}.ln_2_b", (C,), 0.1, 0.0),
-            (f"{i}.fc_w", (C, F), g(1.5, C), 0.0), (f"{i}.fc_b", (F,), 0.1, 0.0),
-            (f"{i}.mlp_w", (F, C), g(3.0, F), 0.0), (f"{i}.mlp_b", (C,), 0.1, 0.0),
+            (f"{i}.ln_1_w", (C,), 0.1, 1.0),
+            (f"{i}.ln_1_b", (C,), 0.1, 0.0),
+            (f"{i}.attn_w", (C, 3 * C), g(1.5, C), 0.0),
+            (f"{i}.attn_b", (3 * C,), 0.1, 0.0),
+            (f"{i}.proj_w", (C, C), g(3.0, C), 0.0),
+            (f"{i}.proj_b", (C,), 0.1, 0.0),
+            (f"{i}.ln_2_w", (C,), 0.1, 1.0),
+            (f"{i}.ln_2_b", (C,), 0.1, 0.0),
+            (f"{i}.fc_w", (C, F), g(1.5, C), 0.0),
+            (f"{i}.fc_b", (F,), 0.1, 0.0),
+            (f"{i}.mlp_w", (F, C), g(3.0, F), 0.0),
+            (f"{i}.mlp_b", (C,), 0.1, 0.0),
         ]
     shapes += [("ln_f_w", (C,), 0.1, 1.0), ("ln_f_b", (C,), 0.1, 0.0)]
     key, offset, out = mix(np.array([SEED], np.uint64))[0], 0, {}
@@ -70,7 +76,11 @@ def layer_norm(x, w, b):
 
 
 def gelu(x):
-    return np.float32(0.5) * x * (np.float32(1) + np.tanh(np.float32(math.sqrt(2 / math.pi)) * (x + np.float32(0.044715) * x**3)))
+    return (
+        np.float32(0.5)
+        * x
+        * (np.float32(1) + np.tanh(np.float32(math.sqrt(2 / math.pi)) * (x + np.float32(0.044715) * x**3)))
+    )
 
 
 def forward_one(cache, token: int, pos: int) -> np.ndarray:
@@ -86,7 +96,12 @@ def forward_one(cache, token: int, pos: int) -> np.ndarray:
         p = np.exp(scores - scores.max(-1, keepdims=True))
         att = np.einsum("hs,hsd->hd", p / p.sum(-1, keepdims=True), vals).reshape(C)
         x = x + att @ W[f"{i}.proj_w"] + W[f"{i}.proj_b"]
-        x = x + gelu(layer_norm(x, W[f"{i}.ln_2_w"], W[f"{i}.ln_2_b"]) @ W[f"{i}.fc_w"] + W[f"{i}.fc_b"]) @ W[f"{i}.mlp_w"] + W[f"{i}.mlp_b"]
+        x = (
+            x
+            + gelu(layer_norm(x, W[f"{i}.ln_2_w"], W[f"{i}.ln_2_b"]) @ W[f"{i}.fc_w"] + W[f"{i}.fc_b"])
+            @ W[f"{i}.mlp_w"]
+            + W[f"{i}.mlp_b"]
+        )
     return (layer_norm(x, W["ln_f_w"], W["ln_f_b"]) @ W["wte"].T).astype(np.float32)
 
 

@@ -4,12 +4,12 @@ negative controls."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
+from tolerances import rel_err, state_err
 
 from lmstep.spec import Model, rand_for
-from tolerances import rel_err, state_err
 
 
 def step_all(model: Model, tokens: Sequence[int], state=None, rand: float = 0.5):

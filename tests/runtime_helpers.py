@@ -70,7 +70,9 @@ def onnx_model(model: Model, threads: int = 1) -> OnnxModel:
     if key not in _MODELS:
         _MODELS[key] = OnnxModel(exported(model), "cpu", Sampler(), threads)
         _MODELS[key]._spec_ref = model  # keep the spec model alive so its id is not reused
-    return _MODELS[key].with_sampler(temperature=model.sampler.temperature, top_k=model.sampler.top_k, top_p=model.sampler.top_p)
+    return _MODELS[key].with_sampler(
+        temperature=model.sampler.temperature, top_k=model.sampler.top_k, top_p=model.sampler.top_p
+    )
 
 
 def greedy_gap(logits: np.ndarray) -> float:

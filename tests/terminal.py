@@ -8,14 +8,18 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pexpect
 import pyte
 
 # The console script beside this interpreter (a venv), else the one on PATH.
-LMSTEP = str(Path(sys.executable).parent / "lmstep") if (Path(sys.executable).parent / "lmstep").exists() else shutil.which("lmstep")
+LMSTEP = (
+    str(Path(sys.executable).parent / "lmstep")
+    if (Path(sys.executable).parent / "lmstep").exists()
+    else shutil.which("lmstep")
+)
 
 
 class Terminal:

@@ -29,7 +29,13 @@ def test_the_spec_passes_at_l0(name):
     model = load(name, temperature=0.9, top_k=40, top_p=0.8)
     report = check(model, open_impl("spec", model), required=Level.L0, max_examples=20)
     assert report.passed, report.message
-    assert {law for law, s in report.laws.items() if s["level"] == Level.L0} >= {"unrolled", "split", "recurrent", "sampler", "state"}
+    assert {law for law, s in report.laws.items() if s["level"] == Level.L0} >= {
+        "unrolled",
+        "split",
+        "recurrent",
+        "sampler",
+        "state",
+    }
 
 
 def test_an_independent_external_implementation_passes_at_l1():
@@ -68,7 +74,12 @@ def test_bugs_in_the_external_implementation_are_caught(bug, law):
 
 @pytest.mark.parametrize(
     "bug,needle",
-    [("crash", "exited with status 139"), ("hang", "no reply within"), ("garbage", "not JSON"), ("wrong-shape", "shape [1, 255]")],
+    [
+        ("crash", "exited with status 139"),
+        ("hang", "no reply within"),
+        ("garbage", "not JSON"),
+        ("wrong-shape", "shape [1, 255]"),
+    ],
 )
 def test_a_misbehaving_program_is_a_failure_of_that_program(bug, needle):
     model = load("tiny-gpt2")

@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lmstep.runtime.check import Level, check, open_impl
-from lmstep.runtime.codec import CodecError, decode_array, encode_array, f32_hex, f32_value
 from lmstep.runtime.check.levels import grade_logits, grade_numbers, grade_token
+from lmstep.runtime.codec import CodecError, decode_array, encode_array, f32_hex, f32_value
 from lmstep.spec import InputError, Sampler, load
 
 
@@ -43,8 +44,13 @@ def test_f32_hex_round_trips(x):
 
 @pytest.mark.parametrize(
     "bad",
-    [{"dtype": "f64", "shape": [1], "b64": ""}, {"dtype": "f32", "shape": [2], "b64": "AAAA"}, {"shape": [1]}, "x",
-     {"dtype": "f32", "shape": [1], "b64": "!!!"}],
+    [
+        {"dtype": "f64", "shape": [1], "b64": ""},
+        {"dtype": "f32", "shape": [2], "b64": "AAAA"},
+        {"shape": [1]},
+        "x",
+        {"dtype": "f32", "shape": [1], "b64": "!!!"},
+    ],
 )
 def test_codec_rejects_malformed_arrays(bad):
     with pytest.raises(CodecError):
@@ -82,8 +88,13 @@ def test_python_factory_adapter():
 
 @pytest.mark.parametrize(
     "spec,match",
-    [("python:nope_module:x", "cannot import"), ("python:test_check_units:missing", "has no"), ("mutant:nope", "unknown mutant"),
-     ("bogus", "unknown implementation"), ("python:justmodule", "python:module:factory")],
+    [
+        ("python:nope_module:x", "cannot import"),
+        ("python:test_check_units:missing", "has no"),
+        ("mutant:nope", "unknown mutant"),
+        ("bogus", "unknown implementation"),
+        ("python:justmodule", "python:module:factory"),
+    ],
 )
 def test_bad_impl_specs_are_one_line_errors(spec, match):
     with pytest.raises(InputError, match=match):

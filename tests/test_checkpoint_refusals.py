@@ -11,10 +11,10 @@ import shutil
 import numpy as np
 import pytest
 import safetensors.numpy as st
-
 from hf_fixtures import folder
-from lmstep.spec import CheckpointError, ConfigError, load
 from test_checkpoints import deviations
+
+from lmstep.spec import CheckpointError, ConfigError, load
 
 
 @pytest.fixture
@@ -61,27 +61,97 @@ def refused(err: pytest.ExceptionInfo, file: str, *fragments: str) -> None:
 # -- config.json: (fixture, refused edit, accepted edit of the same field, words the message must contain) ------
 RELLAMA = {"rope_type": "llama3", "factor": 8.0, "rope_theta": 500000.0}
 CONFIG_CASES = {
-    "unknown-architecture": ("gpt2-base", {"architectures": ["BertForMaskedLM"]}, {"architectures": ["GPT2LMHeadModel"]}, ["BertForMaskedLM", "not supported"]),
-    "base-model-class": ("llama-mha-tied", {"architectures": ["LlamaModel"]}, {"architectures": DELETE}, ["LlamaModel"]),
+    "unknown-architecture": (
+        "gpt2-base",
+        {"architectures": ["BertForMaskedLM"]},
+        {"architectures": ["GPT2LMHeadModel"]},
+        ["BertForMaskedLM", "not supported"],
+    ),
+    "base-model-class": (
+        "llama-mha-tied",
+        {"architectures": ["LlamaModel"]},
+        {"architectures": DELETE},
+        ["LlamaModel"],
+    ),
     "model-type-mismatch": ("gpt2-base", {"model_type": "llama"}, {"model_type": "gpt2"}, ["disagrees"]),
-    "no-model-type": ("gpt2-base", {"model_type": DELETE, "architectures": DELETE}, {"architectures": DELETE}, ["model_type"]),
-    "rope-scaling": ("llama-gqa-theta-sharded", {"rope_parameters": RELLAMA}, {"rope_parameters": {"rope_type": "default", "rope_theta": 500000.0}}, ["llama3"]),
-    "legacy-rope-scaling": ("llama-gqa-theta-sharded", {"rope_scaling": {"type": "linear", "factor": 2.0}}, {"rope_scaling": None}, ["linear"]),
-    "partial-rotary": ("llama-gqa-theta-sharded", {"partial_rotary_factor": 0.5}, {"partial_rotary_factor": 1.0}, ["partial_rotary_factor"]),
+    "no-model-type": (
+        "gpt2-base",
+        {"model_type": DELETE, "architectures": DELETE},
+        {"architectures": DELETE},
+        ["model_type"],
+    ),
+    "rope-scaling": (
+        "llama-gqa-theta-sharded",
+        {"rope_parameters": RELLAMA},
+        {"rope_parameters": {"rope_type": "default", "rope_theta": 500000.0}},
+        ["llama3"],
+    ),
+    "legacy-rope-scaling": (
+        "llama-gqa-theta-sharded",
+        {"rope_scaling": {"type": "linear", "factor": 2.0}},
+        {"rope_scaling": None},
+        ["linear"],
+    ),
+    "partial-rotary": (
+        "llama-gqa-theta-sharded",
+        {"partial_rotary_factor": 0.5},
+        {"partial_rotary_factor": 1.0},
+        ["partial_rotary_factor"],
+    ),
     "llama-act": ("llama-mha-tied", {"hidden_act": "gelu"}, {"hidden_act": "silu"}, ["hidden_act", "gelu"]),
-    "gpt2-act": ("gpt2-base", {"activation_function": "relu"}, {"activation_function": "gelu_pytorch_tanh"}, ["activation_function", "relu"]),
-    "gpt2-layer-scaling": ("gpt2-base", {"scale_attn_by_inverse_layer_idx": True}, {"scale_attn_by_inverse_layer_idx": False}, ["scale_attn_by_inverse_layer_idx"]),
+    "gpt2-act": (
+        "gpt2-base",
+        {"activation_function": "relu"},
+        {"activation_function": "gelu_pytorch_tanh"},
+        ["activation_function", "relu"],
+    ),
+    "gpt2-layer-scaling": (
+        "gpt2-base",
+        {"scale_attn_by_inverse_layer_idx": True},
+        {"scale_attn_by_inverse_layer_idx": False},
+        ["scale_attn_by_inverse_layer_idx"],
+    ),
     "gpt2-unscaled": ("gpt2-base", {"scale_attn_weights": False}, {"scale_attn_weights": True}, ["scale_attn_weights"]),
-    "gpt2-untied": ("gpt2-base", {"tie_word_embeddings": False}, {"tie_word_embeddings": True}, ["tie_word_embeddings"]),
-    "gpt2-cross-attention": ("gpt2-base", {"add_cross_attention": True}, {"add_cross_attention": False}, ["add_cross_attention"]),
+    "gpt2-untied": (
+        "gpt2-base",
+        {"tie_word_embeddings": False},
+        {"tie_word_embeddings": True},
+        ["tie_word_embeddings"],
+    ),
+    "gpt2-cross-attention": (
+        "gpt2-base",
+        {"add_cross_attention": True},
+        {"add_cross_attention": False},
+        ["add_cross_attention"],
+    ),
     "mamba-act": ("mamba-base", {"hidden_act": "gelu"}, {"hidden_act": "silu"}, ["hidden_act"]),
-    "mamba-inner": ("mamba-base", {"intermediate_size": 48}, {"intermediate_size": DELETE}, ["intermediate_size", "expand"]),
+    "mamba-inner": (
+        "mamba-base",
+        {"intermediate_size": 48},
+        {"intermediate_size": DELETE},
+        ["intermediate_size", "expand"],
+    ),
     "mamba-layernorm": ("mamba-base", {"rms_norm": False}, {"rms_norm": True}, ["rms_norm"]),
-    "quantized": ("llama-mha-tied", {"quantization_config": {"quant_method": "gptq"}}, {}, ["quantization_config", "dequantize"]),
+    "quantized": (
+        "llama-mha-tied",
+        {"quantization_config": {"quant_method": "gptq"}},
+        {},
+        ["quantization_config", "dequantize"],
+    ),
     "unknown-field": ("mamba-base", {"my_new_gate": True}, {"initializer_range": 0.5}, ["my_new_gate"]),
-    "encoder-decoder": ("gpt2-base", {"is_encoder_decoder": True}, {"is_encoder_decoder": False}, ["is_encoder_decoder"]),
+    "encoder-decoder": (
+        "gpt2-base",
+        {"is_encoder_decoder": True},
+        {"is_encoder_decoder": False},
+        ["is_encoder_decoder"],
+    ),
     "true-is-not-1": ("llama-mha-tied", {"attention_bias": 1}, {"attention_bias": False}, ["attention_bias"]),
-    "heads-not-multiple": ("llama-gqa-theta-sharded", {"num_key_value_heads": 3}, {"num_key_value_heads": 2}, ["num_key_value_heads"]),
+    "heads-not-multiple": (
+        "llama-gqa-theta-sharded",
+        {"num_key_value_heads": 3},
+        {"num_key_value_heads": 2},
+        ["num_key_value_heads"],
+    ),
     "wrong-type": ("gpt2-base", {"n_layer": "2"}, {"n_layer": 2}, ["n_layer"]),
 }
 
@@ -254,7 +324,9 @@ def test_sharded_and_single_file_give_the_same_model(copy):
 def test_legacy_llama_config_fields(copy):
     """transformers 4.x wrote rope_theta at top level with rope_scaling null and no rope_parameters."""
     path = copy(SHARDED)
-    edit_config(path, rope_parameters=DELETE, rope_theta=500000.0, rope_scaling=None, torch_dtype="float32", dtype=DELETE)
+    edit_config(
+        path, rope_parameters=DELETE, rope_theta=500000.0, rope_scaling=None, torch_dtype="float32", dtype=DELETE
+    )
     assert load(path).config.rope_theta == 500000.0
     assert deviations(load(path), SHARDED) == []
 
@@ -287,8 +359,17 @@ def test_gpt2_original_openai_layout(copy):
 def test_mamba_ssm_era_config_fields(copy):
     """state-spaces/mamba-*-hf configs carry the original mamba_ssm names next to transformers' own."""
     path = copy("mamba-base")
-    edit_config(path, d_model=32, n_layer=2, fused_add_norm=True, rms_norm=True, ssm_cfg={}, pad_vocab_size_multiple=8,
-                time_step_rank="auto", intermediate_size=DELETE)
+    edit_config(
+        path,
+        d_model=32,
+        n_layer=2,
+        fused_add_norm=True,
+        rms_norm=True,
+        ssm_cfg={},
+        pad_vocab_size_multiple=8,
+        time_step_rank="auto",
+        intermediate_size=DELETE,
+    )
     assert load(path).config.time_step_rank == 2  # ceil(32 / 16)
     assert deviations(load(path), "mamba-base") == []
     edit_config(path, n_layer=3)

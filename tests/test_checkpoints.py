@@ -9,11 +9,10 @@ import json
 import attrs
 import numpy as np
 import pytest
-
 from hf_fixtures import NAMES, errors, expected, folder
+
 from lmstep.runtime.cli import main
-from lmstep.spec import Model, load
-from lmstep.spec import safetensors_io
+from lmstep.spec import Model, load, safetensors_io
 
 # Tolerance on logits, relative to the largest |logit| of the sequence (python tests/hf_fixtures.py prints the
 # measured table, recorded in docs/checkpoints.md). Measured over all 7 fixtures, unrolled, recurrent and cached
@@ -28,7 +27,11 @@ RTOL = 1e-5
 def deviations(model: Model, name: str) -> list[str]:
     """What differs from transformers on fixture ``name``: logit forms beyond RTOL and greedy mismatches."""
     meta, arrays = expected(name)
-    bad = [f"{form} logits off by {rel:.1e} of their scale" for form, (_, rel) in errors(model, meta, arrays).items() if rel > RTOL]
+    bad = [
+        f"{form} logits off by {rel:.1e} of their scale"
+        for form, (_, rel) in errors(model, meta, arrays).items()
+        if rel > RTOL
+    ]
     for g in meta["greedy"]:
         ours = model.generate(g["prompt"], len(g["tokens"]))
         if ours != g["tokens"]:
@@ -145,7 +148,8 @@ def test_control_bf16_read_as_f16_fails_the_check(monkeypatch):
     """The bits of a bfloat16 checkpoint reinterpreted as float16: a dtype bug in the reader itself."""
     widen = safetensors_io.to_float32
     monkeypatch.setattr(
-        safetensors_io, "to_float32",
+        safetensors_io,
+        "to_float32",
         lambda a, dtype: widen(a.view(np.float16), "F16") if dtype == "BF16" else widen(a, dtype),
     )
     try:
@@ -159,7 +163,16 @@ def test_control_bf16_read_as_f16_fails_the_check(monkeypatch):
 @pytest.mark.parametrize("name", ["gpt2-base", "llama-gqa-theta-sharded", "mamba-bias-rank-f16-sharded"])
 def test_generate_tokens_json_matches_transformers_greedy(name, capsys):
     g = expected(name)[0]["greedy"][0]
-    argv = ["generate", "--model", folder(name), "--tokens", ",".join(map(str, g["prompt"])), "--steps", str(len(g["tokens"])), "--json"]
+    argv = [
+        "generate",
+        "--model",
+        folder(name),
+        "--tokens",
+        ",".join(map(str, g["prompt"])),
+        "--steps",
+        str(len(g["tokens"])),
+        "--json",
+    ]
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["tokens"] == g["tokens"]
 
@@ -167,7 +180,10 @@ def test_generate_tokens_json_matches_transformers_greedy(name, capsys):
 def test_generate_prompt_text_uses_the_tokenizer(capsys):
     meta = expected("gpt2-base")[0]
     g = meta["greedy"][-1]  # the prompt that make_fixtures encoded with the same tokenizer.json
-    assert main(["generate", "-m", folder("gpt2-base"), "--prompt", meta["prompt_text"], "--steps", str(len(g["tokens"]))]) == 0
+    assert (
+        main(["generate", "-m", folder("gpt2-base"), "--prompt", meta["prompt_text"], "--steps", str(len(g["tokens"]))])
+        == 0
+    )
     assert capsys.readouterr().out.strip() == meta["greedy_text"]
     assert main(["generate", "-m", folder("gpt2-base"), "--prompt", meta["prompt_text"], "--steps", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -176,8 +192,24 @@ def test_generate_prompt_text_uses_the_tokenizer(capsys):
 
 def test_generate_sampling_flags_on_a_checkpoint(capsys):
     name = "mamba-base"
-    argv = ["generate", "-m", folder(name), "--tokens", "1,2,3", "--steps", "9", "--seed", "5", "--temperature", "0.9",
-            "--top-k", "20", "--top-p", "0.9", "--json"]
+    argv = [
+        "generate",
+        "-m",
+        folder(name),
+        "--tokens",
+        "1,2,3",
+        "--steps",
+        "9",
+        "--seed",
+        "5",
+        "--temperature",
+        "0.9",
+        "--top-k",
+        "20",
+        "--top-p",
+        "0.9",
+        "--json",
+    ]
     assert main(argv) == 0
     tokens = json.loads(capsys.readouterr().out)["tokens"]
     model = load(folder(name), temperature=0.9, top_k=20, top_p=0.9)
@@ -196,7 +228,8 @@ import sys
 {pre}
 from lmstep.spec import load
 load({folder!r}).unrolled([1, 2, 3])
-print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'torch', 'transformers', 'safetensors', 'tokenizers', 'ml_dtypes'}}))
+heavy = {{'torch', 'transformers', 'safetensors', 'tokenizers', 'ml_dtypes'}}
+print(sorted({{m.split('.')[0] for m in sys.modules}} & heavy))
 """
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-
-from lmstep.runtime.cli import COMMANDS, main
 from terminal import LMSTEP
 
+from lmstep.runtime.cli import COMMANDS, main
 
 
 @pytest.mark.parametrize("command", [[]] + [[c] for c in COMMANDS])
@@ -27,7 +26,11 @@ def test_bare_lmstep_prints_help(capsys):
 
 def test_the_executable_prints_one_line_errors(tmp_path):
     (tmp_path / "t.jsonl").write_text("exists\n")
-    for args in (["step", "-m", "tiny-llama", "--tokens", "999"], ["trace", "-m", "tiny-llama", "-p", "a", "-o", "t.jsonl"], ["step", "--bogus"]):
+    for args in (
+        ["step", "-m", "tiny-llama", "--tokens", "999"],
+        ["trace", "-m", "tiny-llama", "-p", "a", "-o", "t.jsonl"],
+        ["step", "--bogus"],
+    ):
         r = subprocess.run([LMSTEP, *args], capture_output=True, text=True, cwd=tmp_path, timeout=60)
         assert r.returncode == 2, r.stderr
         assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr and r.stderr.startswith("lmstep: error: ")

@@ -18,7 +18,23 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
 
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba"])
 def test_json_lines_are_model_step_results(capsys, name):
-    code, out, _ = run(capsys, "step", "-m", name, "--tokens", "72,105,0", "--steps", "3", "-T", "0.8", "--top-k", "40", "--seed", "5", "--json")
+    code, out, _ = run(
+        capsys,
+        "step",
+        "-m",
+        name,
+        "--tokens",
+        "72,105,0",
+        "--steps",
+        "3",
+        "-T",
+        "0.8",
+        "--top-k",
+        "40",
+        "--seed",
+        "5",
+        "--json",
+    )
     assert code == 0
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["pos"] for r in rows] == [0, 1, 2, 3, 4]  # 3 prompt tokens, then 2 more inputs to sample 3 tokens

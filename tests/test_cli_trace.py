@@ -55,7 +55,9 @@ def test_replay_of_a_fresh_trace_is_bitwise(recorded, capsys):
 
 def test_stepwise_trace_replays(tmp_path, capsys):
     path = tmp_path / "s.jsonl"
-    assert run(capsys, "trace", "-m", "tiny-mamba", "--tokens", "1,2,3", "--steps", "2", "--stepwise", "-o", path)[0] == 0
+    assert (
+        run(capsys, "trace", "-m", "tiny-mamba", "--tokens", "1,2,3", "--steps", "2", "--stepwise", "-o", path)[0] == 0
+    )
     assert [op["kind"] for op in lines(path)[1:]] == ["step"] * 4
     code, out, _ = run(capsys, "replay", path)
     assert code == 0 and "OK: 4 of 4 ops bitwise" in out
@@ -110,7 +112,10 @@ def test_other_weights_diverge_at_the_header(recorded, tmp_path, capsys):
     [
         ("not json\n", ":1: not JSON"),
         ('{"#meta": {"format": "other"}}\n', "format is 'other'"),
-        ('{"#meta": {"format": "lmstep-trace", "format_version": 9}}\n', "format_version 9 is not one this lmstep reads"),
+        (
+            '{"#meta": {"format": "lmstep-trace", "format_version": 9}}\n',
+            "format_version 9 is not one this lmstep reads",
+        ),
         ('{"#meta": {"format": "lmstep-trace", "format_version": 1}}\n{"kind": "jump"}\n', ':2: an op needs "kind"'),
     ],
 )

@@ -7,12 +7,13 @@ import struct
 import sys
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lmstep.runtime.check import cetrace
-from lmstep.runtime.codec import CodecError, decode_array, f32_value
 from lmstep.runtime.check.external import CommandImpl
 from lmstep.runtime.check.protocol import ImplementationError
+from lmstep.runtime.codec import CodecError, decode_array, f32_value
 from lmstep.runtime.trace import schema
 from lmstep.spec import load
 from lmstep.spec.errors import LmstepError
@@ -26,8 +27,11 @@ if settings.default.max_examples >= 300:  # the thorough profile
 
 
 def valid_safetensors() -> bytes:
-    header = {"a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
-              "b": {"dtype": "BF16", "shape": [4], "data_offsets": [24, 32]}, "__metadata__": {"format": "pt"}}
+    header = {
+        "a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
+        "b": {"dtype": "BF16", "shape": [4], "data_offsets": [24, 32]},
+        "__metadata__": {"format": "pt"},
+    }
     text = json.dumps(header).encode()
     return struct.pack("<Q", len(text)) + text + bytes(range(32))
 
@@ -69,19 +73,41 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
     max_leaves=12,
 )
-config_keys = st.sampled_from([
-    "architectures", "model_type", "vocab_size", "hidden_size", "n_embd", "num_hidden_layers", "n_layer",
-    "num_attention_heads", "n_head", "num_key_value_heads", "head_dim", "intermediate_size", "rope_theta",
-    "rope_scaling", "state_size", "expand", "time_step_rank", "conv_kernel", "tie_word_embeddings",
-])
+config_keys = st.sampled_from(
+    [
+        "architectures",
+        "model_type",
+        "vocab_size",
+        "hidden_size",
+        "n_embd",
+        "num_hidden_layers",
+        "n_layer",
+        "num_attention_heads",
+        "n_head",
+        "num_key_value_heads",
+        "head_dim",
+        "intermediate_size",
+        "rope_theta",
+        "rope_scaling",
+        "state_size",
+        "expand",
+        "time_step_rank",
+        "conv_kernel",
+        "tie_word_embeddings",
+    ]
+)
 
 
 @fuzz
-@given(st.one_of(
-    json_values,
-    st.fixed_dictionaries({"architectures": st.sampled_from([["LlamaForCausalLM"], ["GPT2LMHeadModel"], ["MambaForCausalLM"]])},
-                          optional={}).flatmap(lambda d: st.dictionaries(config_keys, json_values, max_size=8).map(lambda e: {**d, **e})),
-))
+@given(
+    st.one_of(
+        json_values,
+        st.fixed_dictionaries(
+            {"architectures": st.sampled_from([["LlamaForCausalLM"], ["GPT2LMHeadModel"], ["MambaForCausalLM"]])},
+            optional={},
+        ).flatmap(lambda d: st.dictionaries(config_keys, json_values, max_size=8).map(lambda e: {**d, **e})),
+    )
+)
 def test_config_reader_never_crashes(tmp_path_factory, raw):
     path = tmp_path_factory.mktemp("cfg") / "config.json"
     path.write_text(json.dumps(raw))
@@ -103,8 +129,20 @@ def test_golden_trace_reader_never_crashes(tmp_path_factory, lines):
 
 
 @fuzz
-@given(st.one_of(json_values, st.fixed_dictionaries({"format": st.just(cetrace.FORMAT), "version": st.just(1),
-                                                     "model": json_values, "impl": json_values, "ops": json_values})))
+@given(
+    st.one_of(
+        json_values,
+        st.fixed_dictionaries(
+            {
+                "format": st.just(cetrace.FORMAT),
+                "version": st.just(1),
+                "model": json_values,
+                "impl": json_values,
+                "ops": json_values,
+            }
+        ),
+    )
+)
 def test_counterexample_reader_and_replay_never_crash(tmp_path_factory, doc):
     path = tmp_path_factory.mktemp("cx") / "cex.json"
     path.write_text(json.dumps(doc))
@@ -129,7 +167,7 @@ def test_codec_accepts_or_refuses_cleanly(obj):
             assert "\n" not in str(err)
 
 
-REPLIER = r'''
+REPLIER = r"""
 import json, sys
 replies = json.loads(sys.argv[1])
 for i, line in enumerate(sys.stdin):
@@ -137,12 +175,17 @@ for i, line in enumerate(sys.stdin):
         sys.stdout.write(replies[i] + "\n"); sys.stdout.flush()
     else:
         break
-'''
+"""
 
 
 @settings(fuzz, max_examples=max(20, fuzz.max_examples // 10))  # each case starts a process
-@given(st.lists(st.one_of(json_values.map(json.dumps), st.text(max_size=20).filter(lambda t: "\n" not in t and "\r" not in t)),
-                min_size=0, max_size=4))
+@given(
+    st.lists(
+        st.one_of(json_values.map(json.dumps), st.text(max_size=20).filter(lambda t: "\n" not in t and "\r" not in t)),
+        min_size=0,
+        max_size=4,
+    )
+)
 def test_protocol_client_turns_any_reply_into_an_implementation_error(replies):
     """A program answering garbage (any JSON, any text, or nothing) is a failure of that program."""
     hello = json.dumps({"vocab_size": 256, "capabilities": []})
@@ -163,10 +206,14 @@ def test_concurrent_processes_generate_identical_tokens(tmp_path):
     """Several processes generating with the same seed at the same time give identical results."""
     import subprocess
 
-    code = ("import json; from lmstep.spec import load;"
-            "m = load('tiny-mamba', temperature=0.9, top_k=30);"
-            "print(json.dumps(m.generate(list(b'concurrent'), 40, seed=99)))")
+    code = (
+        "import json; from lmstep.spec import load;"
+        "m = load('tiny-mamba', temperature=0.9, top_k=30);"
+        "print(json.dumps(m.generate(list(b'concurrent'), 40, seed=99)))"
+    )
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(4)]
     outs = [p.communicate(timeout=120)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs)
-    assert len(set(outs)) == 1 and json.loads(outs[0]) == load("tiny-mamba", temperature=0.9, top_k=30).generate(list(b"concurrent"), 40, seed=99)
+    assert len(set(outs)) == 1 and json.loads(outs[0]) == load("tiny-mamba", temperature=0.9, top_k=30).generate(
+        list(b"concurrent"), 40, seed=99
+    )

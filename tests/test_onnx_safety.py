@@ -43,12 +43,15 @@ def test_control_the_untouched_export_opens(folder):
     assert OnnxModel(folder, provider="cpu").unrolled([1, 2]).shape == (2, 256)
 
 
-@pytest.mark.parametrize("location,match", [
-    ("/etc/passwd", "relative path inside the model folder"),
-    ("../outside.data", "relative path inside the model folder"),
-    ("sub/../../x.data", "relative path inside the model folder"),
-    ("missing.data", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "location,match",
+    [
+        ("/etc/passwd", "relative path inside the model folder"),
+        ("../outside.data", "relative path inside the model folder"),
+        ("sub/../../x.data", "relative path inside the model folder"),
+        ("missing.data", "does not exist"),
+    ],
+)
 def test_external_data_paths_are_confined(folder, location, match):
     rewrite_location(folder, location)
     with pytest.raises(ExportFolderError, match=match) as err:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from proofs_helpers import default_results
 
 from lmstep.proofs import integers
 from lmstep.proofs.obligations import REGISTRY
 from lmstep.spec import mamba
 from lmstep.spec.ops import NP
-from proofs_helpers import default_results
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
@@ -49,7 +49,9 @@ def test_scan_counterexample_replays_through_the_numpy_spec(fmt):
 def test_onnxruntime_replay_is_reported():
     pytest.importorskip("onnxruntime")
     lines = default_results()["floats/add-assoc-float32"].replay
-    assert any(line.startswith("onnxruntime") and "differ" in line and "bit-identical to numpy" in line for line in lines)
+    assert any(
+        line.startswith("onnxruntime") and "differ" in line and "bit-identical to numpy" in line for line in lines
+    )
 
 
 @pytest.mark.parametrize("name", ["integers/chunked-scan-saturate8", "integers/chunked-scan-q4.4"])

@@ -10,9 +10,16 @@ from lmstep.proofs.smt2 import lint, parse, show
 
 load_all()
 RECHECKED = [  # fast for both solvers, and every verdict kind: proofs, refutations, a witness, IEEE, bit-vectors
-    "scan/combine-assoc-scalar", "scan/initial-state", "attention/online-softmax", "attention/decode-eq-unrolled~additive-mask",
-    "sampler/kept-set", "floats/add-assoc-float16", "floats/cdf-add-monotone-float32", "integers/chunked-scan-wrap16~swapped",
-    "linear/xor-not-linear", "linear/xor-one-relu-layer~no-relu",
+    "scan/combine-assoc-scalar",
+    "scan/initial-state",
+    "attention/online-softmax",
+    "attention/decode-eq-unrolled~additive-mask",
+    "sampler/kept-set",
+    "floats/add-assoc-float16",
+    "floats/cdf-add-monotone-float32",
+    "integers/chunked-scan-wrap16~swapped",
+    "linear/xor-not-linear",
+    "linear/xor-one-relu-layer~no-relu",
 ]
 
 

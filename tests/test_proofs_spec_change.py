@@ -48,21 +48,31 @@ def test_a_recurrence_swapped_in_the_scan_breaks_associativity(monkeypatch):
 
 
 def test_a_wrong_gqa_head_mapping_in_decode_breaks_decode_eq_unrolled(monkeypatch):
-    broken = mutate(layers.attention_decode, "qg = o.reshape(q, (0, n_kv, group, d))",
-                    "qg = o.transpose(o.reshape(q, (0, group, n_kv, d)), (0, 2, 1, 3))")  # h -> h % K, not h // G
+    broken = mutate(
+        layers.attention_decode,
+        "qg = o.reshape(q, (0, n_kv, group, d))",
+        "qg = o.transpose(o.reshape(q, (0, group, n_kv, d)), (0, 2, 1, 3))",
+    )  # h -> h % K, not h // G
     monkeypatch.setattr(layers, "attention_decode", broken)
     assert _verdict("attention/decode-eq-unrolled", timeout_s=5) != "proved"
 
 
 def test_a_causal_mask_that_sees_the_future_breaks_causality(monkeypatch):
-    monkeypatch.setattr(layers, "causal_mask", mutate(layers.causal_mask, "o.unsqueeze(query_slot, -1)", "o.unsqueeze(o.add(query_slot, 1), -1)"))
+    monkeypatch.setattr(
+        layers,
+        "causal_mask",
+        mutate(layers.causal_mask, "o.unsqueeze(query_slot, -1)", "o.unsqueeze(o.add(query_slot, 1), -1)"),
+    )
     assert _verdict("attention/append-keeps-prefix", timeout_s=5) != "proved"
 
 
-@pytest.mark.parametrize("old,new", [
-    ("in_top_k = o.less(rank, k)", "in_top_k = o.less_equal(rank, k)"),
-    ("o.less(c_prev, p_threshold)", "o.less_equal(c_prev, p_threshold)"),
-])
+@pytest.mark.parametrize(
+    "old,new",
+    [
+        ("in_top_k = o.less(rank, k)", "in_top_k = o.less_equal(rank, k)"),
+        ("o.less(c_prev, p_threshold)", "o.less_equal(c_prev, p_threshold)"),
+    ],
+)
 def test_a_sampler_that_keeps_too_much_breaks_the_kept_set(monkeypatch, old, new):
     monkeypatch.setattr(sampler, "sample", mutate(sampler.sample, old, new))
     assert _verdict("sampler/kept-set") == "refuted"

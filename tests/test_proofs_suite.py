@@ -4,9 +4,9 @@ promises (every proved law has a mutant that is refuted; nothing passes vacuousl
 from __future__ import annotations
 
 import pytest
+from proofs_helpers import default_results
 
 from lmstep.proofs.obligations import REGISTRY, load_all, select
-from proofs_helpers import default_results
 
 DEFAULT = [ob.name for ob in select()]
 
@@ -45,14 +45,33 @@ def test_no_proof_is_vacuous_and_results_record_time():
 def test_default_suite_covers_the_issue():
     names = set(DEFAULT)
     for required in [
-        "scan/combine-assoc-scalar", "scan/combine-assoc-diagonal", "scan/combine-assoc-matrix", "scan/brackets-T6",
-        "scan/pairing-T64", "scan/hillis-steele-T64", "scan/blelloch-T64", "scan/closed-form",
-        "attention/decode-eq-unrolled", "attention/append-keeps-prefix", "attention/softmax-shift", "attention/online-softmax",
+        "scan/combine-assoc-scalar",
+        "scan/combine-assoc-diagonal",
+        "scan/combine-assoc-matrix",
+        "scan/brackets-T6",
+        "scan/pairing-T64",
+        "scan/hillis-steele-T64",
+        "scan/blelloch-T64",
+        "scan/closed-form",
+        "attention/decode-eq-unrolled",
+        "attention/append-keeps-prefix",
+        "attention/softmax-shift",
+        "attention/online-softmax",
         "attention/decode-eq-unrolled~additive-mask",
-        "sampler/brackets-u", "sampler/zero-prob-never-chosen", "sampler/kept-set", "sampler/greedy-lowest-max",
-        "floats/add-assoc-float32", "floats/add-assoc-float16", "floats/add-assoc-bfloat16",
-        "floats/scan-vs-recurrence-float32", "integers/chunked-scan-wrap16", "integers/chunked-scan-saturate8",
-        "integers/chunked-scan-q4.4", "linear/depth-collapse", "linear/xor-not-linear", "linear/xor-one-relu-layer",
+        "sampler/brackets-u",
+        "sampler/zero-prob-never-chosen",
+        "sampler/kept-set",
+        "sampler/greedy-lowest-max",
+        "floats/add-assoc-float32",
+        "floats/add-assoc-float16",
+        "floats/add-assoc-bfloat16",
+        "floats/scan-vs-recurrence-float32",
+        "integers/chunked-scan-wrap16",
+        "integers/chunked-scan-saturate8",
+        "integers/chunked-scan-q4.4",
+        "linear/depth-collapse",
+        "linear/xor-not-linear",
+        "linear/xor-one-relu-layer",
     ]:
         assert required in names, required
     assert any(REGISTRY[n].via.startswith("spec:") for n in names)

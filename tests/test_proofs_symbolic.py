@@ -43,11 +43,17 @@ def _same_float(x, y):
 
 def _bit_patterns(dtype, bits):
     """Every bit pattern but NaN: normals, subnormals, zeros of both signs and infinities alike."""
-    one = st.integers(0, (1 << bits) - 1).map(lambda b: np.array(b, f"uint{bits}").view(dtype)).filter(lambda x: not np.isnan(x))
+    one = (
+        st.integers(0, (1 << bits) - 1)
+        .map(lambda b: np.array(b, f"uint{bits}").view(dtype))
+        .filter(lambda x: not np.isnan(x))
+    )
     return st.lists(one, min_size=2 * T, max_size=2 * T)
 
 
-@pytest.mark.parametrize("dom,dtype,bits,terms", [(FLOAT32, np.float32, 32, F32_TERMS), (FLOAT16, np.float16, 16, F16_TERMS)])
+@pytest.mark.parametrize(
+    "dom,dtype,bits,terms", [(FLOAT32, np.float32, 32, F32_TERMS), (FLOAT16, np.float16, 16, F16_TERMS)]
+)
 @given(data=st.data())
 def test_ieee_scan_terms_evaluate_to_the_numpy_spec_bitwise(dom, dtype, bits, terms, data):
     values = np.array(data.draw(_bit_patterns(dtype, bits)), dtype)

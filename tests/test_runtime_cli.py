@@ -31,7 +31,9 @@ def test_export_then_generate_from_the_folder(capsys, tmp_path, name):
     code, out, _ = run(capsys, "export", "--model", name, "--out", str(tmp_path / "x"))
     assert code == 0 and "exported" in out
     spec_tokens = load(name, temperature=0.8).generate([72, 105], 10, seed=3)
-    code, out, err = run(capsys, "generate", "-m", str(tmp_path / "x"), "-t", "72,105", "-n", "10", "-T", "0.8", "-s", "3", "--json")
+    code, out, err = run(
+        capsys, "generate", "-m", str(tmp_path / "x"), "-t", "72,105", "-n", "10", "-T", "0.8", "-s", "3", "--json"
+    )
     assert code == 0 and generated(out) == spec_tokens
     assert "provider auto -> cpu" in err or "provider auto -> cuda" in err
 
@@ -48,7 +50,9 @@ def test_runtime_onnx_on_a_builtin_equals_spec(capsys):
 
 
 def test_step_command_on_onnx(capsys):
-    code, out, _ = run(capsys, "step", "-m", "tiny-llama", "-t", "72,105", "-n", "3", "-r", "onnx", "--provider", "cpu", "--json")
+    code, out, _ = run(
+        capsys, "step", "-m", "tiny-llama", "-t", "72,105", "-n", "3", "-r", "onnx", "--provider", "cpu", "--json"
+    )
     rows = [json.loads(line) for line in out.splitlines()]
     code2, spec_out, _ = run(capsys, "step", "-m", "tiny-llama", "-t", "72,105", "-n", "3", "--json")
     spec_rows = [json.loads(line) for line in spec_out.splitlines()]

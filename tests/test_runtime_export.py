@@ -11,16 +11,23 @@ import numpy as np
 import onnx
 import pytest
 from hypothesis import given, settings
+from runtime_helpers import exported
+from strategies import models
 
 from lmstep.runtime import contract as io
 from lmstep.runtime.cache import cached_export
 from lmstep.runtime.folder import (
-    GENAI_FILE, STEP_FILE, UNROLLED_FILE, WEIGHTS_FILE, ExportFolderError, config_from_manifest, read_manifest, write_folder,
+    GENAI_FILE,
+    STEP_FILE,
+    UNROLLED_FILE,
+    WEIGHTS_FILE,
+    ExportFolderError,
+    config_from_manifest,
+    read_manifest,
+    write_folder,
 )
 from lmstep.runtime.onnx_model import OnnxModel
 from lmstep.spec import load
-from runtime_helpers import exported
-from strategies import models
 
 BUILTINS = ["tiny-llama", "tiny-gpt2", "tiny-mamba"]
 F32, I64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
@@ -110,7 +117,9 @@ def test_cache_exports_once_and_keys_on_weights(tmp_path, monkeypatch):
     assert first.parent == tmp_path / "onnx"
     other = attrs.evolve(model, weights=attrs.evolve(model.weights, norm=model.weights.norm * np.float32(2)))
     assert cached_export(other) != first
-    assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == sorted([first.name, cached_export(other).name])  # no temp dirs left
+    assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == sorted(
+        [first.name, cached_export(other).name]
+    )  # no temp dirs left
 
 
 def test_bad_folders_are_one_line_errors(tmp_path):
@@ -130,7 +139,9 @@ def test_bad_folders_are_one_line_errors(tmp_path):
 
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
 def test_onnxruntime_genai_runs_the_export(name):
-    og = pytest.importorskip("onnxruntime_genai", reason="onnxruntime-genai is not installed (optional: pip install onnxruntime-genai)")
+    og = pytest.importorskip(
+        "onnxruntime_genai", reason="onnxruntime-genai is not installed (optional: pip install onnxruntime-genai)"
+    )
     folder = exported(load(name))
     prompt = [72, 101, 108, 108, 111]
     genai_model = og.Model(str(folder))

@@ -7,9 +7,9 @@ from __future__ import annotations
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from runtime_helpers import GAP_FACTOR, LOGITS_RTOL, STATE_RTOL, greedy_gap, onnx_model, rel_err, state_err
 
 from lmstep.spec import load
-from runtime_helpers import GAP_FACTOR, LOGITS_RTOL, STATE_RTOL, greedy_gap, onnx_model, rel_err, state_err
 
 MODELS = {name: load(name) for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba")}
 tokens = st.integers(0, 255)

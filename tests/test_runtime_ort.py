@@ -10,14 +10,14 @@ import onnxruntime as ort
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from runtime_helpers import GAP_FACTOR, LOGITS_RTOL, STATE_RTOL, greedy_gap, onnx_model, rel_err, state_err
+from strategies import models
 
 import lmstep.runtime.session as session
 from lmstep.runtime import contract as io
 from lmstep.runtime.onnx_model import OnnxState
 from lmstep.spec import load, rand_for
 from lmstep.spec.arrays import tree_map
-from runtime_helpers import GAP_FACTOR, LOGITS_RTOL, STATE_RTOL, greedy_gap, onnx_model, rel_err, state_err
-from strategies import models
 
 BUILTINS = ["tiny-llama", "tiny-gpt2", "tiny-mamba"]
 
@@ -65,7 +65,9 @@ def test_negative_control_wrong_weights_exceed_tolerance():
     """An export of slightly different weights (the embedding scaled by 1.001) fails the same check."""
     for name in BUILTINS:
         model = load(name)
-        off = type(model)(model.arch, model.config, tree_map(lambda a: a * np.float32(1.001), model.weights), name="off")
+        off = type(model)(
+            model.arch, model.config, tree_map(lambda a: a * np.float32(1.001), model.weights), name="off"
+        )
         assert divergences(model, onnx_model(off), [[72, 105, 33]], [10, 20])
 
 
@@ -81,7 +83,9 @@ def trace(om, tokens) -> list[np.ndarray]:
 
 
 def bitwise_equal(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
-    return len(a) == len(b) and all(x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes() for x, y in zip(a, b))
+    return len(a) == len(b) and all(
+        x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes() for x, y in zip(a, b)
+    )
 
 
 @pytest.mark.parametrize("name", BUILTINS)
@@ -133,7 +137,9 @@ def step_is_pure(om, state, token) -> bool:
     s1, o1 = om.step(state, token, 0.3)
     s2, o2 = om.step(state, token, 0.3)
     unchanged = all(np.array_equal(before[k], v) for k, v in state.arrays().items())
-    same = np.array_equal(o1.logits, o2.logits) and bitwise_equal(list(s1.arrays().values()), list(s2.arrays().values()))
+    same = np.array_equal(o1.logits, o2.logits) and bitwise_equal(
+        list(s1.arrays().values()), list(s2.arrays().values())
+    )
     return unchanged and same
 
 
@@ -164,10 +170,14 @@ def test_alias_guard_and_negative_control(monkeypatch):
     real_run = session.GraphRunner.run
 
     def run_in_place(self, arrays, values, into=None, host_outputs=()):
-        return real_run(self, arrays, values, into={io.present_of(k): v for k, v in values.items()}, host_outputs=host_outputs)
+        return real_run(
+            self, arrays, values, into={io.present_of(k): v for k, v in values.items()}, host_outputs=host_outputs
+        )
 
     monkeypatch.setattr(session.GraphRunner, "run", run_in_place)
-    fresh = OnnxState(state.arch, state.pos, {k: ort.OrtValue.ortvalue_from_numpy(a) for k, a in state.arrays().items()})
+    fresh = OnnxState(
+        state.arch, state.pos, {k: ort.OrtValue.ortvalue_from_numpy(a) for k, a in state.arrays().items()}
+    )
     assert not step_is_pure(om, fresh, 33)
 
 
@@ -232,7 +242,10 @@ def test_cuda_unavailable_is_a_clear_error():
 
     with pytest.raises(ProviderError, match="provider cuda is not available"):
         load_onnx("tiny-llama", provider="cuda")
-    assert load_onnx("tiny-llama", provider="auto").provider_note == "provider auto -> cpu (no CUDA provider in this onnxruntime)"
+    assert (
+        load_onnx("tiny-llama", provider="auto").provider_note
+        == "provider auto -> cpu (no CUDA provider in this onnxruntime)"
+    )
 
 
 def test_a_prompt_longer_than_the_graphs_scan_runs_in_chunks(monkeypatch):

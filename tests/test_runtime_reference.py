@@ -16,12 +16,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from onnx.reference import ReferenceEvaluator
+from strategies import models
 
 from lmstep.runtime import contract as io
 from lmstep.runtime.export import build_step, build_unrolled
 from lmstep.spec import load
 from lmstep.spec.sampler import Sampler
-from strategies import models
 
 _GRAPHS: dict[int, tuple] = {}
 
@@ -73,7 +73,9 @@ def unrolled_mismatches(model, unrolled_proto, tokens, split) -> list[str]:
 
 
 samplers = st.builds(
-    Sampler, temperature=st.sampled_from([0.0, 0.7, 1.0, 1.5]), top_k=st.sampled_from([0, 1, 3, 1000]),
+    Sampler,
+    temperature=st.sampled_from([0.0, 0.7, 1.0, 1.5]),
+    top_k=st.sampled_from([0, 1, 3, 1000]),
     top_p=st.sampled_from([1.0, 0.9, 0.3]),
 )
 
@@ -126,11 +128,15 @@ def test_attention_mask_is_the_specs_key_mask_bitwise(name):
     mask = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]], np.int64)
     positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
     cache = model.module.empty_cache(model.config, 2)
-    logits, new_cache = model.module.forward(NP, model.config, model.weights, tokens, positions, cache, mask.astype(bool))
+    logits, new_cache = model.module.forward(
+        NP, model.config, model.weights, tokens, positions, cache, mask.astype(bool)
+    )
     state = {k: np.zeros((2,) + v.shape[1:], np.float32) for k, v in io.empty_state(model.arch, model.config).items()}
     feeds = {"input_ids": tokens, "attention_mask": mask, "position_ids": positions} | state
     r = run_ref(unrolled_proto, feeds)
     assert np.array_equal(r["logits"], logits)
-    assert all(np.array_equal(r[io.present_of(f"past_key_values.{i}.key")], k.view()) for i, (k, _) in enumerate(new_cache))
+    assert all(
+        np.array_equal(r[io.present_of(f"past_key_values.{i}.key")], k.view()) for i, (k, _) in enumerate(new_cache)
+    )
     ignored = run_ref(unrolled_proto, feeds | {"attention_mask": np.ones_like(mask)})
     assert not np.array_equal(ignored["logits"][0], logits[0])

@@ -10,16 +10,27 @@ import ml_dtypes
 import numpy as np
 import pytest
 import safetensors.numpy as st
-from hypothesis import given, strategies as hst
+from hypothesis import given
+from hypothesis import strategies as hst
 
 from lmstep.spec.errors import CheckpointError
 from lmstep.spec.safetensors_io import SafetensorsFile, read_safetensors, to_float32
 
 # Every dtype the reader supports, as the library's numpy API spells it (bf16 through ml_dtypes).
 NUMPY_DTYPES = {
-    "BOOL": np.bool_, "U8": np.uint8, "I8": np.int8, "I16": np.int16, "U16": np.uint16, "I32": np.int32,
-    "U32": np.uint32, "I64": np.int64, "U64": np.uint64, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
-    "F32": np.float32, "F64": np.float64,
+    "BOOL": np.bool_,
+    "U8": np.uint8,
+    "I8": np.int8,
+    "I16": np.int16,
+    "U16": np.uint16,
+    "I32": np.int32,
+    "U32": np.uint32,
+    "I64": np.int64,
+    "U64": np.uint64,
+    "F16": np.float16,
+    "BF16": ml_dtypes.bfloat16,
+    "F32": np.float32,
+    "F64": np.float64,
 }
 
 
@@ -35,7 +46,8 @@ def _random(dtype: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.
 @given(
     specs=hst.lists(
         hst.tuples(hst.sampled_from(sorted(NUMPY_DTYPES)), hst.lists(hst.integers(0, 4), max_size=3).map(tuple)),
-        min_size=1, max_size=6,
+        min_size=1,
+        max_size=6,
     ),
     seed=hst.integers(0, 2**32 - 1),
 )
@@ -99,20 +111,77 @@ CORRUPT = [
     ("huge-header", GOOD, b"", 200_000_000, None, "corrupt", True),
     ("not-json", None, b"", None, b"{nope", "not valid UTF-8 JSON", True),
     ("not-object", None, b"", None, b"[1, 2]", "does not start with", True),
-    ("unknown-dtype", {"a": {"dtype": "F17", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4, None, None, "unknown dtype", True),
-    ("fp8", {"a": {"dtype": "F8_E4M3", "shape": [4], "data_offsets": [0, 4]}}, b"\0" * 4, None, None, "does not read", False),
-    ("shape-vs-bytes", {"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8, None, None, "needs 12 bytes", True),
-    ("offsets-outside", {"a": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\0" * 8, None, None, "outside", True),
-    ("overlap", {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}},
-     b"\0" * 8, None, None, "overlaps", True),
+    (
+        "unknown-dtype",
+        {"a": {"dtype": "F17", "shape": [1], "data_offsets": [0, 4]}},
+        b"\0" * 4,
+        None,
+        None,
+        "unknown dtype",
+        True,
+    ),
+    (
+        "fp8",
+        {"a": {"dtype": "F8_E4M3", "shape": [4], "data_offsets": [0, 4]}},
+        b"\0" * 4,
+        None,
+        None,
+        "does not read",
+        False,
+    ),
+    (
+        "shape-vs-bytes",
+        {"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}},
+        b"\0" * 8,
+        None,
+        None,
+        "needs 12 bytes",
+        True,
+    ),
+    (
+        "offsets-outside",
+        {"a": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}},
+        b"\0" * 8,
+        None,
+        None,
+        "outside",
+        True,
+    ),
+    (
+        "overlap",
+        {
+            "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+            "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]},
+        },
+        b"\0" * 8,
+        None,
+        None,
+        "overlaps",
+        True,
+    ),
     ("gap", {"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8, None, None, "gap", True),
     ("trailing-bytes", GOOD, b"\0" * 12, None, None, "trailing", True),
-    ("negative-shape", {"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 0]}}, b"", None, None, "non-negative", True),
+    (
+        "negative-shape",
+        {"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 0]}},
+        b"",
+        None,
+        None,
+        "non-negative",
+        True,
+    ),
     ("missing-offsets", {"a": {"dtype": "F32", "shape": [0]}}, b"", None, None, "exactly dtype", True),
     ("bad-metadata", {"__metadata__": {"k": 1}, **GOOD}, b"\0" * 8, None, None, "__metadata__", True),
-    ("duplicate-name", None, b"\0" * 8, None,
-     b'{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
-     "duplicate key", False),
+    (
+        "duplicate-name",
+        None,
+        b"\0" * 8,
+        None,
+        b'{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, '
+        b'"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
+        "duplicate key",
+        False,
+    ),
 ]
 
 
@@ -125,7 +194,7 @@ def test_corrupt_file_is_refused_in_one_line(tmp_path, case):
     message = str(err.value)
     assert "\n" not in message and message.startswith(str(path)) and fragment in message, message
     if library_refuses:  # the reference library agrees that the file is bad
-        with pytest.raises(Exception):
+        with pytest.raises(Exception):  # noqa: B017 - the library's own error types vary by version
             st.load_file(str(path))
 
 

@@ -4,8 +4,7 @@ guarantee that the unrolled form never loops the recurrent one."""
 import numpy as np
 import pytest
 
-from lmstep.spec import BUILTIN_MODELS, InputError, load
-from lmstep.spec import gpt2, llama, mamba
+from lmstep.spec import BUILTIN_MODELS, InputError, gpt2, llama, load, mamba
 
 NAMES = sorted(BUILTIN_MODELS)
 MODULES = {"tiny-llama": llama, "tiny-gpt2": gpt2, "tiny-mamba": mamba}

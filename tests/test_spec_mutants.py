@@ -1,15 +1,15 @@
 """Negative controls: each law in test_spec_properties.py, run on a deliberately broken variant of the spec,
 must report a violation. Realistic bugs (DESIGN.md §5), injected by monkeypatching one spec function."""
 
+import laws
 import numpy as np
 import pytest
+from tolerances import FORMS
 
-import laws
 from lmstep.proofs.mutants import mutate
 from lmstep.spec import gpt2, layers, llama, load, mamba
 from lmstep.spec import model as model_mod
 from lmstep.spec.arrays import SeqBuffer
-from tolerances import FORMS
 
 PROMPT = list(b"The quick brown fox jumps")
 
@@ -17,7 +17,9 @@ PROMPT = list(b"The quick brown fox jumps")
 def test_rope_position_off_by_one_in_decode(monkeypatch):
     """Decode rotates with position + 1: unrolled = recurrent catches it."""
     original = llama.decode
-    monkeypatch.setattr(llama, "decode", lambda o, cfg, w, tok, pos, *a, **k: original(o, cfg, w, tok, pos + 1, *a, **k))
+    monkeypatch.setattr(
+        llama, "decode", lambda o, cfg, w, tok, pos, *a, **k: original(o, cfg, w, tok, pos + 1, *a, **k)
+    )
     assert laws.unrolled_vs_recurrent(load("tiny-llama"), PROMPT) > 100 * FORMS["llama"]
 
 

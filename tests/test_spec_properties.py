@@ -6,13 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-from hypothesis import given, strategies as st
-
 import laws
-from lmstep.spec import load
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 from strategies import models, token_lists
 from tolerances import FORMS
+
+from lmstep.spec import load
 
 
 @st.composite
@@ -40,15 +41,23 @@ FRESH_PROCESS_CODE = (
 
 def fresh_process_trajectories(hash_seed: str, mutant: str = "") -> list:
     env = {"PYTHONHASHSEED": hash_seed, "PATH": "", "MUTANT": mutant}
-    out = subprocess.run([sys.executable, "-c", FRESH_PROCESS_CODE], capture_output=True, text=True, check=True,
-                         env=env, cwd=Path(__file__).parent.parent)
+    out = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS_CODE],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=Path(__file__).parent.parent,
+    )
     return json.loads(out.stdout)
 
 
 def test_determinism_in_a_fresh_process():
     """1. ... also in a fresh interpreter (no hidden global state, no hash randomisation effects)."""
-    here = [list(laws.trajectory(load(n, temperature=0.9, top_k=20), [72, 105, 33], 12, 2**63 + 5))
-            for n in ("tiny-llama", "tiny-gpt2", "tiny-mamba")]
+    here = [
+        list(laws.trajectory(load(n, temperature=0.9, top_k=20), [72, 105, 33], 12, 2**63 + 5))
+        for n in ("tiny-llama", "tiny-gpt2", "tiny-mamba")
+    ]
     assert fresh_process_trajectories("123") == here
 
 

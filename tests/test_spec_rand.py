@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lmstep.spec import InputError, rand_for
 from lmstep.spec.rand import uniform_array
@@ -10,10 +11,25 @@ from lmstep.spec.rand import uniform_array
 # (seed, position, top 24 bits). Computed by an independent C implementation of SPEC.md §Randomness
 # (uint64 arithmetic, gcc 12), not by this package; the same table is published in SPEC.md.
 VECTORS = [
-    (0, 0, 10946269), (0, 1, 2791669), (0, 2, 8554350), (0, 1000, 14241380), (0, 2**63 - 1, 11277845),
-    (1, 0, 6177195), (1, 1, 8836861), (1, 2, 12376539), (1, 1000, 8936767), (1, 2**63 - 1, 11026425),
-    (42, 0, 5759482), (42, 1, 16404372), (42, 2, 7492501), (42, 1000, 7676080), (42, 2**63 - 1, 14164386),
-    (2**64 - 1, 0, 6144522), (2**64 - 1, 1, 6841117), (2**64 - 1, 2, 5353501), (2**64 - 1, 1000, 15947598),
+    (0, 0, 10946269),
+    (0, 1, 2791669),
+    (0, 2, 8554350),
+    (0, 1000, 14241380),
+    (0, 2**63 - 1, 11277845),
+    (1, 0, 6177195),
+    (1, 1, 8836861),
+    (1, 2, 12376539),
+    (1, 1000, 8936767),
+    (1, 2**63 - 1, 11026425),
+    (42, 0, 5759482),
+    (42, 1, 16404372),
+    (42, 2, 7492501),
+    (42, 1000, 7676080),
+    (42, 2**63 - 1, 14164386),
+    (2**64 - 1, 0, 6144522),
+    (2**64 - 1, 1, 6841117),
+    (2**64 - 1, 2, 5353501),
+    (2**64 - 1, 1000, 15947598),
     (2**64 - 1, 2**63 - 1, 11814575),
 ]
 

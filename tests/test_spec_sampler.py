@@ -3,11 +3,12 @@ scalar implementation of SPEC.md (tests/reference_sampler.py); each law has a br
 
 import numpy as np
 import pytest
-from hypothesis import assume, example, given, settings, strategies as st
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
+from reference_sampler import reference_sample
 
 from lmstep.spec import InputError, Sampler, load
 from lmstep.spec.sampler import sample_one
-from reference_sampler import reference_sample
 
 F32 = np.float32
 
@@ -65,7 +66,9 @@ def check_laws(z, u, s: Sampler, token: int) -> list[str]:
 
 @given(sampler_cases())
 @settings(max_examples=300)
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.filterwarnings(
+    "ignore:overflow encountered:RuntimeWarning", "ignore:invalid value encountered:RuntimeWarning"
+)
 @example((np.array([0.0, 0.0], np.float32), 0.5, Sampler(temperature=1.0)))  # exact boundary: c = [1, 2]
 @example((np.array([-3e38], np.float32), 0.0, Sampler(temperature=0.7)))  # every z / T overflows to -inf: greedy
 def test_sampler_laws_and_agreement_with_reference(case):
@@ -83,7 +86,9 @@ BROKEN = {
     "bracket-inclusive": (np.array([0.0, 0.0], np.float32), 0.5, Sampler(temperature=1.0)),
     # 12 fl(1/12) sum to 0.9999999 < u, so the normalised sampler runs past its CDF onto a zero-probability token
     "normalised-fallback-last": (
-        np.array([0.0] * 12 + [-200.0], np.float32), 1 - 2**-24, Sampler(temperature=1.0),
+        np.array([0.0] * 12 + [-200.0], np.float32),
+        1 - 2**-24,
+        Sampler(temperature=1.0),
     ),
 }
 
@@ -107,8 +112,12 @@ def test_fallback_is_unreachable_with_float32_rands(bits, total):
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        ({"temperature": -0.1}, "temperature"), ({"temperature": float("nan")}, "temperature"),
-        ({"top_k": -1}, "top_k"), ({"top_k": 2.5}, "top_k"), ({"top_p": 0.0}, "top_p"), ({"top_p": 1.5}, "top_p"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"temperature": float("nan")}, "temperature"),
+        ({"top_k": -1}, "top_k"),
+        ({"top_k": 2.5}, "top_k"),
+        ({"top_p": 0.0}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
     ],
 )
 def test_invalid_settings_are_clear_errors(kwargs, match):
@@ -141,8 +150,8 @@ def test_overflowing_temperature_is_greedy():
 
 def test_without_the_overflow_rule_the_least_likely_token_comes_out():
     """Negative control: the same computation without step 0's overflow branch picks token 3."""
-    from lmstep.spec.ops import NP
     from lmstep.spec import sampler as sampler_mod
+    from lmstep.spec.ops import NP
 
     src = __import__("inspect").getsource(sampler_mod.sample)
     broken_src = src.replace("token = o.where(o.squeeze(o.equal(o.sub(top, top), 0.0), -1), token, greedy)", "pass")

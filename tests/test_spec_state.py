@@ -6,7 +6,8 @@ import threading
 import attrs
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lmstep.spec import InputError, load
 from lmstep.spec.arrays import MIN_CAPACITY, SeqBuffer, frozen_array

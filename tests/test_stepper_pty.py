@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
+from terminal import LMSTEP, Terminal, digest, field
 
 from lmstep.runtime.cli import main
-from terminal import LMSTEP, Terminal, digest, field
 
 # T > 0 so the seed matters; the prompt "Hi" is two tokens, so position 2 is the first sampled token.
 ARGS = ["step", "-m", "tiny-llama", "--prompt", "Hi", "-T", "0.9", "--seed", "3"]

@@ -76,7 +76,10 @@ def test_top_candidates_follow_the_sampler_rank_order():
 
 def test_keys_apply_to_the_session():
     answers = iter(["7", "", "0:1", "#65", "nonsense"])
-    ask = lambda prompt: next(answers)
+
+    def ask(prompt):
+        return next(answers)
+
     s = start()
     s, msg, done = keys.apply_key(s, "b", ask)
     assert "already at the initial state" in str(msg)
@@ -88,7 +91,11 @@ def test_keys_apply_to_the_session():
     _, msg, _ = keys.apply_key(s, "d", ask)  # Enter: against the parent at this position
     assert "identical states" in msg.renderables[0].plain
     _, msg, _ = keys.apply_key(s, "d", ask)
-    assert "1:2" in msg.renderables[0].plain and "0:1" in msg.renderables[0].plain and "states differ" in msg.renderables[0].plain
+    assert (
+        "1:2" in msg.renderables[0].plain
+        and "0:1" in msg.renderables[0].plain
+        and "states differ" in msg.renderables[0].plain
+    )
     s, msg, _ = keys.apply_key(s, "f", ask)
     assert s.current.next == 65
     _, msg, _ = keys.apply_key(s, "f", ask)
@@ -106,7 +113,9 @@ def test_a_session_with_forks_replays_bitwise():
     s = start().advance(3).fork(seed=5).advance(2).switch(0).back().fork(token=33).advance(2)
     ops = record.session_ops(s, 5)
     assert [op["kind"] for op in ops] == ["step"] * 3 + ["fork", "step", "step", "fork", "step", "step"]
-    results = replay.replay(schema.header(MODEL, 3, 5)["#meta"], [dict(op, _where="op") for op in ops], MODEL, replay.Tolerance())
+    results = replay.replay(
+        schema.header(MODEL, 3, 5)["#meta"], [dict(op, _where="op") for op in ops], MODEL, replay.Tolerance()
+    )
     assert [r.level for r in results] == ["bitwise"] * len(ops)
 
 
@@ -123,7 +132,7 @@ def test_entries_are_positions_and_history_never_changes(actions):
         elif a == "fork-token":
             s = s.fork(token=len(s.branches))
         else:
-            s = {"n": s.forward, "b": s.back, "t": lambda: s.switch(s.branch + 1)}[a]()
+            s = {"n": s.forward, "b": s.back, "t": lambda s=s: s.switch(s.branch + 1)}[a]()
         for b, branch in enumerate(s.branches):
             for i, e in enumerate(branch.entries):
                 assert e.state.pos == i

@@ -9,8 +9,8 @@ dt in [1e-3, 1e-1]) so the recurrence stays stable, but D gets noise too.
 With tied embeddings the logits are LN(x) . E_t and x starts as E[token], so strong embeddings make every token
 predict itself and greedy decoding repeats one token. Tied models therefore get embeddings of std 0.1 and a final
 norm weight five times larger: the blocks decide the next token and the logits stay sharp (measured over 4
-prompts x 12 greedy tokens: 3 to 10 distinct tokens per continuation instead of 1 to 2). Shared by tools/make_fixtures.py and
-benchmarks/bench_checkpoint_decode.py.
+prompts x 12 greedy tokens: 3 to 10 distinct tokens per continuation instead of 1 to 2). Shared by
+tools/make_fixtures.py and benchmarks/bench_checkpoint_decode.py.
 """
 
 from __future__ import annotations
@@ -20,7 +20,11 @@ import math
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MambaConfig, MambaForCausalLM
 
-CLASSES = {"gpt2": (GPT2Config, GPT2LMHeadModel), "llama": (LlamaConfig, LlamaForCausalLM), "mamba": (MambaConfig, MambaForCausalLM)}
+CLASSES = {
+    "gpt2": (GPT2Config, GPT2LMHeadModel),
+    "llama": (LlamaConfig, LlamaForCausalLM),
+    "mamba": (MambaConfig, MambaForCausalLM),
+}
 
 # Output projections get a larger gain so the residual branches, not the input token, steer the logits (with
 # tied embeddings a weak residual makes greedy decoding repeat the last token forever).

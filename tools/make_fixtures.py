@@ -39,27 +39,63 @@ FIXTURES: dict[str, tuple[str, dict, dict]] = {
     "gpt2-base": ("gpt2", dict(vocab_size=0, n_embd=32, n_layer=2, n_head=4, n_positions=64), {"tokenizer": True}),
     "gpt2-ninner-bf16": (
         "gpt2",
-        dict(vocab_size=80, n_embd=24, n_layer=3, n_head=2, n_positions=48, n_inner=40,
-             activation_function="gelu_pytorch_tanh", layer_norm_epsilon=1e-3),
+        dict(
+            vocab_size=80,
+            n_embd=24,
+            n_layer=3,
+            n_head=2,
+            n_positions=48,
+            n_inner=40,
+            activation_function="gelu_pytorch_tanh",
+            layer_norm_epsilon=1e-3,
+        ),
         {"dtype": torch.bfloat16},
     ),
     "llama-gqa-theta-sharded": (
         "llama",
-        dict(vocab_size=72, hidden_size=32, intermediate_size=56, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=2, rope_theta=500000.0, rms_norm_eps=1e-5, max_position_embeddings=64),
+        dict(
+            vocab_size=72,
+            hidden_size=32,
+            intermediate_size=56,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            rope_theta=500000.0,
+            rms_norm_eps=1e-5,
+            max_position_embeddings=64,
+        ),
         {"max_shard_size": 24_000},
     ),
     "llama-mha-tied": (
         "llama",
-        dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=4, tie_word_embeddings=True, max_position_embeddings=64),
+        dict(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=48,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            tie_word_embeddings=True,
+            max_position_embeddings=64,
+        ),
         {},
     ),
     "llama-mqa-headdim-bias-bf16": (
         "llama",
-        dict(vocab_size=70, hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=1, head_dim=12, attention_bias=True, mlp_bias=True, rope_theta=100.0,
-             rms_norm_eps=1e-4, max_position_embeddings=64),
+        dict(
+            vocab_size=70,
+            hidden_size=32,
+            intermediate_size=40,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=1,
+            head_dim=12,
+            attention_bias=True,
+            mlp_bias=True,
+            rope_theta=100.0,
+            rms_norm_eps=1e-4,
+            max_position_embeddings=64,
+        ),
         {"dtype": torch.bfloat16},
     ),
     "mamba-base": (
@@ -69,8 +105,19 @@ FIXTURES: dict[str, tuple[str, dict, dict]] = {
     ),
     "mamba-bias-rank-f16-sharded": (
         "mamba",
-        dict(vocab_size=60, hidden_size=24, state_size=4, num_hidden_layers=2, expand=3, conv_kernel=3,
-             time_step_rank=5, use_bias=True, use_conv_bias=False, tie_word_embeddings=False, layer_norm_epsilon=1e-4),
+        dict(
+            vocab_size=60,
+            hidden_size=24,
+            state_size=4,
+            num_hidden_layers=2,
+            expand=3,
+            conv_kernel=3,
+            time_step_rank=5,
+            use_bias=True,
+            use_conv_bias=False,
+            tie_word_embeddings=False,
+            layer_norm_epsilon=1e-4,
+        ),
         {"dtype": torch.float16, "max_shard_size": 20_000},
     ),
 }
@@ -89,7 +136,9 @@ def make_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
     alphabet = sorted(set(CORPUS.replace(" ", "\u2581")))
-    tok.train_from_iterator([CORPUS] * 4, trainers.BpeTrainer(vocab_size=96, special_tokens=["<unk>"], initial_alphabet=alphabet))
+    tok.train_from_iterator(
+        [CORPUS] * 4, trainers.BpeTrainer(vocab_size=96, special_tokens=["<unk>"], initial_alphabet=alphabet)
+    )
     return tok
 
 
@@ -105,7 +154,9 @@ def main() -> None:
         # No eos: generate must not stop early, and bos/eos ids must lie inside the tiny vocabularies.
         config = dict(config, bos_token_id=None, eos_token_id=None, pad_token_id=None)
         model = build(arch, 1000 + seed, **config)
-        model.to(how.get("dtype", torch.float32)).save_pretrained(folder, max_shard_size=how.get("max_shard_size", "50GB"))
+        model.to(how.get("dtype", torch.float32)).save_pretrained(
+            folder, max_shard_size=how.get("max_shard_size", "50GB")
+        )
         os.remove(os.path.join(folder, "generation_config.json"))  # lmstep reads config.json only
         if tok is not None:
             tok.save(os.path.join(folder, "tokenizer.json"))
@@ -134,16 +185,22 @@ def record(folder: str, arch: str, config: dict, tok, seed: int) -> None:
             prompts.append(tok.encode(prompt_text).ids)
         for j, prompt in enumerate(prompts):
             out = ref.generate(
-                torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-                max_new_tokens=STEPS, do_sample=False, eos_token_id=None, pad_token_id=0,
-                output_logits=True, return_dict_in_generate=True,
+                torch.tensor([prompt]),
+                attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                max_new_tokens=STEPS,
+                do_sample=False,
+                eos_token_id=None,
+                pad_token_id=0,
+                output_logits=True,
+                return_dict_in_generate=True,
             )
-            new = out.sequences[0, len(prompt):].tolist()
+            new = out.sequences[0, len(prompt) :].tolist()
             assert len(new) == STEPS, new
             greedy.append({"prompt": prompt, "tokens": new})
             arrays[f"decode_logits.{j}"] = torch.cat(out.logits, 0).float().numpy()  # [STEPS, V]
     expected = {
-        "about": "transformers' outputs for this checkpoint; written by tools/make_fixtures.py, read by tests/test_checkpoints.py",
+        "about": "transformers' outputs for this checkpoint; written "
+        "by tools/make_fixtures.py, read by tests/test_checkpoints.py",
         "architecture": arch,
         "versions": {"transformers": transformers.__version__, "torch": torch.__version__},
         "attn_implementation": getattr(ref.config, "_attn_implementation", None),

@@ -1,18 +1,19 @@
 """Adapters from what the user names with ``--impl`` to the protocol in protocol.py.
 
-    spec                    the spec itself (a self-check: everything L0)
-    onnx                    the --model exported to ONNX and run by onnxruntime (lmstep.runtime)
-    onnx:DIR                an exported ONNX folder following lmstep's IO contract
-    cmd:"program args"      any program speaking the JSON-lines protocol (external.py)
-    python:module:factory   factory(model) -> an object with init/run/decode (+ optional fork/state/run_batch)
-    mutant:NAME             one of the injected-bug implementations in mutants.py
-    hf / hf:FOLDER          transformers on a checkpoint folder (the --model folder by default; the hf extra)
+spec                    the spec itself (a self-check: everything L0)
+onnx                    the --model exported to ONNX and run by onnxruntime (lmstep.runtime)
+onnx:DIR                an exported ONNX folder following lmstep's IO contract
+cmd:"program args"      any program speaking the JSON-lines protocol (external.py)
+python:module:factory   factory(model) -> an object with init/run/decode (+ optional fork/state/run_batch)
+mutant:NAME             one of the injected-bug implementations in mutants.py
+hf / hf:FOLDER          transformers on a checkpoint folder (the --model folder by default; the hf extra)
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,12 @@ def SpecImpl(model: Model, name: str = "spec") -> ModelImpl:  # noqa: N802 - rea
 
 def model_info(model: Model) -> dict[str, Any]:
     """What an external implementation is told about the model it is checked on."""
-    return {"name": model.name, "arch": model.arch, "vocab_size": model.vocab_size, "weights_digest": model.weights_digest()}
+    return {
+        "name": model.name,
+        "arch": model.arch,
+        "vocab_size": model.vocab_size,
+        "weights_digest": model.weights_digest(),
+    }
 
 
 def open_impl(spec: str, model: Model, timeout: float = 30.0, provider: str = "auto") -> Any:
@@ -84,7 +90,7 @@ def open_impl(spec: str, model: Model, timeout: float = 30.0, provider: str = "a
 
         return HfImpl.open(model, arg or None)
     raise InputError(
-        f"unknown implementation {spec!r}; use spec, onnx, onnx:DIR, cmd:\"program args\", python:module:factory, "
+        f'unknown implementation {spec!r}; use spec, onnx, onnx:DIR, cmd:"program args", python:module:factory, '
         "hf[:FOLDER] or mutant:NAME"
     )
 

@@ -36,12 +36,16 @@ FORMAT, VERSION = "lmstep-counterexample", 1
 def to_json(model: Model, impl_spec: str, report: Any) -> dict[str, Any]:
     s = model.sampler
     return {
-        "format": FORMAT, "version": VERSION,
+        "format": FORMAT,
+        "version": VERSION,
         "model": {
-            "name": model.name, "arch": model.arch, "weights_digest": model.weights_digest(),
+            "name": model.name,
+            "arch": model.arch,
+            "weights_digest": model.weights_digest(),
             "sampler": {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p},
         },
-        "impl": impl_spec, "required_level": report.required.name,
+        "impl": impl_spec,
+        "required_level": report.required.name,
         "failure": {"law": report.failed_law, "message": report.message},
         "ops": report.counterexample or [],
     }
@@ -67,7 +71,9 @@ def read(path: Path) -> dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise InputError(f"{path}: not an {FORMAT} file")
     if doc.get("version") != VERSION:
-        raise InputError(f"{path}: {FORMAT} version {doc.get('version')!r} is not supported; this lmstep reads {VERSION}")
+        raise InputError(
+            f"{path}: {FORMAT} version {doc.get('version')!r} is not supported; this lmstep reads {VERSION}"
+        )
     for key in ("model", "impl", "ops"):
         if key not in doc:
             raise InputError(f"{path}: the field {key!r} is missing")
@@ -83,9 +89,13 @@ def open_model(doc: dict[str, Any]) -> Model:
     s = info.get("sampler", {}) if isinstance(info, dict) else None
     if not isinstance(info, dict) or not isinstance(info.get("name"), str) or not isinstance(s, dict):
         raise InputError("the counterexample's model section needs a name (string) and sampler settings (object)")
-    model = load(info["name"], temperature=s.get("temperature", 0.0), top_k=s.get("top_k", 0), top_p=s.get("top_p", 1.0))
+    model = load(
+        info["name"], temperature=s.get("temperature", 0.0), top_k=s.get("top_k", 0), top_p=s.get("top_p", 1.0)
+    )
     if info.get("weights_digest") not in (None, model.weights_digest()):
-        raise CheckpointError(f"model {info['name']!r} here has different weights than the counterexample was found with")
+        raise CheckpointError(
+            f"model {info['name']!r} here has different weights than the counterexample was found with"
+        )
     return model
 
 
@@ -117,7 +127,9 @@ def validate_ops(ops: Any, vocab: int) -> None:
         _INT: is_int,
         "ints": lambda v: isinstance(v, list) and all(map(is_int, v)),
         _TOKENS: lambda v: isinstance(v, list) and len(v) > 0 and all(map(token_ok, v)),
-        "token_lists": lambda v: isinstance(v, list) and all(isinstance(c, list) and c and all(map(token_ok, c)) for c in v),
+        "token_lists": lambda v: (
+            isinstance(v, list) and all(isinstance(c, list) and c and all(map(token_ok, c)) for c in v)
+        ),
         "f32": lambda v: _f32_ok(v),
         "f32s": lambda v: isinstance(v, list) and len(v) > 0 and all(map(_f32_ok, v)),
     }

@@ -15,7 +15,8 @@ import shlex
 import subprocess
 import threading
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,9 @@ class CommandImpl:
         if unknown:
             raise self._error(f"hello: unknown capabilities {unknown}; known: {list(CAPABILITIES)}")
         if self.vocab_size != model_info.get("vocab_size", self.vocab_size):
-            raise self._error(f"hello: vocab_size {self.vocab_size} differs from the model's {model_info['vocab_size']}")
+            raise self._error(
+                f"hello: vocab_size {self.vocab_size} differs from the model's {model_info['vocab_size']}"
+            )
         self.capabilities = frozenset(caps)
         self.name = str(hello.get("name", f"cmd:{command}"))
 
@@ -87,12 +90,17 @@ class CommandImpl:
             raise self._error(f"state: {err}") from None
 
     def run_batch(self, handles: Sequence[Any], chunks: Sequence[Sequence[int]]) -> list[tuple[Any, np.ndarray]]:
-        reply = self._call({"op": "run_batch", "handles": list(handles), "tokens": [[int(t) for t in c] for c in chunks]})
+        reply = self._call(
+            {"op": "run_batch", "handles": list(handles), "tokens": [[int(t) for t in c] for c in chunks]}
+        )
         results = reply.get("results")
         if not isinstance(results, list) or len(results) != len(chunks):
             raise self._error(f"run_batch: expected results for {len(chunks)} sequences")
         return [
-            (self._handle(r, "run_batch"), check_logits(self._array(r, "run_batch"), len(c), self.vocab_size, "run_batch"))
+            (
+                self._handle(r, "run_batch"),
+                check_logits(self._array(r, "run_batch"), len(c), self.vocab_size, "run_batch"),
+            )
             for r, c in zip(results, chunks)
         ]
 

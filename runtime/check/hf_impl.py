@@ -12,7 +12,8 @@ is dropped.
 from __future__ import annotations
 
 import copy
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ class HfImpl:
             raise InputError(f"hf:{folder}: vocabulary {self.hf.config.vocab_size} != the model's {model.vocab_size}")
 
     @classmethod
-    def open(cls, model: Model, folder: str | None) -> "HfImpl":
+    def open(cls, model: Model, folder: str | None) -> HfImpl:
         import os
 
         folder = folder or model.name

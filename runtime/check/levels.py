@@ -103,8 +103,14 @@ def grade_token(token: int, spec_token: int, spec_logits: np.ndarray, u: float, 
     return Grade(Level.L3, 0.0, note=f"sampled token {token} != spec {spec_token} for the same rand")
 
 
-def grade_distribution(tokens: list[int], spec_tokens: list[int], probs: dict[int, float], u: list[float],
-                       spec_logits: np.ndarray, sampler: Sampler) -> Grade:
+def grade_distribution(
+    tokens: list[int],
+    spec_tokens: list[int],
+    probs: dict[int, float],
+    u: list[float],
+    spec_logits: np.ndarray,
+    sampler: Sampler,
+) -> Grade:
     """Many draws from one state with different rands: token by token (L0/L2), else a G-test of the
     implementation's token counts against the spec's probabilities (L3 when p >= 0.001, else FAIL)."""
     per_draw = [grade_token(t, s, spec_logits, x, sampler) for t, s, x in zip(tokens, spec_tokens, u)]
@@ -117,7 +123,9 @@ def grade_distribution(tokens: list[int], spec_tokens: list[int], probs: dict[in
     p_value = g_test(tokens, probs)
     if p_value >= 1e-3:
         return Grade(Level.L3, 0.0, note=f"distribution agrees (G-test p = {p_value:.3g}, {len(tokens)} draws)")
-    return Grade(Level.FAIL, float("inf"), note=f"token distribution differs (G-test p = {p_value:.2g}, {len(tokens)} draws)")
+    return Grade(
+        Level.FAIL, float("inf"), note=f"token distribution differs (G-test p = {p_value:.2g}, {len(tokens)} draws)"
+    )
 
 
 def kept_distribution(z: np.ndarray, s: Sampler) -> dict[int, float]:

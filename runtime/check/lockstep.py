@@ -15,7 +15,8 @@ Operations are plain data (JSON-able dicts), so the same executor serves the Hyp
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 import numpy as np
@@ -129,7 +130,11 @@ class Executor:
 
     def _run_batch(self, op: dict[str, Any], where: str) -> None:
         ids, chunks = op["sessions"], op["tokens"]
-        if "batch" not in self.impl.capabilities or len(set(ids)) != len(ids) or any(i not in self.sessions for i in ids):
+        if (
+            "batch" not in self.impl.capabilities
+            or len(set(ids)) != len(ids)
+            or any(i not in self.sessions for i in ids)
+        ):
             raise NotApplicable("batch")
         for i, c in zip(ids, chunks):
             self._fits(self.sessions[i], len(c))
@@ -179,4 +184,6 @@ class Executor:
         spec_logits = self.model.step(s.spec, op["token"], rands[0])[1].logits
         spec_tokens = [self.model.sample(spec_logits, rand) for rand in rands]
         probs = kept_distribution(spec_logits, self.model.sampler)
-        self.grade("sampler", grade_distribution(tokens, spec_tokens, probs, rands, spec_logits, self.model.sampler), where)
+        self.grade(
+            "sampler", grade_distribution(tokens, spec_tokens, probs, rands, spec_logits, self.model.sampler), where
+        )

@@ -12,10 +12,20 @@ from __future__ import annotations
 import itertools
 import time
 from collections import defaultdict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initialize, invariant, multiple, precondition, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+)
 
 from lmstep.spec import Model, rand_for
 
@@ -24,7 +34,6 @@ from .levels import Grade, Level
 from .lockstep import Executor, NotApplicable, needed
 from .protocol import ImplementationError
 
-
 DRAWS = 200  # draws per distribution test: enough for a G-test to see a 10-point probability shift
 
 
@@ -32,7 +41,9 @@ class Failure(AssertionError):
     def __init__(self, law: str, grade: Grade, where: str, required: Level):
         self.law, self.grade, self.where = law, grade, where
         need = needed(law, required).label()
-        super().__init__(f"{law}: {grade.level.label()} (needs {need}) at {where}: {grade.note or f'rel err {grade.err:.3g}'}")
+        super().__init__(
+            f"{law}: {grade.level.label()} (needs {need}) at {where}: {grade.note or f'rel err {grade.err:.3g}'}"
+        )
 
 
 class Recorder:
@@ -136,7 +147,9 @@ def build_machine(model: Model, impl: Any, rec: Recorder, max_chunk: int = 12) -
             rand = rand_for(seed, self._pos(sid) + 1)
             self._do({"op": "repeat", "session": sid, "token": token, "rand": f32_hex(rand)})
 
-        @precondition(lambda self: bool({"fork", "immutable"} & caps) and model.sampler.temperature > 0 and not self.drawn)
+        @precondition(
+            lambda self: bool({"fork", "immutable"} & caps) and model.sampler.temperature > 0 and not self.drawn
+        )
         @rule(sid=sessions, token=tokens, seed=seeds)
         def distribution(self, sid: int, token: int, seed: int) -> None:
             self.drawn = True  # DRAWS decodes: at most once per run, to keep runs cheap

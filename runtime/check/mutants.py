@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import attrs
 import numpy as np
@@ -56,7 +57,9 @@ class Engine:
     def run(self, s: State, tokens: Sequence[int]) -> tuple[State, np.ndarray]:
         m = self.model
         toks = np.array([list(tokens)], np.int64)
-        logits, cache = self.module.forward(self.ops, m.config, m.weights, toks, self.positions(s.pos, len(tokens)), s.cache)
+        logits, cache = self.module.forward(
+            self.ops, m.config, m.weights, toks, self.positions(s.pos, len(tokens)), s.cache
+        )
         return State(m.arch, s.pos + len(tokens), _freeze(cache)), np.asarray(logits[0], np.float32)
 
     def decode(self, s: State, token: int, rand: float) -> tuple[State, np.ndarray, int]:
@@ -250,20 +253,31 @@ class BatchedEngine(Engine):
         m = self.model
         P, T = max(s.pos for s in states), max(len(c) for c in chunks)
         toks = np.array([[0] * (T - len(c)) + list(c) for c in chunks], np.int64)
-        positions = np.array([[0] * (T - len(c)) + list(range(s.pos, s.pos + len(c))) for s, c in zip(states, chunks)], np.int64)
-        real = np.array([[False] * (P - s.pos) + [True] * s.pos + [False] * (T - len(c)) + [True] * len(c)
-                         for s, c in zip(states, chunks)])
+        positions = np.array(
+            [[0] * (T - len(c)) + list(range(s.pos, s.pos + len(c))) for s, c in zip(states, chunks)], np.int64
+        )
+        real = np.array(
+            [
+                [False] * (P - s.pos) + [True] * s.pos + [False] * (T - len(c)) + [True] * len(c)
+                for s, c in zip(states, chunks)
+            ]
+        )
         cache = tuple(
-            tuple(SeqBuffer.from_array(np.concatenate([_left_pad(s.cache[layer][kv].view(), P) for s in states]), 2)
-                  for kv in range(2))
+            tuple(
+                SeqBuffer.from_array(np.concatenate([_left_pad(s.cache[layer][kv].view(), P) for s in states]), 2)
+                for kv in range(2)
+            )
             for layer in range(len(states[0].cache))
         )
-        logits, cache = self.module.forward(NP, m.config, m.weights, toks, positions, cache,
-                                            real if self.mask_padding else None)
+        logits, cache = self.module.forward(
+            NP, m.config, m.weights, toks, positions, cache, real if self.mask_padding else None
+        )
         out = []
         for i, (s, c) in enumerate(zip(states, chunks)):
             keep = np.flatnonzero(real[i])  # the sequence's own slots, in order
-            mine = tuple(tuple(SeqBuffer.from_array(buf.view()[i : i + 1][:, :, keep], 2) for buf in pair) for pair in cache)
+            mine = tuple(
+                tuple(SeqBuffer.from_array(buf.view()[i : i + 1][:, :, keep], 2) for buf in pair) for pair in cache
+            )
             out.append((State(s.arch, s.pos + len(c), mine), np.asarray(logits[i, T - len(c) :], np.float32)))
         return out
 
@@ -317,21 +331,61 @@ MUTANTS: dict[str, Mutant] = {
     m.name: m
     for m in [
         Mutant("rope-restart", "tiny-llama", "RoPE positions restart at 0 for every prefill chunk", RopeRestart),
-        Mutant("kv-not-appended", "tiny-llama", "a multi-token step with a cache does not append its keys/values", KvNotAppended),
-        Mutant("causal-mask-off-by-one", "tiny-gpt2", "the causal mask lets each query see one future key", causal_mask_off_by_one),
+        Mutant(
+            "kv-not-appended",
+            "tiny-llama",
+            "a multi-token step with a cache does not append its keys/values",
+            KvNotAppended,
+        ),
+        Mutant(
+            "causal-mask-off-by-one",
+            "tiny-gpt2",
+            "the causal mask lets each query see one future key",
+            causal_mask_off_by_one,
+        ),
         Mutant("conv-not-shifted", "tiny-mamba", "decode does not shift the conv window", conv_not_shifted),
-        Mutant("zero-padded-chunk", "tiny-mamba", "prefill zero-pads the chunk to a multiple of 4 into the state", ZeroPaddedChunk),
-        Mutant("h0-ignored", "tiny-mamba", "a multi-token forward with a cache restarts the SSM state from 0", h0_ignored),
+        Mutant(
+            "zero-padded-chunk",
+            "tiny-mamba",
+            "prefill zero-pads the chunk to a multiple of 4 into the state",
+            ZeroPaddedChunk,
+        ),
+        Mutant(
+            "h0-ignored", "tiny-mamba", "a multi-token forward with a cache restarts the SSM state from 0", h0_ignored
+        ),
         Mutant("rand-shifted", "tiny-llama", "decode samples with the previous call's rand", RandShifted, HOT),
         Mutant(
-            "temperature-after-top-p", "tiny-gpt2", "top-p is chosen before temperature is applied",
-            TemperatureAfterTopP, Sampler(temperature=0.5, top_p=0.6),
+            "temperature-after-top-p",
+            "tiny-gpt2",
+            "top-p is chosen before temperature is applied",
+            TemperatureAfterTopP,
+            Sampler(temperature=0.5, top_p=0.6),
         ),
-        Mutant("gqa-wrong-mapping", "tiny-llama", "decode maps query head h to kv head h % K instead of h // G", gqa_wrong_mapping),
-        Mutant("top-p-drops-boundary-token", "tiny-llama", "top-p drops the token that crosses the threshold", TopPDropsBoundaryToken, HOT),
-        Mutant("float16-accumulation", "tiny-llama", "matmuls in float16 with float16 accumulation", float16_accumulation),
+        Mutant(
+            "gqa-wrong-mapping",
+            "tiny-llama",
+            "decode maps query head h to kv head h % K instead of h // G",
+            gqa_wrong_mapping,
+        ),
+        Mutant(
+            "top-p-drops-boundary-token",
+            "tiny-llama",
+            "top-p drops the token that crosses the threshold",
+            TopPDropsBoundaryToken,
+            HOT,
+        ),
+        Mutant(
+            "float16-accumulation", "tiny-llama", "matmuls in float16 with float16 accumulation", float16_accumulation
+        ),
         Mutant("aliased-fork", "tiny-gpt2", "fork returns the same mutable session, so forks share state", AliasedFork),
-        Mutant("batch-padding-leak", "tiny-gpt2", "batched sequences attend to unmasked left padding", BatchPaddingLeak),
-        Mutant("decode-position-off-by-one", "tiny-gpt2", "decode looks up the learned position after its own", DecodePositionOffByOne),
+        Mutant(
+            "batch-padding-leak", "tiny-gpt2", "batched sequences attend to unmasked left padding", BatchPaddingLeak
+        ),
+        Mutant(
+            "decode-position-off-by-one",
+            "tiny-gpt2",
+            "decode looks up the learned position after its own",
+            DecodePositionOffByOne,
+        ),
     ]
 }

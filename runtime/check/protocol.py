@@ -17,7 +17,8 @@ Handles are opaque. Without "immutable", the checker never reuses a handle after
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 

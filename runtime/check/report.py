@@ -14,8 +14,10 @@ from .levels import Level
 def render(report: Any, counterexample_file: Path | None = None, console: Console | None = None) -> None:
     console = console or Console(highlight=False, soft_wrap=True)  # long paths stay whole, copyable
     verdict = "[green]PASS[/]" if report.passed else "[red]FAIL[/]"
-    console.print(f"{verdict}  {report.impl} vs spec on {report.model}: required {report.required.label()}, "
-                  f"{report.examples} runs, {report.seconds:.1f} s")
+    console.print(
+        f"{verdict}  {report.impl} vs spec on {report.model}: required {report.required.label()}, "
+        f"{report.examples} runs, {report.seconds:.1f} s"
+    )
     table = Table(show_edge=False, pad_edge=False)
     for col in ("law", "level reached", "worst rel err", "compared"):
         table.add_column(col)

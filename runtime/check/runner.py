@@ -1,13 +1,14 @@
 """Run the lockstep machine against an implementation and summarise what it found.
 
-    report = check(model, impl, required=Level.L1, max_examples=30)
-    report.passed, report.laws, report.counterexample
+report = check(model, impl, required=Level.L1, max_examples=30)
+report.passed, report.laws, report.counterexample
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 from hypothesis import HealthCheck, Phase, Verbosity, settings
@@ -58,8 +59,14 @@ def check(
     if on_example is not None:
         rec.on_example = on_example
     config = settings(
-        max_examples=max_examples, stateful_step_count=steps, deadline=None, database=None, derandomize=True,
-        suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate], verbosity=Verbosity.quiet,
+        max_examples=max_examples,
+        stateful_step_count=steps,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],
+        verbosity=Verbosity.quiet,
         report_multiple_bugs=False,
     )
     message, ops, law, tail = "", None, "", ""
@@ -82,8 +89,16 @@ def check(
                 rec.grades[law].append(err.grade)  # the shrunk failure counts in its law's row
     laws = {name: summarize(rec.grades[name]) for name in LAWS if rec.grades.get(name)}
     return Report(
-        model=model.name, impl=getattr(impl, "name", type(impl).__name__), required=required, passed=not message,
-        laws=laws, examples=rec.examples, seconds=time.perf_counter() - rec.t0, message=message,
-        counterexample=ops, failed_law=law, stderr_tail=tail,
+        model=model.name,
+        impl=getattr(impl, "name", type(impl).__name__),
+        required=required,
+        passed=not message,
+        laws=laws,
+        examples=rec.examples,
+        seconds=time.perf_counter() - rec.t0,
+        message=message,
+        counterexample=ops,
+        failed_law=law,
+        stderr_tail=tail,
         seconds_to_find=rec.first_failure[1] if rec.first_failure else None,
     )

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from lmstep.spec import Model
 
@@ -19,7 +20,9 @@ from .machine import Failure
 from .protocol import ImplementationError
 
 
-def replay(model: Model, impl: Any, ops: list[dict[str, Any]], required: Level) -> tuple[int, Failure | ImplementationError] | None:
+def replay(
+    model: Model, impl: Any, ops: list[dict[str, Any]], required: Level
+) -> tuple[int, Failure | ImplementationError] | None:
     """(index of the first failing op, what failed), or None when every op passes at ``required``."""
 
     def grade(law: str, g: Grade, where: str) -> None:
@@ -59,7 +62,9 @@ def _with(ops: list[dict[str, Any]], i: int, key: str, value: Any) -> list[dict[
     return out
 
 
-def shrink(model: Model, impl: Any, ops: list[dict[str, Any]], required: Level, budget_s: float = 10.0) -> tuple[list[dict[str, Any]], Any]:
+def shrink(
+    model: Model, impl: Any, ops: list[dict[str, Any]], required: Level, budget_s: float = 10.0
+) -> tuple[list[dict[str, Any]], Any]:
     """The smallest failing variant of ``ops`` found within ``budget_s`` seconds, and its failure."""
     found = replay(model, impl, ops, required)
     if found is None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -34,18 +33,21 @@ def register(app: typer.Typer) -> None:
         impl: str = typer.Option(..., "--impl", help="The implementation to check (see above)."),
         level: str = typer.Option("L1", "--level", help="Required conformance level: L0, L1 or L2."),
         profile: str = typer.Option("quick", "--profile", help="quick (30 runs x 10 ops) or thorough (300 x 25)."),
-        examples: Optional[int] = typer.Option(None, "--examples", min=1, help="Runs (overrides the profile)."),
-        steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Operations per run (overrides the profile)."),
+        examples: int | None = typer.Option(None, "--examples", min=1, help="Runs (overrides the profile)."),
+        steps: int | None = typer.Option(None, "--steps", min=1, help="Operations per run (overrides the profile)."),
         temperature: float = opt.Temperature,
         top_k: int = opt.TopK,
         top_p: float = opt.TopP,
-        timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="Seconds an external program may take per reply."),
+        timeout: float = typer.Option(
+            30.0, "--timeout", min=0.1, help="Seconds an external program may take per reply."
+        ),
         provider: str = opt.Provider,
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write a counterexample here on failure."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Write a counterexample here on failure."),
         force: bool = opt.Force,
         as_json: bool = opt.Json,
     ) -> None:
-        from lmstep.runtime.check import check as run_check, open_impl, parse_level
+        from lmstep.runtime.check import check as run_check
+        from lmstep.runtime.check import open_impl, parse_level
         from lmstep.runtime.check.cetrace import to_json
         from lmstep.runtime.check.report import render
         from lmstep.runtime.files import check_writable, write_atomic
@@ -82,16 +84,35 @@ def _run(run_check, model, impl, required, examples, steps):
     columns = (TextColumn("checking {task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task(impl.name, total=examples)
-        return run_check(model, impl, required=required, max_examples=examples, steps=steps,
-                         on_example=lambda n: bar.update(task, completed=min(n, examples)))
+        return run_check(
+            model,
+            impl,
+            required=required,
+            max_examples=examples,
+            steps=steps,
+            on_example=lambda n: bar.update(task, completed=min(n, examples)),
+        )
 
 
 def _as_dict(report, out) -> dict:
     return {
-        "model": report.model, "impl": report.impl, "required": report.required.name, "passed": report.passed,
-        "laws": {law: {"level": s["level"].name if s["level"] else "FAIL", "worst_rel_err": s["worst_err"],
-                       "excused": s["excused"], "comparisons": s["n"]} for law, s in report.laws.items()},
-        "examples": report.examples, "seconds": round(report.seconds, 3), "message": report.message,
-        "failed_law": report.failed_law, "counterexample_ops": len(report.counterexample or []),
+        "model": report.model,
+        "impl": report.impl,
+        "required": report.required.name,
+        "passed": report.passed,
+        "laws": {
+            law: {
+                "level": s["level"].name if s["level"] else "FAIL",
+                "worst_rel_err": s["worst_err"],
+                "excused": s["excused"],
+                "comparisons": s["n"],
+            }
+            for law, s in report.laws.items()
+        },
+        "examples": report.examples,
+        "seconds": round(report.seconds, 3),
+        "message": report.message,
+        "failed_law": report.failed_law,
+        "counterexample_ops": len(report.counterexample or []),
         "counterexample_file": str(out) if out is not None and not report.passed else None,
     }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-
 HELP = """Export a model to ONNX: step.onnx (decode + sampler), model.onnx (unrolled, genai's decoder).
 
 \b
@@ -21,7 +20,9 @@ Examples:
 def register(app: typer.Typer) -> None:
     @app.command("export", help=HELP)
     def export(
-        model: str = typer.Option(..., "--model", "-m", help="Built-in name (see `lmstep models`) or checkpoint folder."),
+        model: str = typer.Option(
+            ..., "--model", "-m", help="Built-in name (see `lmstep models`) or checkpoint folder."
+        ),
         out: str = typer.Option(..., "--out", "-o", help="Folder to create (must not exist, or be empty)."),
         external: bool = typer.Option(
             None, "--external/--inline", help="Weights as ONNX external data (default: when they total >= 16 MiB)."
@@ -36,6 +37,8 @@ def register(app: typer.Typer) -> None:
         console = Console(stderr=True)
         spec_model = load(model)
         with console.status(f"exporting {model}") as status:
-            path = write_folder(spec_model, out, external=external, force=force, progress=lambda msg: status.update(f"{model}: {msg}"))
+            path = write_folder(
+                spec_model, out, external=external, force=force, progress=lambda msg: status.update(f"{model}: {msg}")
+            )
         files = ", ".join(sorted(p.name for p in path.iterdir()))
         typer.echo(f"exported {model} ({spec_model.arch}) to {path}: {files}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import typer
 
@@ -24,15 +23,15 @@ def register(app: typer.Typer) -> None:
     @app.command("generate", help=HELP)
     def generate(
         model: str = opt.Model,
-        prompt: Optional[str] = opt.Prompt,
-        tokens: Optional[str] = opt.Tokens,
+        prompt: str | None = opt.Prompt,
+        tokens: str | None = opt.Tokens,
         steps: int = opt.Steps,
         seed: int = opt.Seed,
         temperature: float = opt.Temperature,
         top_k: int = opt.TopK,
         top_p: float = opt.TopP,
         as_json: bool = opt.Json,
-        runtime: Optional[str] = opt.Runtime,
+        runtime: str | None = opt.Runtime,
         provider: str = opt.Provider,
     ) -> None:
         from lmstep.runtime.modelref import decode_tokens

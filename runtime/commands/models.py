@@ -28,7 +28,9 @@ def register(app: typer.Typer) -> None:
             return
         for r in rows:  # two lines per model, so it reads well at 80 columns and in a pipe
             state = ", ".join(f"{k} [{', '.join(map(str, v))}]" for k, v in r["state_per_layer"].items())
-            typer.echo(f"{r['name']:<12} {r['arch']:<6} {r['params']:>9,} params  {r['layers']} layers  state/layer: {state}")
+            typer.echo(
+                f"{r['name']:<12} {r['arch']:<6} {r['params']:>9,} params  {r['layers']} layers  state/layer: {state}"
+            )
             typer.echo(f"{'':<12} {r['description']}")
 
 
@@ -47,10 +49,16 @@ def _describe(name: str, desc: str) -> dict:
     after, _ = m.step(before, 0, 0.0)
     layer0 = {  # the axis that grows with each token (a KV cache's sequence axis) is written "T"
         k.split(".", 2)[2]: [d if d == e else "T" for d, e in zip(a.shape, after.arrays()[k].shape)]
-        for k, a in before.arrays().items() if k.startswith("past_key_values.0.")
+        for k, a in before.arrays().items()
+        if k.startswith("past_key_values.0.")
     }
     return {
-        "name": name, "arch": m.arch, "params": int(sum(a.size for _, a in tree_leaves(m.weights))),
-        "layers": len(m.weights.layers), "vocab_size": m.vocab_size, "context": m.context_limit,
-        "state_per_layer": layer0, "description": desc,
+        "name": name,
+        "arch": m.arch,
+        "params": int(sum(a.size for _, a in tree_leaves(m.weights))),
+        "layers": len(m.weights.layers),
+        "vocab_size": m.vocab_size,
+        "context": m.context_limit,
+        "state_per_layer": layer0,
+        "description": desc,
     }

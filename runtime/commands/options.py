@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
 from lmstep.runtime.modelref import encode_prompt, parse_token_list
 from lmstep.spec.errors import InputError
 
-Model = typer.Option(..., "--model", "-m", help="Built-in name (see `lmstep models`), checkpoint folder or exported folder.")
+Model = typer.Option(
+    ..., "--model", "-m", help="Built-in name (see `lmstep models`), checkpoint folder or exported folder."
+)
 Prompt = typer.Option(None, "--prompt", "-p", help="Prompt text.")
 Tokens = typer.Option(None, "--tokens", "-t", help="Prompt token ids, comma-separated, e.g. 72,105.")
 Steps = typer.Option(8, "--steps", "-n", min=0, help="Number of tokens to generate.")
@@ -18,7 +20,9 @@ Temperature = typer.Option(0.0, "--temperature", "-T", help="0 = greedy.")
 TopK = typer.Option(0, "--top-k", help="Keep the k most likely tokens (0 = all).")
 TopP = typer.Option(1.0, "--top-p", help="Keep the smallest set with this much probability (1 = all).")
 Json = typer.Option(False, "--json", help="Machine-readable output.")
-Runtime = typer.Option(None, "--runtime", "-r", help="spec (numpy) or onnx (onnxruntime). Default: onnx for an exported folder, else spec.")
+Runtime = typer.Option(
+    None, "--runtime", "-r", help="spec (numpy) or onnx (onnxruntime). Default: onnx for an exported folder, else spec."
+)
 Provider = typer.Option("auto", "--provider", help="onnx runtime device: cpu, cuda or auto (cuda if available).")
 Force = typer.Option(False, "--force", help="Overwrite an existing output file.")
 
@@ -26,7 +30,7 @@ Force = typer.Option(False, "--force", help="Overwrite an existing output file."
 DEFAULT_PROMPT = "Hello"  # what `lmstep step -m M` starts from when given neither --prompt nor --tokens
 
 
-def prompt_ids(model: Any, prompt: Optional[str], tokens: Optional[str], default: Optional[str] = None) -> list[int]:
+def prompt_ids(model: Any, prompt: str | None, tokens: str | None, default: str | None = None) -> list[int]:
     if prompt is not None and tokens is not None:
         raise InputError("give either --prompt TEXT or --tokens IDS, not both")
     if prompt is None and tokens is None:
@@ -46,7 +50,7 @@ def seed_value(seed: int) -> int:
     return checked_seed(seed)
 
 
-def open_for_command(model: str, runtime: Optional[str], provider: str, **sampler: Any) -> Any:
+def open_for_command(model: str, runtime: str | None, provider: str, **sampler: Any) -> Any:
     """open_model for a subcommand; says on stderr which onnxruntime provider runs."""
     from lmstep.runtime.modelref import open_model
 

@@ -6,7 +6,6 @@ import json
 import os
 import sys
 import time
-from typing import Optional
 
 import typer
 
@@ -29,8 +28,10 @@ Examples:
 def register(app: typer.Typer) -> None:
     @app.command("prove", help=HELP)
     def prove(
-        only: Optional[str] = typer.Option(None, "--only", help="Run the obligation with this name, or every one whose name contains it."),
-        smt2: Optional[str] = typer.Option(None, "--smt2", help="Write each query as SMT-LIB 2 into this folder."),
+        only: str | None = typer.Option(
+            None, "--only", help="Run the obligation with this name, or every one whose name contains it."
+        ),
+        smt2: str | None = typer.Option(None, "--smt2", help="Write each query as SMT-LIB 2 into this folder."),
         long: bool = typer.Option(False, "--long", help="Include the slow obligations (minutes)."),
         jobs: int = typer.Option(0, "--jobs", "-j", min=0, help="Worker processes (0 = one per CPU, at most 2)."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output: one JSON object."),
@@ -47,7 +48,12 @@ def register(app: typer.Typer) -> None:
         results = run_all(obligations, workers, smt2, on_result=None if as_json else _progress)
         wall = time.perf_counter() - start
         if as_json:
-            typer.echo(json.dumps({"wall_seconds": round(wall, 3), "jobs": workers, "results": [r.to_json() for r in results]}, default=str))
+            typer.echo(
+                json.dumps(
+                    {"wall_seconds": round(wall, 3), "jobs": workers, "results": [r.to_json() for r in results]},
+                    default=str,
+                )
+            )
         else:
             _table(results, wall, workers, smt2)
         if not all(r.ok for r in results):
@@ -59,8 +65,17 @@ def _progress(result: object) -> None:
 
 
 def _list(obligations: list, as_json: bool) -> None:
-    rows = [{"name": ob.name, "expected": ob.expected, "long": ob.long, "bounds": ob.bounds, "via": ob.via, "statement": ob.statement}
-            for ob in obligations]
+    rows = [
+        {
+            "name": ob.name,
+            "expected": ob.expected,
+            "long": ob.long,
+            "bounds": ob.bounds,
+            "via": ob.via,
+            "statement": ob.statement,
+        }
+        for ob in obligations
+    ]
     if as_json:
         typer.echo(json.dumps(rows))
         return
@@ -68,13 +83,19 @@ def _list(obligations: list, as_json: bool) -> None:
         typer.echo(f"{r['name']:52s} {r['expected']:8s} {'long ' if r['long'] else ''}{r['statement']}")
 
 
-def _table(results: list, wall: float, workers: int, smt2: Optional[str]) -> None:
+def _table(results: list, wall: float, workers: int, smt2: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     print(file=sys.stderr)
     table = Table(show_edge=False, pad_edge=False)
-    for col, justify in (("obligation", "left"), ("verdict", "left"), ("expected", "left"), ("seconds", "right"), ("", "left")):
+    for col, justify in (
+        ("obligation", "left"),
+        ("verdict", "left"),
+        ("expected", "left"),
+        ("seconds", "right"),
+        ("", "left"),
+    ):
         table.add_column(col, justify=justify)
     for r in results:
         mark = "ok" if r.ok else "FAIL"
@@ -90,7 +111,10 @@ def _table(results: list, wall: float, workers: int, smt2: Optional[str]) -> Non
                 console.print(f"  replay: {line}", markup=False)
     failed = sum(not r.ok for r in results)
     cpu = sum(r.seconds for r in results)
-    summary = f"{len(results)} obligations, {len(results) - failed} as expected, {failed} not; {wall:.1f} s wall ({cpu:.1f} s in solvers, {workers} workers)"
+    summary = (
+        f"{len(results)} obligations, {len(results) - failed} as expected, {failed} "
+        f"not; {wall:.1f} s wall ({cpu:.1f} s in solvers, {workers} workers)"
+    )
     console.print(summary + (f"; SMT-LIB 2 in {smt2}" if smt2 else ""), markup=False)
 
 

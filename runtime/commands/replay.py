@@ -56,14 +56,23 @@ def register(app: typer.Typer) -> None:
             results = rp.replay(meta, ops, model, rp.Tolerance(atol, rtol), on_op=advance)
         for r in results:
             note = "" if r.level == rp.BITWISE else f"  {r.headline}"
-            typer.echo(f"  op {r.index:>4}  {r.kind:<7}  pos {r.pos:>4}  {r.level.upper() if r.level == rp.DIVERGED else r.level}{note}")
+            typer.echo(
+                f"  op {r.index:>4}  {r.kind:<7}  pos {r.pos:>4}  "
+                f"{r.level.upper() if r.level == rp.DIVERGED else r.level}{note}"
+            )
         bad = [r for r in results if r.level == rp.DIVERGED]
         if bad:
             first = bad[0]
-            typer.echo(f"FAIL: {len(bad)} of {len(results)} ops diverged; first: op {first.index} ({first.kind} at position {first.pos}): {first.headline}")
+            typer.echo(
+                f"FAIL: {len(bad)} of {len(results)} ops diverged; first: op "
+                f"{first.index} ({first.kind} at position {first.pos}): {first.headline}"
+            )
             raise typer.Exit(1)
         close = sum(r.level == rp.CLOSE for r in results)
-        typer.echo(f"OK: {len(results) - close} of {len(results)} ops bitwise" + (f", {close} within tolerance" if close else ""))
+        typer.echo(
+            f"OK: {len(results) - close} of {len(results)} ops bitwise"
+            + (f", {close} within tolerance" if close else "")
+        )
 
 
 def _replay_counterexample(file: Path, impl_spec: str) -> int:
@@ -72,16 +81,20 @@ def _replay_counterexample(file: Path, impl_spec: str) -> int:
     doc = cetrace.read(file)
     model = cetrace.open_model(doc)
     impl_spec = impl_spec or doc["impl"]
-    typer.echo(f"replaying counterexample {file}: {impl_spec} vs spec on {model.name}, {len(doc['ops'])} ops, "
-               f"required {doc.get('required_level', 'L1')}")
+    typer.echo(
+        f"replaying counterexample {file}: {impl_spec} vs spec on {model.name}, {len(doc['ops'])} ops, "
+        f"required {doc.get('required_level', 'L1')}"
+    )
     impl = open_impl(impl_spec, model)
     try:
         results = cetrace.replay(doc, model, impl)
     finally:
         getattr(impl, "close", lambda: None)()
     for r in results:
-        typer.echo(f"  op {r.index:>3}  {r.op:<10} {r.status.upper() if r.status != 'ok' else r.status}"
-                   + (f"  {r.detail}" if r.detail else ""))
+        typer.echo(
+            f"  op {r.index:>3}  {r.op:<10} {r.status.upper() if r.status != 'ok' else r.status}"
+            + (f"  {r.detail}" if r.detail else "")
+        )
     bad = [r for r in results if r.status in ("diverged", "error")]
     if not bad:
         typer.echo("OK: every op agrees with the spec at the required level")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Optional
 
 import typer
 
@@ -31,19 +30,19 @@ def register(app: typer.Typer) -> None:
     @app.command("step", help=HELP)
     def step(
         model: str = opt.Model,
-        prompt: Optional[str] = opt.Prompt,
-        tokens: Optional[str] = opt.Tokens,
-        steps: Optional[int] = typer.Option(
+        prompt: str | None = opt.Prompt,
+        tokens: str | None = opt.Tokens,
+        steps: int | None = typer.Option(
             None, "--steps", "-n", min=0, help="Tokens to generate [piped: 8; interactive: start at 0]."
         ),
         seed: int = opt.Seed,
         temperature: float = opt.Temperature,
         top_k: int = opt.TopK,
         top_p: float = opt.TopP,
-        runtime: Optional[str] = opt.Runtime,
+        runtime: str | None = opt.Runtime,
         as_json: bool = opt.Json,
         provider: str = opt.Provider,
-        interactive: Optional[bool] = typer.Option(
+        interactive: bool | None = typer.Option(
             None, "--interactive/--no-interactive", "-i/-I", help="[default: interactive on a terminal]"
         ),
     ) -> None:

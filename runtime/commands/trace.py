@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -28,8 +27,8 @@ def register(app: typer.Typer) -> None:
     @app.command("trace", help=HELP, short_help="Record a golden trace another implementation can check.")
     def trace(
         model: str = opt.Model,
-        prompt: Optional[str] = opt.Prompt,
-        tokens: Optional[str] = opt.Tokens,
+        prompt: str | None = opt.Prompt,
+        tokens: str | None = opt.Tokens,
         out: Path = typer.Option(..., "--out", "-o", help="The trace file to write (.jsonl)."),
         steps: int = opt.Steps,
         seed: int = opt.Seed,

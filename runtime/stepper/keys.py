@@ -7,7 +7,8 @@ key bindings are testable without a terminal.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from rich.console import Console
 from rich.text import Text
@@ -69,7 +70,14 @@ def _fork(session: Session, ask: Ask) -> tuple[Session, Any, bool]:
     else:
         new = session.fork(token=parse_token(session.model, answer))
     b = new.branches[new.branch]
-    return new, Text(f"forked branch {new.branch} from branch {session.branch} at position {session.index}: {b.note}", style="green"), False
+    return (
+        new,
+        Text(
+            f"forked branch {new.branch} from branch {session.branch} at position {session.index}: {b.note}",
+            style="green",
+        ),
+        False,
+    )
 
 
 def parse_token(model: Any, answer: str) -> int:
@@ -114,7 +122,7 @@ def parse_address(answer: str, branch: int) -> tuple[int, int]:
     return (branch, nums[0]) if len(nums) == 1 else (nums[0], nums[1])
 
 
-def run(session: Session, console: Console, read_key: Optional[Callable[[], str]] = None) -> Session:
+def run(session: Session, console: Console, read_key: Callable[[], str] | None = None) -> Session:
     """Draw, read a key, apply it, until q. Runs on the alternate screen so the shell's scrollback is kept."""
     import typer
 

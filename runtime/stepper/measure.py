@@ -52,7 +52,9 @@ class TensorSummary:
 
 def summarize(state: Any) -> list[TensorSummary]:
     return [
-        TensorSummary(name, tuple(a.shape), str(a.dtype), float(np.linalg.norm(a.astype(np.float64).ravel())), array_sha256(a))
+        TensorSummary(
+            name, tuple(a.shape), str(a.dtype), float(np.linalg.norm(a.astype(np.float64).ravel())), array_sha256(a)
+        )
         for name, a in state.arrays().items()
     ]
 
@@ -80,7 +82,9 @@ def diff_states(a: Any, b: Any) -> list[TensorDiff]:
     for name in arrays_a.keys() | arrays_b.keys():
         x, y = arrays_a.get(name), arrays_b.get(name)
         if x is None or y is None:
-            out.append(TensorDiff(name, () if x is None else x.shape, () if y is None else y.shape, float("inf"), False))
+            out.append(
+                TensorDiff(name, () if x is None else x.shape, () if y is None else y.shape, float("inf"), False)
+            )
             continue
         common = tuple(slice(0, min(m, n)) for m, n in zip(x.shape, y.shape))
         d = np.abs(x[common].astype(np.float64) - y[common].astype(np.float64))

@@ -12,9 +12,9 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
+from ..codec import f32_bits as f32_hex
 from .measure import TensorDiff, by_layer, summarize, top_candidates
 from .session import Entry, Session
-from ..codec import f32_bits as f32_hex
 from .text import token_text, tokens_text
 
 TOP = 5  # candidates shown per transition
@@ -54,7 +54,10 @@ def screen(session: Session, message: Any = None) -> Group:
     here = session.branches[session.branch]
     title = f"lmstep step · {model.name or model.arch} · {sampler_text(model)} · seed {here.seed}"
     branch = f"branch {session.branch} ({here.name}{', ' + here.note if here.note else ''})"
-    parts: list[Any] = [Rule(Text(title), style="bold"), Text(f"{branch} · position {e.state.pos} of {len(here.entries) - 1} computed")]
+    parts: list[Any] = [
+        Rule(Text(title), style="bold"),
+        Text(f"{branch} · position {e.state.pos} of {len(here.entries) - 1} computed"),
+    ]
     parts.append(_text_line(session))
     parts.append(_transition(model, e, here.seed))
     parts.append(_state(e.state))
@@ -80,7 +83,9 @@ def _transition(model: Any, e: Entry, seed: int) -> Any:
     grid.add_column()
     pos = e.state.pos
     if e.output is None:
-        grid.add_row("transition", Text(f"none yet: the initial state, position 0 (press n to consume {quoted(model, e.next)})"))
+        grid.add_row(
+            "transition", Text(f"none yet: the initial state, position 0 (press n to consume {quoted(model, e.next)})")
+        )
         return grid
     grid.add_row("transition", Text(f"consumed {quoted(model, e.input)} at position {pos - 1}, sampled position {pos}"))
     grid.add_row("rand", Text(f"{e.rand:.7f} (f32 {f32_hex(e.rand)}) = rand_for({seed}, {pos})"))
@@ -90,7 +95,14 @@ def _transition(model: Any, e: Entry, seed: int) -> Any:
         top.add_column(col, justify="left" if col == "text" else "right")
     for r, c in enumerate(top_candidates(e.output.logits, model.sampler.temperature, TOP)):
         style = "bold" if c.token == e.output.token else None
-        top.add_row(str(r), str(c.token), Text(f"'{token_text(model, c.token)}'"), f"{c.prob:.3f}", f"{c.logit:.4f}", style=style)
+        top.add_row(
+            str(r),
+            str(c.token),
+            Text(f"'{token_text(model, c.token)}'"),
+            f"{c.prob:.3f}",
+            f"{c.logit:.4f}",
+            style=style,
+        )
     grid.add_row("top", top)
     return grid
 
@@ -106,7 +118,9 @@ def _state(state: Any) -> Any:
     layers = by_layer(summarize(state))
     for i, tensors in list(layers.items())[:MAX_LAYERS]:
         for j, t in enumerate(tensors):
-            table.add_row(str(i) if j == 0 else "", t.name.split(".", 2)[2], str(list(t.shape)), f"{t.norm:.4f}", t.sha256[:12])
+            table.add_row(
+                str(i) if j == 0 else "", t.name.split(".", 2)[2], str(list(t.shape)), f"{t.norm:.4f}", t.sha256[:12]
+            )
     if len(layers) > MAX_LAYERS:
         table.add_row("", f"... {len(layers) - MAX_LAYERS} more layers", "", "", "")
     grid.add_row("", table)
@@ -119,9 +133,17 @@ def diff_view(label_a: str, label_b: str, a: Any, b: Any, diffs: list[TensorDiff
     for col in ("past_key_values.", "shape A", "shape B", "max |A-B|", ""):
         table.add_column(col)
     for d in diffs:
-        table.add_row(d.name.removeprefix("past_key_values."), str(list(d.shape_a)), str(list(d.shape_b)), f"{d.max_abs:.3e}", "equal" if d.equal else "DIFFERS")
+        table.add_row(
+            d.name.removeprefix("past_key_values."),
+            str(list(d.shape_a)),
+            str(list(d.shape_b)),
+            f"{d.max_abs:.3e}",
+            "equal" if d.equal else "DIFFERS",
+        )
     verdict = "identical states" if same else "states differ"
-    head = Text(f"diff  A = {label_a} (digest {a.digest()})  vs  B = {label_b} (digest {b.digest()}): {verdict}", style="bold")
+    head = Text(
+        f"diff  A = {label_a} (digest {a.digest()})  vs  B = {label_b} (digest {b.digest()}): {verdict}", style="bold"
+    )
     return Group(head, table)
 
 
@@ -170,6 +192,8 @@ def json_record(model: Any, e: Entry, seed: int) -> dict[str, Any]:
         "state": {
             "pos": pos,
             "digest": e.state.digest(),
-            "tensors": [{"name": t.name, "shape": list(t.shape), "norm": t.norm, "sha256": t.sha256} for t in summarize(e.state)],
+            "tensors": [
+                {"name": t.name, "shape": list(t.shape), "norm": t.norm, "sha256": t.sha256} for t in summarize(e.state)
+            ],
         },
     }

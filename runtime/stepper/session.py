@@ -11,7 +11,7 @@ prompt's token while p is inside the prompt, else the token sampled at p (or a t
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import attrs
 
@@ -28,8 +28,8 @@ class Entry:
     state: Any  # the state after this entry's transition (entry 0: model.init_state())
     next: int  # the token the next transition consumes, at position state.pos
     source: str  # PROMPT, SAMPLED or FORCED: why ``next`` is that token
-    input: Optional[int] = None  # the token this transition consumed, at position state.pos - 1 (None at entry 0)
-    rand: Optional[float] = None  # the rand that sampled position state.pos (None at entry 0)
+    input: int | None = None  # the token this transition consumed, at position state.pos - 1 (None at entry 0)
+    rand: float | None = None  # the rand that sampled position state.pos (None at entry 0)
     output: Any = None  # StepOutput: logits over position state.pos and the sampled token (None at entry 0)
 
 
@@ -39,8 +39,8 @@ class Branch:
     seed: int
     prompt: tuple[int, ...]  # inputs decided by position: the prompt (a forced fork keeps only the part before it)
     entries: tuple[Entry, ...]
-    parent: Optional[int] = None  # the branch this one was forked from
-    fork_at: Optional[int] = None  # the entry index it was forked at
+    parent: int | None = None  # the branch this one was forked from
+    fork_at: int | None = None  # the entry index it was forked at
     note: str = ""  # how it differs from its parent, e.g. "seed 7" or "forced #120 at 3"
     forced: bool = False  # forked by forcing a token (else by a new seed)
 
@@ -53,13 +53,15 @@ class Session:
     index: int = 0  # the current entry on it
 
     @staticmethod
-    def start(model: Any, prompt: list[int], seed: int) -> "Session":
+    def start(model: Any, prompt: list[int], seed: int) -> Session:
         seed = checked_seed(seed)
         if not prompt:
             raise InputError("the prompt is empty: give at least one token")
         for t in prompt:
             if not 0 <= t < model.vocab_size:
-                raise InputError(f"token id {t} is outside the vocabulary [0, {model.vocab_size}); use ids below {model.vocab_size}")
+                raise InputError(
+                    f"token id {t} is outside the vocabulary [0, {model.vocab_size}); use ids below {model.vocab_size}"
+                )
         root = Entry(model.init_state(), prompt[0], PROMPT)
         return Session(model, (Branch("main", seed, tuple(prompt), (root,)),))
 
@@ -98,7 +100,7 @@ class Session:
         return self.branch, max(self.index - 1, 0)
 
     # -- moving ----------------------------------------------------------------------------------------------
-    def forward(self) -> "Session":
+    def forward(self) -> Session:
         """One transition: revisit the next entry if it exists, else compute it with model.step."""
         if self.index + 1 < len(self.entries):
             return attrs.evolve(self, index=self.index + 1)
@@ -114,21 +116,21 @@ class Session:
         new = Entry(state, nxt, source, e.next, rand, out)
         return self._replace_branch(attrs.evolve(here, entries=here.entries + (new,)), index=self.index + 1)
 
-    def advance(self, steps: int) -> "Session":
+    def advance(self, steps: int) -> Session:
         s = self
         for _ in range(steps):
             s = s.forward()
         return s
 
-    def back(self) -> "Session":
+    def back(self) -> Session:
         return attrs.evolve(self, index=max(self.index - 1, 0))
 
-    def switch(self, branch: int) -> "Session":
+    def switch(self, branch: int) -> Session:
         """Go to ``branch`` at the same position (or its last entry if it is shorter)."""
         b = branch % len(self.branches)
         return attrs.evolve(self, branch=b, index=min(self.index, len(self.branches[b].entries) - 1))
 
-    def fork(self, seed: Optional[int] = None, token: Optional[int] = None) -> "Session":
+    def fork(self, seed: int | None = None, token: int | None = None) -> Session:
         """A new branch from the current entry, made current; the current branch is left as it is.
 
         ``seed``: the token at this position is re-sampled from the same logits with ``rand_for(seed, pos)``
@@ -157,12 +159,18 @@ class Session:
                 new = attrs.evolve(e, rand=rand, output=out, next=out.token if e.source == SAMPLED else e.next)
             seed = new_seed
         branch = Branch(
-            f"fork {len(self.branches)}", here.seed if seed is None else seed, prompt,
-            here.entries[: self.index] + (new,), parent=self.branch, fork_at=self.index, note=note, forced=token is not None,
+            f"fork {len(self.branches)}",
+            here.seed if seed is None else seed,
+            prompt,
+            here.entries[: self.index] + (new,),
+            parent=self.branch,
+            fork_at=self.index,
+            note=note,
+            forced=token is not None,
         )
         return attrs.evolve(self, branches=self.branches + (branch,), branch=len(self.branches))
 
-    def _replace_branch(self, branch: Branch, index: int) -> "Session":
+    def _replace_branch(self, branch: Branch, index: int) -> Session:
         branches = self.branches[: self.branch] + (branch,) + self.branches[self.branch + 1 :]
         return attrs.evolve(self, branches=branches, index=index)
 

@@ -3,7 +3,8 @@ for every branch, a fork op where a branch starts)."""
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from lmstep.spec import rand_for
 
@@ -16,34 +17,63 @@ def _op(index: int, kind: str, frm: int, pos: int, **fields: Any) -> dict[str, A
     return {"#meta": {"index": index}, "kind": kind, "from": frm, "pos": pos, **fields}
 
 
-def prefill_op(model: Any, index: int, frm: int, pos: int, tokens: Sequence[int], rand: float, logits: Any,
-               token: int, state: Any, top: int) -> dict[str, Any]:
+def prefill_op(
+    model: Any,
+    index: int,
+    frm: int,
+    pos: int,
+    tokens: Sequence[int],
+    rand: float,
+    logits: Any,
+    token: int,
+    state: Any,
+    top: int,
+) -> dict[str, Any]:
     return _op(
-        index, "prefill", frm, pos, tokens=list(tokens), rand=schema.f32(rand), logits=schema.logits_record(logits, top),
-        token=token, state=schema.state_record(state), text=tokens_text(model, list(tokens)) + " -> " + token_text(model, token),
+        index,
+        "prefill",
+        frm,
+        pos,
+        tokens=list(tokens),
+        rand=schema.f32(rand),
+        logits=schema.logits_record(logits, top),
+        token=token,
+        state=schema.state_record(state),
+        text=tokens_text(model, list(tokens)) + " -> " + token_text(model, token),
     )
 
 
 def step_op(model: Any, index: int, frm: int, e: Entry, top: int) -> dict[str, Any]:
     """The transition that produced entry ``e`` (e.state.pos - 1 -> e.state.pos)."""
     return _op(
-        index, "step", frm, e.state.pos - 1, input=e.input, rand=schema.f32(e.rand),
-        logits=schema.logits_record(e.output.logits, top), token=e.output.token, state=schema.state_record(e.state),
+        index,
+        "step",
+        frm,
+        e.state.pos - 1,
+        input=e.input,
+        rand=schema.f32(e.rand),
+        logits=schema.logits_record(e.output.logits, top),
+        token=e.output.token,
+        state=schema.state_record(e.state),
         text=token_text(model, e.input) + " -> " + token_text(model, e.output.token),
     )
 
 
-def fork_op(model: Any, index: int, frm: int, e: Entry, seed: Optional[int]) -> dict[str, Any]:
+def fork_op(model: Any, index: int, frm: int, e: Entry, seed: int | None) -> dict[str, Any]:
     """A branch starting at entry ``e``: a new seed (re-sampling this position) or a forced next token."""
     if seed is None:
         return _op(index, "fork", frm, e.state.pos, force=e.next, text="forced " + token_text(model, e.next))
     fields: dict[str, Any] = {"seed": schema.bigint(seed)}
     if e.output is not None:
-        fields.update(rand=schema.f32(e.rand), token=e.output.token, text="re-sampled " + token_text(model, e.output.token))
+        fields.update(
+            rand=schema.f32(e.rand), token=e.output.token, text="re-sampled " + token_text(model, e.output.token)
+        )
     return _op(index, "fork", frm, e.state.pos, **fields)
 
 
-def generation_ops(model: Any, prompt: Sequence[int], steps: int, seed: int, top: int, on_op: Any = None) -> list[dict[str, Any]]:
+def generation_ops(
+    model: Any, prompt: Sequence[int], steps: int, seed: int, top: int, on_op: Any = None
+) -> list[dict[str, Any]]:
     """What ``model.generate(prompt, steps, seed)`` computes: one prefill op (sampling the first token), then
     ``steps - 1`` step ops; ``on_op`` is called after each op (for progress)."""
     state, logits = model.prefill(model.init_state(), prompt)
@@ -79,7 +109,9 @@ def session_ops(session: Session, top: int) -> list[dict[str, Any]]:
         if branch.parent is not None:
             e = branch.entries[branch.fork_at]
             where[(b, branch.fork_at)] = len(ops)
-            ops.append(fork_op(model, len(ops), ref(branch.parent, branch.fork_at), e, None if branch.forced else branch.seed))
+            ops.append(
+                fork_op(model, len(ops), ref(branch.parent, branch.fork_at), e, None if branch.forced else branch.seed)
+            )
             first = branch.fork_at + 1
         for i in range(first, len(branch.entries)):
             where[(b, i)] = len(ops)

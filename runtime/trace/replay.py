@@ -8,7 +8,8 @@ result; states chain through "from" as the replayer computed them.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 import numpy as np
@@ -16,8 +17,8 @@ import numpy as np
 from lmstep.spec import rand_for
 from lmstep.spec.errors import LmstepError
 
-from ..stepper.measure import array_sha256, summarize
 from ..codec import f32_bits as f32_hex
+from ..stepper.measure import array_sha256, summarize
 from . import schema
 from .schema import TraceError
 
@@ -66,9 +67,10 @@ def open_traced_model(meta: dict[str, Any], runtime: str) -> Any:
     model = meta.get("model")
     sampler = meta.get("sampler")
     if not isinstance(model, dict) or not isinstance(model.get("name"), str) or not isinstance(sampler, dict):
-        raise TraceError(f"{where}: needs \"model\": {{\"name\": ...}} and \"sampler\"")
+        raise TraceError(f'{where}: needs "model": {{"name": ...}} and "sampler"')
     return open_model(
-        model["name"], runtime=runtime,
+        model["name"],
+        runtime=runtime,
         temperature=schema.from_f32(sampler.get("temperature"), f"{where} sampler.temperature"),
         top_k=int(sampler.get("top_k", 0)),
         top_p=schema.from_f32(sampler.get("top_p"), f"{where} sampler.top_p"),
@@ -86,11 +88,16 @@ def identity_problems(meta: dict[str, Any], model: Any) -> list[str]:
     ]
 
 
-def replay(meta: dict[str, Any], ops: list[dict[str, Any]], model: Any, tol: Tolerance,
-           on_op: Optional[Callable[[], None]] = None) -> list[OpResult]:
+def replay(
+    meta: dict[str, Any],
+    ops: list[dict[str, Any]],
+    model: Any,
+    tol: Tolerance,
+    on_op: Callable[[], None] | None = None,
+) -> list[OpResult]:
     seed0 = schema.from_bigint(meta.get("seed"), "trace header seed")
     states: list[Any] = []  # state after op i, as this replay computed it
-    last_logits: list[Optional[np.ndarray]] = []  # the logits row op i sampled from (a fork: its from-op's)
+    last_logits: list[np.ndarray | None] = []  # the logits row op i sampled from (a fork: its from-op's)
     seeds: list[int] = []  # the seed in effect after op i
     results = []
     for i, op in enumerate(ops):
@@ -125,12 +132,13 @@ def _level(problems: list[Problem], tol: Tolerance) -> str:
 
 def _field(op: dict[str, Any], name: str) -> Any:
     if name not in op:
-        raise TraceError(f"{op['_where']}: a {op['kind']} op needs \"{name}\"")
+        raise TraceError(f'{op["_where"]}: a {op["kind"]} op needs "{name}"')
     return op[name]
 
 
-def _run(op: dict[str, Any], model: Any, state: Any, seed: int, logits_in: Any, tol: Tolerance,
-         problems: list[Problem]) -> tuple[Any, Any, int]:
+def _run(
+    op: dict[str, Any], model: Any, state: Any, seed: int, logits_in: Any, tol: Tolerance, problems: list[Problem]
+) -> tuple[Any, Any, int]:
     """Compute one op from ``state``; append what differs from the trace. -> (state', sampled logits row, seed)."""
     kind, where = op["kind"], op["_where"]
     pos = _field(op, "pos")
@@ -176,7 +184,7 @@ def _check_token(ours: int, op: dict[str, Any], problems: list[Problem]) -> None
 
 def _check_logits(ours: np.ndarray, rec: Any, where: str, tol: Tolerance, problems: list[Problem]) -> None:
     if not isinstance(rec, dict) or not isinstance(rec.get("top"), list):
-        raise TraceError(f"{where}: \"logits\" needs \"shape\", \"sha256\" and \"top\"")
+        raise TraceError(f'{where}: "logits" needs "shape", "sha256" and "top"')
     if list(ours.shape) != rec.get("shape"):
         problems.append(Problem(f"logits shape {list(ours.shape)} != trace {rec.get('shape')}", False))
         return
@@ -189,10 +197,13 @@ def _check_logits(ours: np.ndarray, rec: Any, where: str, tol: Tolerance, proble
             continue
         mine = float(last[token])
         if f32_hex(mine) != t["logit"]["f32"]:
-            problems.append(Problem(
-                f"logit of token {token} (top[{rank}]) {f32_hex(mine)} != trace {t['logit']['f32']} "
-                f"(|diff| {abs(mine - theirs):.3g})", tol.close(mine, theirs),
-            ))
+            problems.append(
+                Problem(
+                    f"logit of token {token} (top[{rank}]) {f32_hex(mine)} != trace {t['logit']['f32']} "
+                    f"(|diff| {abs(mine - theirs):.3g})",
+                    tol.close(mine, theirs),
+                )
+            )
     ids = [int(i) for i in np.argsort(-last, kind="stable")[: len(rec["top"])]]
     if ids != [t.get("id") for t in rec["top"]]:
         problems.append(Problem(f"top ids {ids} != trace {[t.get('id') for t in rec['top']]}", True))
@@ -202,7 +213,7 @@ def _check_logits(ours: np.ndarray, rec: Any, where: str, tol: Tolerance, proble
 
 def _check_state(state: Any, rec: Any, problems: list[Problem]) -> None:
     if not isinstance(rec, dict):
-        raise TraceError("an op's \"state\" must be an object with pos, digest and tensors")
+        raise TraceError('an op\'s "state" must be an object with pos, digest and tensors')
     if state.pos != rec.get("pos"):
         problems.append(Problem(f"state position {state.pos} != trace {rec.get('pos')}", False))
     if state.digest() == rec.get("digest"):
@@ -211,8 +222,15 @@ def _check_state(state: Any, rec: Any, problems: list[Problem]) -> None:
     for t in summarize(state):
         other = theirs.get(t.name)
         if other is None or list(t.shape) != other.get("shape") or t.sha256 != other.get("sha256"):
-            what = "missing from the trace" if other is None else (
-                f"shape {list(t.shape)} != trace {other.get('shape')}" if list(t.shape) != other.get("shape") else "sha256 differs")
+            what = (
+                "missing from the trace"
+                if other is None
+                else (
+                    f"shape {list(t.shape)} != trace {other.get('shape')}"
+                    if list(t.shape) != other.get("shape")
+                    else "sha256 differs"
+                )
+            )
             problems.append(Problem(f"state differs: first tensor {t.name} ({what})", True))
             return
     problems.append(Problem(f"state digest {state.digest()} != trace {rec.get('digest')}", True))

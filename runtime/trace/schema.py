@@ -16,8 +16,8 @@ import numpy as np
 
 from lmstep.spec.errors import LmstepError
 
-from ..stepper.measure import array_sha256, summarize
 from ..codec import CodecError, f32_from_bits, f32_hex
+from ..stepper.measure import array_sha256, summarize
 
 FORMAT = "lmstep-trace"
 VERSION = 1
@@ -34,7 +34,7 @@ def f32(x: float) -> dict[str, str]:
 
 def from_f32(v: Any, where: str) -> float:
     if not isinstance(v, dict) or not isinstance(v.get("f32"), str):
-        raise TraceError(f"{where}: expected {{\"f32\": \"0x...\"}}, got {v!r}")
+        raise TraceError(f'{where}: expected {{"f32": "0x..."}}, got {v!r}')
     try:
         return f32_from_bits(v["f32"])
     except CodecError as err:
@@ -47,7 +47,7 @@ def bigint(n: int) -> dict[str, str]:
 
 def from_bigint(v: Any, where: str) -> int:
     if not isinstance(v, dict) or not isinstance(v.get("#bigint"), str) or not v["#bigint"].lstrip("-").isdigit():
-        raise TraceError(f"{where}: expected {{\"#bigint\": \"123\"}}, got {v!r}")
+        raise TraceError(f'{where}: expected {{"#bigint": "123"}}, got {v!r}')
     return int(v["#bigint"])
 
 
@@ -91,7 +91,9 @@ def state_record(state: Any) -> dict[str, Any]:
     return {
         "pos": state.pos,
         "digest": state.digest(),
-        "tensors": [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "sha256": t.sha256} for t in summarize(state)],
+        "tensors": [
+            {"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "sha256": t.sha256} for t in summarize(state)
+        ],
     }
 
 
@@ -114,7 +116,7 @@ def read(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         except json.JSONDecodeError as err:
             raise TraceError(f"{p}:{n}: not JSON ({err.msg})") from None
     if not records or not isinstance(records[0][1], dict) or "#meta" not in records[0][1]:
-        raise TraceError(f"{p}: the first line must be the {{\"#meta\": ...}} header of an {FORMAT} file")
+        raise TraceError(f'{p}: the first line must be the {{"#meta": ...}} header of an {FORMAT} file')
     meta = records[0][1]["#meta"]
     if meta.get("format") != FORMAT:
         raise TraceError(f"{p}: format is {meta.get('format')!r}, not {FORMAT!r}")
@@ -125,13 +127,13 @@ def read(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     for n, op in records[1:]:
         where = f"{p}:{n}"
         if not isinstance(op, dict) or op.get("kind") not in KINDS:
-            raise TraceError(f"{where}: an op needs \"kind\" in {', '.join(KINDS)}")
+            raise TraceError(f'{where}: an op needs "kind" in {", ".join(KINDS)}')
         index = op.get("#meta", {}).get("index") if isinstance(op.get("#meta"), dict) else None
         if index != len(ops):
-            raise TraceError(f"{where}: expected \"#meta\": {{\"index\": {len(ops)}}}, got {op.get('#meta')!r}")
+            raise TraceError(f'{where}: expected "#meta": {{"index": {len(ops)}}}, got {op.get("#meta")!r}')
         frm = op.get("from")
         if not isinstance(frm, int) or not -1 <= frm < len(ops):
-            raise TraceError(f"{where}: \"from\" must be -1 or the index of an earlier op, got {frm!r}")
+            raise TraceError(f'{where}: "from" must be -1 or the index of an earlier op, got {frm!r}')
         op["_where"] = where  # for messages; never written back
         ops.append(op)
     return meta, ops

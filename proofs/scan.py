@@ -4,9 +4,11 @@ The recurrence h_t = a_t h_{t-1} + b_t (mamba._mixer_step: ``h = decay * h + dri
     (a1, b1) . (a2, b2) = (a2 a1, a2 b1 + b2)
 and any scan of it equals the recurrence because the operator is associative. The operator used here is the
 spec's own: :func:`combine` runs ``mamba._scan`` on a two-element sequence, whose last element is exactly
-(x . y), so a change to ``_scan`` changes every law below. The pairing scan (Ladner-Fischer up/down-sweep,
-Hillis-Steele rounds on its short top) *is* ``mamba._scan`` at its true length; a whole Hillis-Steele scan and
-Blelloch's tree scan are written here over the spec's combine (other schedules an engine may use).
+(x . y), so a change to ``_scan`` changes every law below. Two scans are run as they are, at their true lengths:
+the spec's reference (``mamba._scan``: Hillis-Steele rounds, SPEC.md §7; the ``scan/reference-*`` obligations)
+and the schedule of the exported graph (``lmstep.runtime.mamba_scan.scan``: a Ladner-Fischer pairing up/down-sweep
+with Hillis-Steele rounds on its short top; ``scan/pairing-*``). Blelloch's tree scan and a whole Hillis-Steele
+scan are written here over the spec's combine (other schedules an engine may use).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 import z3
 
+from lmstep.runtime import mamba_scan
 from lmstep.spec import mamba
 
 from .domains import Real
@@ -33,6 +36,21 @@ SWAPPED = ("o.add(o.mul(a, b_prev), b)", "o.add(o.mul(a, b), b_prev)")  # the cl
 def swapped_scan() -> Callable[..., Any]:
     """mamba._scan with b_prev and b exchanged in the combine: (a1,b1).(a2,b2) = (a2 a1, a2 b2 + b1)."""
     return mutate(mamba._scan, *SWAPPED)
+
+
+def pairing_scan(o: Any, a: Any, b: Any, h0: Any = None) -> Any:
+    """The exported graph's schedule, ``mamba_scan.scan``, looked up at call time (so a test can patch it)."""
+    return mamba_scan.scan(o, a, b, h0)
+
+
+def swapped_pairing_scan() -> Callable[..., Any]:
+    """mamba_scan.scan with the same operand swap in its combine."""
+    return mutate(mamba_scan.scan, *SWAPPED)
+
+
+# The reference scan written for 32 tokens: its rounds stop at distance 16 whatever T is (a round mutant that
+# only sequences longer than 32 can expose).
+ROUNDS_CAPPED = ("while d < o.static_len(a, 1, SCAN_BOUND):", "while d < min(o.static_len(a, 1, SCAN_BOUND), 32):")
 
 
 def spec_scan(o: Any, elems: list[Pair], scan: Callable[..., Any] | None = None, h0: Any = None) -> list[Pair]:
@@ -136,10 +154,10 @@ LAST_PAIR_PADDED = ("o.less_equal(twice, n)", "o.less(twice, n)")
 
 
 def _with_plan(plan_fn: Callable[..., Any]) -> Callable[..., Any]:
-    """mamba._scan run with the index plan from ``plan_fn`` (a mutated scan_plan)."""
+    """mamba_scan.scan run with the index plan from ``plan_fn`` (a mutated scan_plan)."""
 
     def scan(o: Any, a: Any, b: Any, h0: Any = None) -> Any:
-        return mamba._scan(o, a, b, h0, plan=plan_fn(o, o.shape(a, 1), a.shape[1]))
+        return mamba_scan.scan(o, a, b, h0, plan=plan_fn(o, o.shape(a, 1), a.shape[1]))
 
     return scan
 
@@ -194,8 +212,9 @@ def blelloch_query(n: int, swap_down: bool = False) -> Query:
 
 # -- all T, by induction ---------------------------------------------------------------------------------------
 def initial_state_query(n: int, scan: Callable[..., Any] | None = None) -> Query:
-    """``mamba._scan(o, a, b, h0)`` equals the recurrence from h0 at every t (the prefill-after-cache path:
-    the scan puts (1, h0) in front of the down-sweep, so every prefix starts from the carried state)."""
+    """``scan(o, a, b, h0)`` (default ``mamba._scan``) equals the recurrence from h0 at every t: the
+    prefill-after-cache path. The reference folds h0 into the first element; the pairing schedule puts (1, h0)
+    in front of its down-sweep, so every prefix starts from the carried state."""
     o = Z3Ops(Real())
     elems = elements(o, n)
     h0 = o.var("h0", (1, 1))
@@ -207,7 +226,9 @@ def initial_state_query(n: int, scan: Callable[..., Any] | None = None) -> Query
     return _query(o, goal, {**_inputs(elems), "h0": h0})
 
 
-HO_UNDECAYED = ("o.add(o.mul(x[0], o.unsqueeze(h0, 1)), x[1])", "o.add(o.unsqueeze(h0, 1), x[1])")  # h0 not decayed
+# h0 not decayed: added to the first drive (reference) or to every top prefix (pairing) without the decay product.
+H0_UNDECAYED = ("o.mul(o.slice(a, 1, 0, 1), o.unsqueeze(h0, 1))", "o.unsqueeze(h0, 1)")
+PAIRING_H0_UNDECAYED = ("o.add(o.mul(x[0], o.unsqueeze(h0, 1)), x[1])", "o.add(o.unsqueeze(h0, 1), x[1])")
 
 
 def closed_form_queries(drop_lemma: bool = False) -> list[Query]:
@@ -369,9 +390,9 @@ register(
 )
 register(
     Obligation(
-        "scan/pairing-T64",
+        "scan/reference-T64",
         "scan",
-        "mamba._scan (the pairing scan) equals the sequential recurrence at every t",
+        "mamba._scan (the spec's Hillis-Steele reference) equals the sequential recurrence at every t",
         REAL,
         "T=64, scalar",
         "spec: mamba._scan",
@@ -381,7 +402,20 @@ register(
 )
 register(
     Obligation(
-        "scan/pairing-T128-diagonal",
+        "scan/reference~rounds-capped",
+        "scan",
+        "mutant: the reference with its rounds stopped at distance 16 (written for 32 tokens) differs",
+        REAL,
+        "T=64, scalar",
+        "spec: mutated mamba._scan",
+        "refuted",
+        lambda: spec_scan_query(64, scan=mutate(mamba._scan, *ROUNDS_CAPPED)),
+        mutant_of="scan/reference-T64",
+    )
+)
+register(
+    Obligation(
+        "scan/reference-T128-diagonal",
         "scan",
         "mamba._scan equals the recurrence, diagonal elements",
         REAL,
@@ -394,14 +428,77 @@ register(
 )
 register(
     Obligation(
-        "scan/pairing-odd-lengths",
+        "scan/reference-diagonal~swapped",
         "scan",
-        "mamba._scan equals the recurrence at every length 1..33 (odd padding, all levels)",
+        "mutant: the swapped mamba._scan differs from the recurrence, diagonal elements",
+        REAL,
+        "T=8, elements [2, 2]",
+        "spec: mutated mamba._scan",
+        "refuted",
+        lambda: spec_scan_query(8, (2, 2), swapped_scan()),
+        mutant_of="scan/reference-T128-diagonal",
+    )
+)
+register(
+    Obligation(
+        "scan/reference-lengths",
+        "scan",
+        "mamba._scan equals the recurrence at every length 1..33 (every round count up to 6)",
         REAL,
         "T=1..33, scalar",
         "spec: mamba._scan",
         "proved",
         lambda: [spec_scan_query(n) for n in range(1, 34)],
+    )
+)
+register(
+    Obligation(
+        "scan/reference-lengths~swapped",
+        "scan",
+        "mutant: mamba._scan with b and b_prev swapped differs from the recurrence",
+        REAL,
+        "T=1..4, scalar",
+        "spec: mutated mamba._scan",
+        "refuted",
+        lambda: [spec_scan_query(n, scan=swapped_scan()) for n in range(1, 5)],
+        mutant_of="scan/reference-lengths",
+    )
+)
+register(
+    Obligation(
+        "scan/pairing-T64",
+        "scan",
+        "mamba_scan.scan (the exported graph's pairing scan) equals the sequential recurrence at every t",
+        REAL,
+        "T=64, scalar",
+        "runtime: lmstep.runtime.mamba_scan.scan (op vocabulary, run on Z3 terms)",
+        "proved",
+        lambda: spec_scan_query(64, scan=pairing_scan),
+    )
+)
+register(
+    Obligation(
+        "scan/pairing-T128-diagonal",
+        "scan",
+        "mamba_scan.scan equals the recurrence, diagonal elements",
+        REAL,
+        "T=128, elements [2, 2]",
+        "runtime: lmstep.runtime.mamba_scan.scan",
+        "proved",
+        lambda: spec_scan_query(128, (2, 2), pairing_scan),
+        timeout_s=120,
+    )
+)
+register(
+    Obligation(
+        "scan/pairing-odd-lengths",
+        "scan",
+        "mamba_scan.scan equals the recurrence at every length 1..33 (odd padding, all levels)",
+        REAL,
+        "T=1..33, scalar",
+        "runtime: lmstep.runtime.mamba_scan.scan",
+        "proved",
+        lambda: [spec_scan_query(n, scan=pairing_scan) for n in range(1, 34)],
     )
 )
 register(
@@ -412,9 +509,11 @@ register(
         "with the identity (drops x_T-1) differs from the recurrence",
         REAL,
         "T=1..4, scalar",
-        "spec: mutated mamba.scan_plan",
+        "runtime: mutated mamba_scan.scan_plan",
         "refuted",
-        lambda: [spec_scan_query(n, scan=_with_plan(mutate(mamba.scan_plan, *LAST_PAIR_PADDED))) for n in range(1, 5)],
+        lambda: [
+            spec_scan_query(n, scan=_with_plan(mutate(mamba_scan.scan_plan, *LAST_PAIR_PADDED))) for n in range(1, 5)
+        ],
         mutant_of="scan/pairing-odd-lengths",
     )
 )
@@ -422,12 +521,12 @@ register(
     Obligation(
         "scan/pairing~swapped",
         "scan",
-        "mutant: _scan with b and b_prev swapped differs from the recurrence",
+        "mutant: mamba_scan.scan with b and b_prev swapped differs from the recurrence",
         REAL,
         "T=8, scalar",
-        "spec: mutated mamba._scan",
+        "runtime: mutated mamba_scan.scan",
         "refuted",
-        lambda: spec_scan_query(8, scan=swapped_scan()),
+        lambda: spec_scan_query(8, scan=swapped_pairing_scan()),
         mutant_of="scan/pairing-T64",
     )
 )
@@ -435,13 +534,38 @@ register(
     Obligation(
         "scan/pairing-diagonal~swapped",
         "scan",
-        "mutant: the swapped _scan differs from the recurrence, diagonal elements",
+        "mutant: the swapped mamba_scan.scan differs from the recurrence, diagonal elements",
         REAL,
         "T=8, elements [2, 2]",
-        "spec: mutated mamba._scan",
+        "runtime: mutated mamba_scan.scan",
         "refuted",
-        lambda: spec_scan_query(8, (2, 2), swapped_scan()),
+        lambda: spec_scan_query(8, (2, 2), swapped_pairing_scan()),
         mutant_of="scan/pairing-T128-diagonal",
+    )
+)
+register(
+    Obligation(
+        "scan/pairing-initial-state",
+        "scan",
+        "mamba_scan.scan from a carried state h0 equals the recurrence from h0 at every t",
+        REAL,
+        "T=1..17, scalar, h0 symbolic",
+        "runtime: lmstep.runtime.mamba_scan.scan(a, b, h0)",
+        "proved",
+        lambda: [initial_state_query(n, pairing_scan) for n in range(1, 18)],
+    )
+)
+register(
+    Obligation(
+        "scan/pairing-initial-state~undecayed",
+        "scan",
+        "mutant: h0 put in front of the down-sweep without its decay differs from the recurrence",
+        REAL,
+        "T=1..4",
+        "runtime: mutated mamba_scan.scan",
+        "refuted",
+        lambda: [initial_state_query(n, mutate(mamba_scan.scan, *PAIRING_H0_UNDECAYED)) for n in range(1, 5)],
+        mutant_of="scan/pairing-initial-state",
     )
 )
 register(
@@ -510,12 +634,12 @@ register(
     Obligation(
         "scan/initial-state~undecayed",
         "scan",
-        "mutant: h0 put in front without its decay differs from the recurrence",
+        "mutant: h0 added to the first drive without its decay differs from the recurrence",
         REAL,
         "T=1..4",
         "spec: mutated mamba._scan",
         "refuted",
-        lambda: [initial_state_query(n, mutate(mamba._scan, *HO_UNDECAYED)) for n in range(1, 5)],
+        lambda: [initial_state_query(n, mutate(mamba._scan, *H0_UNDECAYED)) for n in range(1, 5)],
         mutant_of="scan/initial-state",
     )
 )

@@ -1,7 +1,10 @@
 """Build the ONNX graphs of a model from the spec's own functions (DESIGN.md §1: one source of truth).
 
     step graph     = arch.decode(GraphOps, ...) then sampler.sample(GraphOps, ...)   -> step.onnx
-    unrolled graph = arch.forward(GraphOps, ...)                                      -> model.onnx
+    unrolled graph = unrolled_forward(model)(GraphOps, ...)                           -> model.onnx
+
+where unrolled_forward is arch.forward, except that Mamba's runs the scan schedule of mamba_scan.py (the spec's
+forward with a faster bracketing of the same scan; docs/runtime.md).
 
 Nothing here restates the math: the graph is whatever the spec's code does when handed graph values. The only
 glue is the IO contract (contract.py): genai's [batch, seq] inputs are squeezed to the spec's [batch] for the
@@ -10,6 +13,7 @@ step, and its int64 attention_mask becomes the spec's boolean key_mask.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,6 +26,7 @@ from lmstep.spec.model import Model
 from lmstep.spec.sampler import sample
 
 from . import contract as io
+from . import mamba_scan
 from .graph_ops import GRAPH, OPSET
 
 PRODUCER = "lmstep"
@@ -102,13 +107,18 @@ def build_step(model: Model) -> onnx.ModelProto:
     return _finish(build(args | past | sampler_args, outputs), model, "step")
 
 
+def unrolled_forward(model: Model) -> Callable[..., Any]:
+    """The forward function model.onnx is built from (and that the tests run on numpy to compare it bitwise)."""
+    return mamba_scan.forward if model.arch == "mamba" else model.module.forward
+
+
 def build_unrolled(model: Model) -> onnx.ModelProto:
     """prefill: input_ids [B, S] after the state -> logits [B, S, V], present.* (genai's decoder contract)."""
     w = weight_vars(model)
     args = _contract_inputs(model, io.SEQ)
     past = _state_args(model)
     position = args.get("position_ids", args["input_ids"])  # an SSM ignores positions (spec: accepted, unused)
-    logits, cache = model.module.forward(
+    logits, cache = unrolled_forward(model)(
         GRAPH, model.config, w, args["input_ids"], position, _spec_cache(model, past), _key_mask(args)
     )
     return _finish(build(args | past, {"logits": logits} | _presents(past, cache)), model, "unrolled")
@@ -119,6 +129,7 @@ def _finish(proto: onnx.ModelProto, model: Model, kind: str) -> onnx.ModelProto:
     proto.doc_string = (
         f"lmstep {kind} graph of {model.name or model.arch}: "
         f"{model.arch}.{'decode + sampler' if kind == 'step' else 'forward'}"
+        + (" (scan schedule: lmstep.runtime.mamba_scan)" if kind == "unrolled" and model.arch == "mamba" else "")
     )
     onnx.helper.set_model_props(proto, {"lmstep.arch": model.arch, "lmstep.graph": kind})
     if [(o.domain, o.version) for o in proto.opset_import] != [("", OPSET)]:

@@ -18,7 +18,6 @@ import attrs
 import numpy as np
 import onnxruntime as ort
 
-from lmstep.spec import mamba
 from lmstep.spec.arrays import frozen_array
 from lmstep.spec.errors import InputError
 from lmstep.spec.model import Model, State, StepOutput
@@ -26,6 +25,7 @@ from lmstep.spec.rand import rand_for
 from lmstep.spec.sampler import Sampler, check_rand, sample_one
 
 from . import contract as io
+from . import mamba_scan
 from .folder import STEP_FILE, UNROLLED_FILE, config_from_manifest, read_manifest
 from .onnx_safety import verify_graph_file
 from .session import GraphRunner, make_session, resolve_provider
@@ -132,7 +132,7 @@ class OnnxModel:
         """Consume ``tokens`` after ``state`` in one call of model.onnx -> (state', logits [len, V] float32)."""
         self._check_state(state)
         ids = np.array(self._check_tokens(tokens, state.pos), np.int64)[None, :]
-        limit = mamba.MAX_UNROLLED_LEN
+        limit = mamba_scan.MAX_UNROLLED_LEN
         if self.arch == "mamba" and ids.shape[1] > limit:
             # The graph's scan is built for up to `limit` tokens: longer prompts run as chunks, the state carried
             # (the same result as one call, within FORMS: any prefill split is, by the spec's split law).

@@ -112,13 +112,14 @@ def unrolled_forward(model: Model) -> Callable[..., Any]:
     return mamba_scan.forward if model.arch == "mamba" else model.module.forward
 
 
-def build_unrolled(model: Model) -> onnx.ModelProto:
-    """prefill: input_ids [B, S] after the state -> logits [B, S, V], present.* (genai's decoder contract)."""
+def build_unrolled(model: Model, forward: Callable[..., Any] | None = None) -> onnx.ModelProto:
+    """prefill: input_ids [B, S] after the state -> logits [B, S, V], present.* (genai's decoder contract).
+    ``forward``: the function to build from (default :func:`unrolled_forward`; a test builds the spec's own)."""
     w = weight_vars(model)
     args = _contract_inputs(model, io.SEQ)
     past = _state_args(model)
     position = args.get("position_ids", args["input_ids"])  # an SSM ignores positions (spec: accepted, unused)
-    logits, cache = unrolled_forward(model)(
+    logits, cache = (forward or unrolled_forward(model))(
         GRAPH, model.config, w, args["input_ids"], position, _spec_cache(model, past), _key_mask(args)
     )
     return _finish(build(args | past, {"logits": logits} | _presents(past, cache)), model, "unrolled")

@@ -13,6 +13,8 @@ import pytest
 
 from lmstep.proofs.mutants import mutate
 from lmstep.proofs.obligations import REGISTRY, load_all, run
+from lmstep.proofs.scan import ROUNDS_CAPPED
+from lmstep.runtime import mamba_scan
 from lmstep.spec import layers, mamba, sampler
 
 load_all()
@@ -25,21 +27,30 @@ def _verdict(name, timeout_s=None):
 
 def test_baseline_is_proved():
     assert _verdict("scan/pairing-T64") == "proved"
+    assert _verdict("scan/reference-T64") == "proved"
 
 
 def test_an_odd_length_padded_with_a_real_element_breaks_the_pairing_scan(monkeypatch):
     # Pairs past the end must take the identity row: with < instead of <=, an even length loses its last element.
-    broken = mutate(mamba.scan_plan, "o.less_equal(twice, n)", "o.less(twice, n)")
-    monkeypatch.setattr(mamba, "scan_plan", broken)
+    broken = mutate(mamba_scan.scan_plan, "o.less_equal(twice, n)", "o.less(twice, n)")
+    monkeypatch.setattr(mamba_scan, "scan_plan", broken)
     assert _verdict("scan/pairing-T64") == "refuted"
-    assert _verdict("integers/chunked-scan-wrap16") == "refuted"
+    assert _verdict("scan/reference-T64") == "proved"  # the spec's own scan does not use the runtime's plan
 
 
 def test_a_down_sweep_merging_evens_and_odds_the_wrong_way_breaks_the_scan(monkeypatch):
-    broken = mutate(mamba.scan_plan, "o.add(half, 2)", "o.add(half, 1)")  # odd rows one even element early
-    monkeypatch.setattr(mamba, "scan_plan", broken)
+    broken = mutate(mamba_scan.scan_plan, "o.add(half, 2)", "o.add(half, 1)")  # odd rows one even element early
+    monkeypatch.setattr(mamba_scan, "scan_plan", broken)
     assert _verdict("scan/pairing-T64") == "refuted"
-    assert _verdict("scan/initial-state") == "refuted"
+    assert _verdict("scan/pairing-initial-state") == "refuted"
+
+
+def test_a_reference_scan_with_too_few_rounds_breaks_the_spec_laws(monkeypatch):
+    # The spec's scan written for 32 tokens: the reference obligations and the chunked integer scan (run through
+    # mamba._scan) see it; the runtime's pairing schedule is a separate function and stays proved.
+    monkeypatch.setattr(mamba, "_scan", mutate(mamba._scan, *ROUNDS_CAPPED))
+    assert _verdict("scan/reference-T64") == "refuted"
+    assert _verdict("scan/pairing-T64") == "proved"
 
 
 def test_a_recurrence_swapped_in_the_scan_breaks_associativity(monkeypatch):

@@ -13,22 +13,25 @@ from hypothesis import strategies as st
 from lmstep.proofs.domains import FLOAT16, FLOAT32, BitVec, fp_value
 from lmstep.proofs.integers import IntNumpyOps
 from lmstep.proofs.symbolic import NEG_INF, Z3Ops, term
+from lmstep.runtime import mamba_scan
 from lmstep.spec import layers, mamba
 from lmstep.spec.ops import NP
 
 T = 4
+# The spec's reference scan (slices and concats) and the runtime's pairing schedule (gathers, where, max).
+SCANS = {"reference": mamba._scan, "pairing": mamba_scan.scan}
 
 
-def _scan_terms(dom):
+def _scan_terms(dom, scan):
     o = Z3Ops(dom)
     a, b = o.var("a", (1, T, 1, 1)), o.var("b", (1, T, 1, 1))
-    pa, pb = mamba._scan(o, a, b)
+    pa, pb = scan(o, a, b)
     return list(a.flat), list(b.flat), list(pa.flat) + list(pb.flat)
 
 
-F32_TERMS = _scan_terms(FLOAT32)
-F16_TERMS = _scan_terms(FLOAT16)
-BV_TERMS = _scan_terms(BitVec(16, "wrap"))
+F32_TERMS = {name: _scan_terms(FLOAT32, scan) for name, scan in SCANS.items()}
+F16_TERMS = {name: _scan_terms(FLOAT16, scan) for name, scan in SCANS.items()}
+BV_TERMS = {name: _scan_terms(BitVec(16, "wrap"), scan) for name, scan in SCANS.items()}
 
 
 def _evaluate(terms, values):
@@ -51,25 +54,27 @@ def _bit_patterns(dtype, bits):
     return st.lists(one, min_size=2 * T, max_size=2 * T)
 
 
+@pytest.mark.parametrize("scan", SCANS)
 @pytest.mark.parametrize(
     "dom,dtype,bits,terms", [(FLOAT32, np.float32, 32, F32_TERMS), (FLOAT16, np.float16, 16, F16_TERMS)]
 )
 @given(data=st.data())
-def test_ieee_scan_terms_evaluate_to_the_numpy_spec_bitwise(dom, dtype, bits, terms, data):
+def test_ieee_scan_terms_evaluate_to_the_numpy_spec_bitwise(scan, dom, dtype, bits, terms, data):
     values = np.array(data.draw(_bit_patterns(dtype, bits)), dtype)
-    got = [dtype(fp_value(v)) for v in _evaluate(terms, [dom.const(float(x)) for x in values])]
+    got = [dtype(fp_value(v)) for v in _evaluate(terms[scan], [dom.const(float(x)) for x in values])]
     with np.errstate(all="ignore"):
-        pa, pb = mamba._scan(NP, values[:T].reshape(1, T, 1, 1), values[T:].reshape(1, T, 1, 1))
+        pa, pb = SCANS[scan](NP, values[:T].reshape(1, T, 1, 1), values[T:].reshape(1, T, 1, 1))
     want = list(pa.ravel()) + list(pb.ravel())
     assert all(_same_float(g, w) for g, w in zip(got, want)), (got, want)
 
 
+@pytest.mark.parametrize("scan", SCANS)
 @given(st.lists(st.integers(-(2**15), 2**15 - 1), min_size=2 * T, max_size=2 * T))
-def test_wraparound_scan_terms_evaluate_to_int16_numpy(xs):
+def test_wraparound_scan_terms_evaluate_to_int16_numpy(scan, xs):
     dom = BitVec(16, "wrap")
-    got = [v.as_signed_long() for v in _evaluate(BV_TERMS, [z3.BitVecVal(x, 16) for x in xs])]
+    got = [v.as_signed_long() for v in _evaluate(BV_TERMS[scan], [z3.BitVecVal(x, 16) for x in xs])]
     values = np.array(xs, np.int16)
-    pa, pb = mamba._scan(IntNumpyOps(dom), values[:T].reshape(1, T, 1, 1), values[T:].reshape(1, T, 1, 1))
+    pa, pb = SCANS[scan](IntNumpyOps(dom), values[:T].reshape(1, T, 1, 1), values[T:].reshape(1, T, 1, 1))
     assert got == [int(v) for v in list(pa.ravel()) + list(pb.ravel())]
 
 

@@ -249,16 +249,17 @@ def test_cuda_unavailable_is_a_clear_error():
 
 
 def test_a_prompt_longer_than_the_graphs_scan_runs_in_chunks(monkeypatch):
-    """The unrolled Mamba graph is built for up to MAX_UNROLLED_LEN tokens (its scan's level count is static);
-    longer prompts are prefilled in chunks with the state carried. Shown with the limit lowered to 7 tokens: the
-    chunked prefill equals one call within the tolerances, while the same check catches chunks that drop the state."""
+    """The unrolled Mamba graph is built for up to mamba_scan.MAX_UNROLLED_LEN tokens (its scan's level count is
+    static); longer prompts are prefilled in chunks with the state carried. Shown with the limit lowered to 7 tokens:
+    the chunked prefill equals one call within the tolerances, while the same check catches chunks that drop the
+    state."""
+    from lmstep.runtime import mamba_scan
     from lmstep.runtime.loading import load as load_onnx
-    from lmstep.spec import mamba
 
     om = load_onnx("tiny-mamba", provider="cpu")
     tokens = list(range(40, 70))
     s_one, l_one = om.prefill(om.init_state(), tokens)
-    monkeypatch.setattr(mamba, "MAX_UNROLLED_LEN", 7)
+    monkeypatch.setattr(mamba_scan, "MAX_UNROLLED_LEN", 7)
     s_chunked, l_chunked = om.prefill(om.init_state(), tokens)
     assert s_chunked.pos == len(tokens) and l_chunked.shape == l_one.shape
     assert rel_err(l_chunked, l_one) <= LOGITS_RTOL["mamba"] and state_err(s_chunked, s_one) <= STATE_RTOL["mamba"]

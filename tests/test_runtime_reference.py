@@ -3,7 +3,12 @@
 The spec's NumpyOps mirror the evaluator's op implementations, and GraphOps emits the same op sequence, so
 every op sees the same inputs and computes the same bits: logits, sampled tokens and every state tensor are
 compared with exact equality. No op is exempt (measured: all three architectures, step and unrolled graphs).
-Negative control: the same comparison on a graph with one Add turned into Sub reports a mismatch.
+Mamba's unrolled graph is built from the spec's forward with the runtime's scan schedule
+(lmstep.runtime.mamba_scan, another bracketing of the spec's scan): it equals that function run on numpy bit for
+bit, and the spec's own forward within tolerance (tests/test_mamba_scan.py). The spec's reference forward also
+builds as a graph and runs bit for bit on the evaluator.
+Negative controls: the same comparison on a graph with one Add turned into Sub reports a mismatch; the Mamba
+graph compared with the spec's reference forward (the other bracketing) reports one.
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ from onnx.reference import ReferenceEvaluator
 from strategies import models
 
 from lmstep.runtime import contract as io
-from lmstep.runtime.export import build_step, build_unrolled
-from lmstep.spec import load
+from lmstep.runtime.export import build_step, build_unrolled, unrolled_forward
+from lmstep.spec import NP, Model, State, builtin, load, mamba
 from lmstep.spec.sampler import Sampler
 
 _GRAPHS: dict[int, tuple] = {}
@@ -55,14 +60,23 @@ def step_mismatches(model, step_proto, tokens, rands) -> list[str]:
     return bad
 
 
-def unrolled_mismatches(model, unrolled_proto, tokens, split) -> list[str]:
+def numpy_prefill(model, state, chunk, forward=None):
+    """``forward`` (default: the one the export builds from, :func:`unrolled_forward`) run on numpy, as a prefill."""
+    toks = np.array([chunk], np.int64)
+    positions = np.arange(state.pos, state.pos + len(chunk), dtype=np.int64)[None]
+    forward = forward or unrolled_forward(model)
+    logits, cache = forward(NP, model.config, model.weights, toks, positions, state.cache)
+    return State(model.arch, state.pos + len(chunk), cache), logits[0]
+
+
+def unrolled_mismatches(model, unrolled_proto, tokens, split, forward=None) -> list[str]:
     """Prefill tokens[:split] then tokens[split:] (a multi-token call with a cache) in both; what differs."""
     bad = []
     state, ref_state, pos = model.init_state(), io.empty_state(model.arch, model.config), 0
     for chunk in (tokens[:split], tokens[split:]):
         if not chunk:
             continue
-        state, logits = model.prefill(state, chunk)
+        state, logits = numpy_prefill(model, state, chunk, forward)
         r = run_ref(unrolled_proto, io.contract_feeds(model.arch, np.array([chunk]), pos) | ref_state)
         ref_state = {k: r[io.present_of(k)] for k in ref_state}
         pos += len(chunk)
@@ -140,3 +154,64 @@ def test_attention_mask_is_the_specs_key_mask_bitwise(name):
     )
     ignored = run_ref(unrolled_proto, feeds | {"attention_mask": np.ones_like(mask)})
     assert not np.array_equal(ignored["logits"][0], logits[0])
+
+
+# The scan's power-of-two boundaries: the reference's round count and the runtime schedule's pairing levels
+# (k <= 5) and top Hillis-Steele rounds (33, 65, 129 start a new top round) change at these lengths.
+BOUNDARY_LENGTHS = sorted({n for k in range(1, 8) for n in (2**k - 1, 2**k, 2**k + 1)})
+SMALL_MAMBA = mamba.Config(
+    vocab_size=32, hidden_size=8, state_size=4, num_hidden_layers=2, intermediate_size=8, time_step_rank=2
+)
+
+
+def small_mamba(seed: int = 0) -> Model:
+    return Model("mamba", SMALL_MAMBA, builtin.init_weights("mamba", SMALL_MAMBA, seed), name="small-mamba")
+
+
+def carried_state(model, batch: int, seed: int):
+    """A random Mamba state for ``batch`` sequences (per layer conv window and h), so the carried-state path runs."""
+    rng = np.random.default_rng(seed)
+    shapes = [t.shape[1:] for pair in model.init_state().cache for t in pair]
+    flat = [rng.standard_normal((batch, *shape)).astype(np.float32) for shape in shapes]
+    return tuple(zip(flat[0::2], flat[1::2]))
+
+
+def batched_unrolled_mismatches(model, proto, tokens, forward) -> list[str]:
+    """A batch of sequences [B, T] after a carried state: graph vs ``forward`` on numpy, bit for bit."""
+    cache = carried_state(model, tokens.shape[0], tokens.shape[1])
+    logits, new_cache = forward(NP, model.config, model.weights, tokens, None, cache)
+    state = dict(zip(io.empty_state(model.arch, model.config), [t for pair in cache for t in pair]))
+    r = run_ref(proto, {"input_ids": tokens} | state)
+    bad = [] if np.array_equal(r["logits"], logits) else ["logits"]
+    flat = [t for pair in new_cache for t in pair]
+    return bad + [k for k, t in zip(state, flat) if not np.array_equal(r[io.present_of(k)], t)]
+
+
+MAMBA_GRAPHS: dict[str, object] = {}
+
+
+def mamba_graphs():
+    if not MAMBA_GRAPHS:
+        model = small_mamba()
+        MAMBA_GRAPHS.update(
+            model=model, runtime=build_unrolled(model), reference=build_unrolled(model, forward=mamba.forward)
+        )
+    return MAMBA_GRAPHS
+
+
+@pytest.mark.parametrize("n", BOUNDARY_LENGTHS)
+def test_mamba_graph_equals_its_scan_schedule_on_numpy_at_scan_boundaries(n):
+    """model.onnx (the runtime's scan schedule) = mamba_scan.forward on numpy, bit for bit, for a batch of 2
+    sequences after a carried state, at every power-of-two boundary up to 129 tokens; so does the spec's reference
+    forward built as a graph, against the numpy spec."""
+    g = mamba_graphs()
+    tokens = np.random.default_rng(n).integers(0, SMALL_MAMBA.vocab_size, (2, n)).astype(np.int64)
+    assert batched_unrolled_mismatches(g["model"], g["runtime"], tokens, unrolled_forward(g["model"])) == []
+    assert batched_unrolled_mismatches(g["model"], g["reference"], tokens, mamba.forward) == []
+
+
+def test_negative_control_the_mamba_graph_is_not_the_spec_reference_bitwise():
+    """The two schedules bracket the scan differently: the bitwise comparison tells them apart."""
+    g = mamba_graphs()
+    tokens = np.random.default_rng(0).integers(0, SMALL_MAMBA.vocab_size, (2, 33)).astype(np.int64)
+    assert batched_unrolled_mismatches(g["model"], g["runtime"], tokens, mamba.forward) != []

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 from tolerances import rel_err, state_err
 
-from lmstep.spec import Model, rand_for
+from lmstep.spec import NP, Model, State, rand_for
 
 
 def step_all(model: Model, tokens: Sequence[int], state=None, rand: float = 0.5):
@@ -95,3 +95,28 @@ def fork_law(model: Model, prefix: Sequence[int], a: Sequence[int], b: Sequence[
     fresh_b, ref_b = step_all(model, list(b), model.prefill(model.init_state(), prefix)[0])
     unchanged = all(np.array_equal(snapshot[k], v) for k, v in base.arrays().items()) and base.pos == len(prefix)
     return unchanged and sa == fresh_a and sb == fresh_b and np.array_equal(la, ref_a) and np.array_equal(lb, ref_b)
+
+
+def batched_vs_single(model: Model, tokens: np.ndarray, cuts: Sequence[int]) -> float:
+    """The batched model functions on B sequences at once equal each sequence alone: tokens [B, T] consumed as a
+    batch by ``forward`` up to cuts[0], ``forward`` again from the carried batched state up to cuts[1], then
+    ``decode`` one column at a time; every row's logits and final state vs ``model.prefill`` of that row."""
+    m, cfg, w = model.module, model.config, model.weights
+    b, t = tokens.shape
+    positions = np.broadcast_to(np.arange(t, dtype=np.int64), (b, t))
+    cache, rows = m.empty_cache(cfg, b), []
+    for lo, hi in zip([0, *cuts], [*cuts, t]):
+        if lo < hi and hi <= cuts[-1]:
+            logits, cache = m.forward(NP, cfg, w, tokens[:, lo:hi], positions[:, lo:hi], cache)
+            rows.append(logits)
+    for i in range(cuts[-1], t):
+        logits, cache = m.decode(NP, cfg, w, tokens[:, i], positions[:, i], cache)
+        rows.append(logits[:, None])
+    batched, states = np.concatenate(rows, axis=1), State(model.arch, t, cache).arrays()
+    worst = 0.0
+    for i in range(b):
+        s, single = model.prefill(model.init_state(), tokens[i].tolist())
+        worst = max(
+            worst, rel_err(batched[i], single), *(rel_err(states[k][i : i + 1], v) for k, v in s.arrays().items())
+        )
+    return worst

@@ -1,13 +1,22 @@
 """Hypothesis strategies shared by the tests: small random configs of every architecture, with weights
-generated from a drawn seed (the built-in models' generator applied to any config)."""
+generated from a drawn seed (the built-in models' generator applied to any config); token sequences up to 129
+tokens, often at the scan's power-of-two boundaries; batches of sequences for the batched model functions."""
 
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import strategies as st
 
 from lmstep.spec import Model, builtin, gpt2, llama, mamba
 
 ARCHS = ("llama", "gpt2", "mamba")
+
+# The scan's power-of-two boundaries, T = 2^k - 1, 2^k, 2^k + 1 for k = 1..7: the spec's Hillis-Steele scan gains
+# a round after each power of two; the runtime's pairing schedule (runtime/mamba_scan.py) pads odd lengths at each
+# of its 5 pairing levels and runs Hillis-Steele rounds on its top past 32 tokens (33, 65 and 129 each add one).
+BOUNDARY_LENGTHS = sorted({n for k in range(1, 8) for n in (2**k - 1, 2**k, 2**k + 1)})
+LONGEST = BOUNDARY_LENGTHS[-1]  # 129: three top rounds of the pairing schedule, eight rounds of the reference
+CONTEXT = 256  # the transformers' position limit in random configs: room for LONGEST tokens and more
 
 
 @st.composite
@@ -26,7 +35,7 @@ def configs(draw, arch: str):
             num_attention_heads=heads,
             num_key_value_heads=kv,
             head_dim=head_dim,
-            max_position_embeddings=128,
+            max_position_embeddings=CONTEXT,
             rope_theta=draw(st.sampled_from([10000.0, 500000.0, 100.0])),
             attention_bias=draw(st.booleans()),
             mlp_bias=draw(st.booleans()),
@@ -42,7 +51,7 @@ def configs(draw, arch: str):
             n_embd=heads * head_dim,
             n_layer=layers,
             n_head=heads,
-            n_positions=128,
+            n_positions=CONTEXT,
             n_inner=draw(st.sampled_from([8, 32])),
         )
     return mamba.Config(
@@ -67,5 +76,23 @@ def models(draw, archs=ARCHS):
     return Model(arch, cfg, builtin.init_weights(arch, cfg, seed), name=f"random-{arch}-{seed}")
 
 
+def lengths(min_size: int = 1, max_size: int = LONGEST):
+    """A sequence length in [min_size, max_size]: a short one (cheap), a scan boundary, or any."""
+    boundaries = [n for n in BOUNDARY_LENGTHS if min_size <= n <= max_size]
+    short = st.integers(min_size, min(max_size, 24))
+    return st.one_of(short, st.sampled_from(boundaries), st.integers(min_size, max_size)) if boundaries else short
+
+
 def token_lists(vocab: int, min_size: int = 1, max_size: int = 24):
-    return st.lists(st.integers(0, vocab - 1), min_size=min_size, max_size=max_size)
+    """Token ids; lengths from :func:`lengths`, so a max_size past 32 reaches the scan's long-sequence rounds."""
+    return lengths(min_size, max_size).flatmap(lambda n: st.lists(st.integers(0, vocab - 1), min_size=n, max_size=n))
+
+
+def token_batches(vocab: int, min_len: int = 1, max_len: int = LONGEST, max_batch: int = 3):
+    """[B, T] int64 token ids, B in 2..max_batch, for the batched model functions (forward / decode)."""
+    shapes = st.tuples(st.integers(2, max_batch), lengths(min_len, max_len))
+    return shapes.flatmap(
+        lambda bt: st.lists(st.integers(0, vocab - 1), min_size=bt[0] * bt[1], max_size=bt[0] * bt[1]).map(
+            lambda ids: np.array(ids, np.int64).reshape(bt)
+        )
+    )

@@ -119,3 +119,31 @@ def test_gqa_head_mapping_wrong_in_decode(monkeypatch):
     monkeypatch.setattr(layers, "attention_decode", wrong_gqa)
     monkeypatch.setattr(llama, "attention_decode", wrong_gqa)
     assert laws.unrolled_vs_recurrent(load("tiny-llama"), PROMPT) > 100 * FORMS["llama"]
+
+
+def test_a_scan_round_cut_short_is_caught_by_the_quick_profile(monkeypatch):
+    """The reference scan written for 32 tokens (its rounds stop at distance 16): sequences of at most 32 tokens
+    cannot see it, so the property test's strategies must reach longer ones. The @given test itself, run under
+    the active (default quick) Hypothesis profile, fails on it."""
+    import test_spec_properties as properties
+
+    from lmstep.proofs.scan import ROUNDS_CAPPED
+
+    capped = mutate(mamba._scan, *ROUNDS_CAPPED)
+    monkeypatch.setattr(mamba, "_scan", capped)
+    assert laws.unrolled_vs_recurrent(load("tiny-mamba"), PROMPT) <= FORMS["mamba"]  # 25 tokens: invisible
+    with pytest.raises(AssertionError):
+        properties.test_unrolled_equals_recurrent()
+
+
+def test_batched_forward_sharing_the_first_rows_state(monkeypatch):
+    """A batched Mamba prefill that continues every sequence from row 0's carried state: the batched law
+    catches it (each row alone differs)."""
+    original = mamba._mixer_unrolled
+
+    def first_row_state(o, cfg, layer, x, conv_state, h0, **kw):
+        return original(o, cfg, layer, x, conv_state, np.broadcast_to(h0[:1], h0.shape), **kw)
+
+    monkeypatch.setattr(mamba, "_mixer_unrolled", first_row_state)
+    tokens = np.array([list(b"The quick brown fox"), list(b"jumps over the lazy")], np.int64)
+    assert laws.batched_vs_single(load("tiny-mamba"), tokens, (6, 12)) > 100 * FORMS["mamba"]

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import laws
 import numpy as np
-from hypothesis import given
+import pytest
+from hypothesis import example, given
 from hypothesis import strategies as st
-from strategies import models, token_lists
+from strategies import BOUNDARY_LENGTHS, LONGEST, models, token_batches, token_lists
 from tolerances import FORMS
 
-from lmstep.spec import load
+from lmstep.spec import Model, builtin, load, mamba
 
 
 @st.composite
@@ -74,14 +75,47 @@ def test_determinism_catches_hidden_global_state(monkeypatch):
     assert fresh_process_trajectories("1", "hash") != fresh_process_trajectories("2", "hash")
 
 
-@given(model_and_tokens(max_size=40))
+# A small Mamba for explicit examples at the scan's boundaries (tiny dims: long sequences stay cheap).
+SMALL_MAMBA = mamba.Config(
+    vocab_size=32, hidden_size=8, state_size=4, num_hidden_layers=2, intermediate_size=8, time_step_rank=2
+)
+
+
+def small_mamba(seed: int = 0) -> Model:
+    return Model("mamba", SMALL_MAMBA, builtin.init_weights("mamba", SMALL_MAMBA, seed), name=f"small-mamba-{seed}")
+
+
+def _tokens(n: int, vocab: int = SMALL_MAMBA.vocab_size) -> list[int]:
+    return np.random.default_rng(n).integers(0, vocab, n).tolist()
+
+
+@given(model_and_tokens(max_size=LONGEST))
+@example((small_mamba(1), _tokens(33)))  # explicit: the first lengths past 32, 64 and 128 (the rounds that random
+@example((small_mamba(2), _tokens(65)))  # draws reach less often), so the quick profile always runs them
+@example((small_mamba(3), _tokens(129)))
 def test_unrolled_equals_recurrent(case):
     """2. unrolled(tokens) = logits from stepping (and the same final state), within the measured tolerance."""
     model, tokens = case
     assert laws.unrolled_vs_recurrent(model, tokens) <= FORMS[model.arch]
 
 
-@given(model_and_tokens(min_size=2, max_size=30), st.data())
+@pytest.mark.parametrize("n", BOUNDARY_LENGTHS)
+def test_mamba_unrolled_equals_recurrent_at_scan_boundaries(n):
+    """2. at every power-of-two boundary T = 2^k - 1, 2^k, 2^k + 1 (k <= 7) of the scan's rounds."""
+    assert laws.unrolled_vs_recurrent(small_mamba(n), _tokens(n)) <= FORMS["mamba"]
+
+
+@given(models(), st.data())
+def test_batched_forms_equal_each_sequence_alone(model, data):
+    """The batched functions (forward over [B, T], decode over [B]) on B >= 2 sequences, from the empty state and
+    from a carried batched state, equal each sequence alone within the tolerance."""
+    tokens = data.draw(token_batches(model.vocab_size, 2))
+    t = tokens.shape[1]
+    cuts = sorted(data.draw(st.tuples(st.integers(1, t), st.integers(1, t))))
+    assert laws.batched_vs_single(model, tokens, cuts) <= FORMS[model.arch]
+
+
+@given(model_and_tokens(min_size=2, max_size=LONGEST), st.data())
 def test_split_invariance(case, data):
     """3. Any partition of a prompt into chunks, each stepped or prefilled, gives the same logits and state."""
     model, tokens = case

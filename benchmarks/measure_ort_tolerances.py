@@ -1,6 +1,6 @@
 """Measure onnxruntime CPU vs numpy spec errors over random models (the numbers behind the tests' tolerances).
 
-    python benchmarks/measure_ort_tolerances.py [examples per arch, default 100]
+    python benchmarks/measure_ort_tolerances.py [examples per arch, default 100] [arch ...]
 
 For each random model (tests/strategies.py) and random token sequence: prefill through model.onnx, then 6
 steps through step.onnx; relative error max|ort - spec| / max|spec| of logits and of every state tensor.
@@ -24,6 +24,7 @@ from strategies import models  # noqa: E402
 
 warnings.filterwarnings("ignore")
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 100
+ARCHS = sys.argv[2:] or ["llama", "gpt2", "mamba"]
 errors: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
 
 
@@ -89,9 +90,9 @@ def report(key: str) -> None:
         print(f"{key:10} {what:38} max {v.max():.2e}  p99 {np.percentile(v, 99):.2e}  n={len(v)}", flush=True)
 
 
-for arch in ("llama", "gpt2", "mamba"):
+for arch in ARCHS:
     measure(arch)
     report(arch)
-for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba"):
-    measure_builtin(name)
-    report(name)
+for arch in ARCHS:
+    measure_builtin(f"tiny-{arch}")
+    report(f"tiny-{arch}")

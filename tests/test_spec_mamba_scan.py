@@ -61,6 +61,26 @@ def test_spec_text_reproduces_the_scan_bitwise_at_every_boundary(T):
     assert scan_from_spec_text(a, b, h).tobytes() == spec_h(a, b, h).tobytes()
 
 
+@given(st.sampled_from(BOUNDARY_LENGTHS), st.integers(0, 2**32 - 1))
+def test_spec_text_reproduces_the_selective_scan(T, seed):
+    """The elements too (§7: a_t = exp(A * dt_t[:, None]), b_t = (dt_t * u'_t)[:, None] * B_t[None, :]): the new
+    state h_{T-1} from u, dt, A, B is bitwise the spec's; y_t = h_t C_t is a matrix-vector product, whose
+    summation order §7 leaves to the implementation (as every matmul), so it is compared to float32 rounding."""
+    rng = np.random.default_rng(seed)
+    e, n = 6, 3
+    u, B, C = (rng.standard_normal(shape).astype(np.float32) for shape in ((T, e), (T, n), (T, n)))
+    dt = rng.exponential(0.5, (T, e)).astype(np.float32)
+    A = -np.exp(rng.standard_normal((e, n))).astype(np.float32)
+    h = rng.standard_normal((e, n)).astype(np.float32)
+    a = np.stack([np.exp(A * dt[t][:, None]) for t in range(T)])
+    b = np.stack([(dt[t] * u[t])[:, None] * B[t][None, :] for t in range(T)])
+    hs = scan_from_spec_text(a, b, h)
+    y, h_last = mamba.selective_scan(NP, u[None], dt[None], A, B[None], C[None], h[None])
+    assert h_last[0].tobytes() == hs[-1].tobytes()
+    want_y = np.stack([hs[t] @ C[t] for t in range(T)])
+    assert np.allclose(y[0], want_y, rtol=1e-6, atol=1e-6 * np.abs(want_y).max())
+
+
 def test_one_token_is_the_recurrent_update_bitwise():
     """T = 1: no rounds; h_0 is the recurrent form's own update (a_0 * h) + b_0."""
     a, b, h = elements(0, 1)

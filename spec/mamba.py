@@ -172,11 +172,11 @@ def _scan(o: Any, a: Any, b: Any, h0: Any = None) -> tuple[Any, Any]:
         (a_prev, b_prev), (a, b) = first, second  # first is the earlier element
         return o.mul(a, a_prev), o.add(o.mul(a, b_prev), b)
 
-    if h0 is not None:
+    if h0 is not None:  # b_0 <- a_0 h0 + b_0
         first = o.add(o.mul(o.slice(a, 1, 0, 1), o.unsqueeze(h0, 1)), o.slice(b, 1, 0, 1))
         b = o.concat([first, o.slice(b, 1, 1, None)], axis=1)
     d = 1
-    while d < o.static_len(a, 1, SCAN_BOUND):
+    while d < o.static_len(a, 1, SCAN_BOUND):  # on a graph also rounds with d >= T: empty slices, all kept
         earlier = (o.slice(a, 1, 0, -d), o.slice(b, 1, 0, -d))  # x_{t-d} for t = d .. T-1
         later = (o.slice(a, 1, d, None), o.slice(b, 1, d, None))  # x_t for t = d .. T-1
         a, b = (o.concat([o.slice(v, 1, 0, d), new], axis=1) for v, new in zip((a, b), combine(earlier, later)))

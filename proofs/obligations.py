@@ -29,7 +29,6 @@ from lmstep.spec.errors import InputError
 from .domains import model_value
 
 TOPICS = ("scan", "attention", "sampler", "floats", "integers", "linear", "model")
-VERDICTS = ("proved", "refuted", "unknown", "vacuous", "error")
 
 
 @dataclasses.dataclass

@@ -28,7 +28,7 @@ Encodings (each chosen so Z3 answers in milliseconds, DESIGN.md §8):
   s_r >= s_{r+1} and s_r == s_{r+1} -> idx_r < idx_{r+1}: exactly one permutation satisfies this for non-NaN x
   (the stable descending sort), so the encoding is sound and complete. NaN inputs make it unsatisfiable, which
   the runner's vacuity check reports.
-- sqrt, reciprocal, log, tanh, sin, cos, sigmoid, softplus are uninterpreted (congruence only; sqrt over the
+- sqrt, reciprocal, tanh, sin, cos, sigmoid, softplus are uninterpreted (congruence only; sqrt over the
   reals also >= 0 and > 0 on positive input). With ``normalize``, their arguments are put in sum-of-monomials
   form first, so two computations equal as polynomials (a scan and a recurrence) give the same application.
 - Over the reals, x + 0, x - 0, 0 * x, 1 * x and 0 / y (y != 0 checked) fold as they are built: a masked key
@@ -388,9 +388,6 @@ class Z3Ops:
         congruence needs no arithmetic (Z3 could not find those equalities inside sqrt/sigmoid in 120 s)."""
         v = self._lift(v, self.dom.const(0))
         return z3.simplify(v, som=True) if self.normalize and z3.is_expr(v) else v
-
-    def log(self, x: Any) -> Any:
-        return self._uninterpreted("log", np.log, x)
 
     def sqrt(self, x: Any) -> Any:
         out = self._uninterpreted("sqrt", np.sqrt, x)

@@ -43,10 +43,6 @@ def past_name(layer: int, kind: str) -> str:
     return f"past_key_values.{layer}.{kind}"
 
 
-def present_name(layer: int, kind: str) -> str:
-    return f"present.{layer}.{kind}"
-
-
 def state_shapes(arch: str, cfg: Any, batch: Any = BATCH, past: Any = PAST) -> dict[str, tuple[Any, ...]]:
     """Each state input's name and shape (dims may be symbolic names), in layer order."""
     if arch == "mamba":

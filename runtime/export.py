@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 from spox import Tensor, Var, argument, build
-from spox._future import initializer
 
 from lmstep.spec.arrays import tree_leaves, tree_map
 from lmstep.spec.model import Model
@@ -44,16 +44,29 @@ class GraphCache:
         return all_rows, all_rows
 
 
-def weight_vars(model: Model) -> Any:
-    """The model's weights with every array replaced by a named initializer (name = its dotted field path)."""
-    names = iter(name for name, _ in tree_leaves(model.weights))
+class WeightArgs:
+    """The model's weights as graph arguments named by their dotted field path (``layers.0.q_proj``).
 
-    def to_initializer(arr: np.ndarray) -> Var:
-        var = initializer(np.ascontiguousarray(arr))
-        var._rename(next(names))  # spox keeps a name set before build: weights.* names in the graph
-        return var
+    spox's public API names a graph's inputs, not its initializers, so the weights enter :func:`spox.build` as
+    named inputs and :meth:`to_initializers` then turns each into an initializer of the same name holding its
+    array (onnx's public helpers): the same graph as building them as constants, without spox internals."""
 
-    return tree_map(to_initializer, model.weights)
+    def __init__(self, model: Model):
+        self.arrays = {name: np.ascontiguousarray(a) for name, a in tree_leaves(model.weights)}
+        self.args = {name: argument(Tensor(a.dtype, a.shape)) for name, a in self.arrays.items()}
+        names = iter(self.args)
+        self.tree = tree_map(lambda _: self.args[next(names)], model.weights)  # tree_leaves' order
+
+    def to_initializers(self, proto: onnx.ModelProto) -> onnx.ModelProto:
+        """Each weight input of ``proto`` becomes an initializer (in order of first use by the graph's nodes, as spox
+        orders constants; a weight no node reads is dropped)."""
+        graph = proto.graph
+        kept = [i for i in graph.input if i.name not in self.arrays]
+        used = dict.fromkeys(name for node in graph.node for name in node.input if name in self.arrays)
+        del graph.input[:]
+        graph.input.extend(kept)
+        graph.initializer.extend(numpy_helper.from_array(self.arrays[name], name) for name in used)
+        return proto
 
 
 def _state_args(model: Model) -> dict[str, Var]:
@@ -91,7 +104,8 @@ def _presents(past: dict[str, Var], cache: tuple) -> dict[str, Var]:
 
 def build_step(model: Model) -> onnx.ModelProto:
     """step(state, input_ids [B, 1], rand [B], sampler settings) -> logits [B, 1, V], token [B], present.*"""
-    w = weight_vars(model)
+    weights = WeightArgs(model)
+    w = weights.tree
     args = _contract_inputs(model, 1)
     past = _state_args(model)
     sampler_args = {name: argument(Tensor(dtype, shape)) for name, (dtype, shape) in io.SAMPLER_INPUTS.items()}
@@ -104,7 +118,8 @@ def build_step(model: Model) -> onnx.ModelProto:
         GRAPH, logits, sampler_args["rand"], sampler_args["temperature"], sampler_args["top_k"], sampler_args["top_p"]
     )
     outputs = {"logits": GRAPH.unsqueeze(logits, 1), io.TOKEN_OUTPUT: next_token} | _presents(past, cache)
-    return _finish(build(args | past | sampler_args, outputs), model, "step")
+    proto = build(args | past | sampler_args | weights.args, outputs)
+    return _finish(weights.to_initializers(proto), model, "step")
 
 
 def unrolled_forward(model: Model) -> Callable[..., Any]:
@@ -115,14 +130,16 @@ def unrolled_forward(model: Model) -> Callable[..., Any]:
 def build_unrolled(model: Model, forward: Callable[..., Any] | None = None) -> onnx.ModelProto:
     """prefill: input_ids [B, S] after the state -> logits [B, S, V], present.* (genai's decoder contract).
     ``forward``: the function to build from (default :func:`unrolled_forward`; a test builds the spec's own)."""
-    w = weight_vars(model)
+    weights = WeightArgs(model)
+    w = weights.tree
     args = _contract_inputs(model, io.SEQ)
     past = _state_args(model)
     position = args.get("position_ids", args["input_ids"])  # an SSM ignores positions (spec: accepted, unused)
     logits, cache = (forward or unrolled_forward(model))(
         GRAPH, model.config, w, args["input_ids"], position, _spec_cache(model, past), _key_mask(args)
     )
-    return _finish(build(args | past, {"logits": logits} | _presents(past, cache)), model, "unrolled")
+    proto = build(args | past | weights.args, {"logits": logits} | _presents(past, cache))
+    return _finish(weights.to_initializers(proto), model, "unrolled")
 
 
 def _finish(proto: onnx.ModelProto, model: Model, kind: str) -> onnx.ModelProto:

@@ -109,9 +109,6 @@ class GraphOps:
     def exp(self, x: Any) -> Var:
         return op.exp(_lift(x))
 
-    def log(self, x: Any) -> Var:
-        return op.log(_lift(x))
-
     def sqrt(self, x: Any) -> Var:
         return op.sqrt(_lift(x))
 

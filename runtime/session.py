@@ -80,7 +80,6 @@ class GraphRunner:
         self.session = session
         self.device = DEVICE[provider]
         self.output_names = [o.name for o in session.get_outputs()]
-        self.input_names = {i.name for i in session.get_inputs()}
 
     def run(
         self,

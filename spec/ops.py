@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-F32 = np.float32
 I64 = np.int64
 
 
@@ -91,10 +90,6 @@ class NumpyOps:
     def exp(self, x: Any) -> np.ndarray:
         """Exp."""
         return np.exp(x)
-
-    def log(self, x: Any) -> np.ndarray:
-        """Log."""
-        return np.log(x)
 
     def sqrt(self, x: Any) -> np.ndarray:
         """Sqrt."""

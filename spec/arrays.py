@@ -2,7 +2,7 @@
 
 Two facts drive this file (DESIGN.md §2):
 - attrs ``frozen=True`` stops ``s.k = x`` but not ``s.k[0] = 5``, and ``==`` on arrays is elementwise, which
-  breaks attrs equality. Every array field therefore goes through :func:`array_field`: one copy, then
+  breaks attrs equality. Every array field therefore goes through :func:`array_options`: one copy, then
   ``writeable=False``, compared with ``np.array_equal``.
 - Immutability must not cost O(T) per step. :class:`SeqBuffer` is an append-only buffer with spare capacity:
   a buffer of length t only ever reads rows ``[:t]``, so writing row t in place changes no existing value's
@@ -12,58 +12,64 @@ Two facts drive this file (DESIGN.md §2):
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
 import numpy as np
+import numpy.typing as npt
 
 
-def frozen_array(value: Any, dtype: Any = None) -> np.ndarray:
+def frozen_array(value: npt.ArrayLike, dtype: npt.DTypeLike | None = None) -> np.ndarray:
     """A read-only copy of ``value`` (always a copy, so the caller's array can never change ours)."""
     arr = np.array(value, dtype=dtype, copy=True)
     arr.flags.writeable = False
     return arr
 
 
-def _array_eq(a: Any, b: Any) -> bool:
+def _array_eq(a: np.ndarray, b: object) -> bool:
     return isinstance(b, type(a)) and a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b)
 
 
-def array_field(dtype: Any = None, **kwargs: Any) -> Any:
-    """An attrs field holding a read-only numpy array; equality is exact (shape, dtype and values)."""
+def array_options(dtype: npt.DTypeLike | None = None) -> dict[str, Any]:
+    """Options for an attrs field holding a read-only numpy array, compared exactly (shape, dtype and values):
+    ``logits: np.ndarray = attrs.field(**array_options(np.float32))`` (spelled as an attrs.field call so that
+    type checkers see the field)."""
 
-    def convert(v: Any) -> np.ndarray:
+    def convert(v: npt.ArrayLike) -> np.ndarray:
         if isinstance(v, np.ndarray) and not v.flags.writeable and (dtype is None or v.dtype == dtype):
             return v  # already frozen: sharing it is safe and keeps construction O(1)
         return frozen_array(v, dtype)
 
-    return attrs.field(converter=convert, eq=attrs.cmp_using(eq=_array_eq), **kwargs)
+    return {"converter": convert, "eq": attrs.cmp_using(eq=_array_eq)}
 
 
-def any_field(**kwargs: Any) -> Any:
-    """A field that holds either a numpy array (frozen) or another backend's value (graph / symbolic) as is.
-
-    Weights use this so one ``Weights`` class serves the numeric spec and the ONNX/Z3 interpretations
-    (DESIGN.md §1): :func:`tree_map` replaces each array by the other backend's value.
-    """
-
-    def convert(v: Any) -> Any:
-        if isinstance(v, np.ndarray) and v.flags.writeable:
-            return frozen_array(v)
-        return v
-
-    return attrs.field(converter=convert, eq=attrs.cmp_using(eq=_leaf_eq), **kwargs)
+def _weight(v: object) -> object:
+    if isinstance(v, np.ndarray) and v.flags.writeable:
+        return frozen_array(v)
+    return v
 
 
-def _leaf_eq(a: Any, b: Any) -> bool:
+def _leaf_eq(a: object, b: object) -> bool:
     if isinstance(a, np.ndarray):
         return _array_eq(a, b)
     return a is b
 
 
-def tree_map(fn: Callable[[Any], Any], tree: Any) -> Any:
-    """Apply ``fn`` to every numpy array leaf of a tree of attrs instances, tuples and lists."""
+WEIGHT: dict[str, Any] = {"converter": _weight, "eq": attrs.cmp_using(eq=_leaf_eq)}
+"""Options for an attrs field holding a weight: a numpy array (frozen) or another interpretation's value (a
+graph or symbolic value) as is, so one ``Weights[T]`` class serves every interpretation: :func:`tree_map`
+replaces each array by the other interpretation's value. ``w: T = attrs.field(**WEIGHT)``."""
+
+
+def as_tuple(items: Iterable[Any]) -> tuple[Any, ...]:
+    """attrs converter: any iterable (a list of layers) to a tuple."""
+    return tuple(items)
+
+
+def tree_map(fn: Callable[[np.ndarray], Any], tree: Any) -> Any:
+    """Apply ``fn`` to every numpy array leaf of a tree of attrs instances, tuples and lists (any such tree: the
+    result's type depends on ``fn``)."""
     if isinstance(tree, np.ndarray):
         return fn(tree)
     if attrs.has(type(tree)):
@@ -76,11 +82,11 @@ def tree_map(fn: Callable[[Any], Any], tree: Any) -> Any:
     return tree
 
 
-def tree_leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
+def tree_leaves(tree: Any, prefix: str = "") -> list[tuple[str, np.ndarray]]:
     """(dotted name, leaf) for every array leaf, in field order; names follow the attrs field names."""
     if isinstance(tree, np.ndarray) or not (attrs.has(type(tree)) or isinstance(tree, (tuple, list))):
         return [(prefix, tree)] if isinstance(tree, np.ndarray) else []
-    out: list[tuple[str, Any]] = []
+    out: list[tuple[str, np.ndarray]] = []
     if attrs.has(type(tree)):
         items = [(f.name, getattr(tree, f.name)) for f in attrs.fields(type(tree))]
     else:
@@ -95,7 +101,7 @@ class _Store:
 
     __slots__ = ("data", "filled", "lock")
 
-    def __init__(self, data: np.ndarray, filled: int):
+    def __init__(self, data: np.ndarray, filled: int) -> None:
         self.data = data  # rows [filled:] along the sequence axis are spare capacity
         self.filled = filled  # high-water mark: rows [:filled] are claimed by some SeqBuffer value
         self.lock = threading.Lock()
@@ -119,7 +125,7 @@ class SeqBuffer:
     axis: int
 
     @staticmethod
-    def empty(shape_without_seq: tuple[int, ...], axis: int, dtype: Any = np.float32) -> SeqBuffer:
+    def empty(shape_without_seq: tuple[int, ...], axis: int, dtype: npt.DTypeLike = np.float32) -> SeqBuffer:
         return SeqBuffer.from_array(np.zeros(_with_len(shape_without_seq, axis, 0), dtype), axis)
 
     @staticmethod

@@ -9,16 +9,16 @@ The scales make logits far from uniform and greedy continuations varied.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
 from . import gpt2, llama, mamba
+from .model import Config, Weights
 from .rand import uniform_array
 
 SEED = 20261126
 
-CONFIGS: dict[str, tuple[str, Any, str]] = {
+CONFIGS: dict[str, tuple[str, Config, str]] = {
     "tiny-llama": (
         "llama",
         llama.Config(
@@ -81,7 +81,7 @@ def init_affine(name: str, shape: tuple[int, ...]) -> tuple[float, float]:
     return gain * math.sqrt(3.0 / shape[0]), 0.0
 
 
-def init_weights(arch: str, cfg: Any, seed: int = SEED) -> Any:
+def init_weights(arch: str, cfg: Config, seed: int = SEED) -> Weights:
     module = {"llama": llama, "gpt2": gpt2, "mamba": mamba}[arch]
     params, offset = {}, 0
     for name, shape in module.param_shapes(cfg).items():

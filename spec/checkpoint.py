@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 import numpy as np
 
-from . import hf_names
+from . import gpt2, hf_names
 from .errors import CheckpointError
 from .hf_config import read_config
-from .model import ARCHITECTURES, Model
+from .model import ARCHITECTURES, Config, Model
 from .safetensors_io import FLOAT_DTYPES, SafetensorsFile
 from .sampler import Sampler
 
@@ -104,7 +103,7 @@ def _no_weights_message(folder: str) -> str:
     )
 
 
-def read_params(arch: str, cfg: Any, src: TensorSource) -> dict[str, np.ndarray]:
+def read_params(arch: str, cfg: Config, src: TensorSource) -> dict[str, np.ndarray]:
     """Our parameters (float32, our layout) from the checkpoint's tensors, every name and shape checked."""
     in_file = hf_names.with_base_prefix(arch, src.names())  # canonical HF name -> name in the file
     params: dict[str, np.ndarray] = {}
@@ -118,7 +117,7 @@ def read_params(arch: str, cfg: Any, src: TensorSource) -> dict[str, np.ndarray]
             )
         params[ours] = hf_names.to_ours(_read(src, in_file[hf], hf_names.hf_shape(shape, layout)), layout)
         used.add(hf)
-    tied = arch == "gpt2" or cfg.tie_word_embeddings  # untied, lm_head was read above like any parameter
+    tied = isinstance(cfg, gpt2.Config) or cfg.tie_word_embeddings  # untied, lm_head was read above like any parameter
     if tied and hf_names.LM_HEAD in in_file:  # a tied checkpoint may still store the (identical) output projection
         emb, head = in_file[hf_names.EMBEDDING[arch]], in_file[hf_names.LM_HEAD]
         emb_file = src.files[emb]

@@ -10,17 +10,17 @@ import attrs
 from .errors import ConfigError
 
 
-def positive_int(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+def positive_int(inst: object, attr: attrs.Attribute[int], value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{type(inst).__name__}.{attr.name} must be a positive integer, got {value!r}")
 
 
-def positive_float(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+def positive_float(inst: object, attr: attrs.Attribute[float], value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{type(inst).__name__}.{attr.name} must be a positive finite number, got {value!r}")
 
 
-def boolean(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+def boolean(inst: object, attr: attrs.Attribute[bool], value: object) -> None:
     if not isinstance(value, bool):
         raise ConfigError(f"{type(inst).__name__}.{attr.name} must be true or false, got {value!r}")
 
@@ -30,17 +30,12 @@ def require(cond: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def int_field(default: Any = attrs.NOTHING) -> Any:
-    return attrs.field(default=default, validator=positive_int)
-
-
-def float_field(default: Any = attrs.NOTHING) -> Any:
-    return attrs.field(default=default, converter=_to_float, validator=positive_float)
-
-
-def bool_field(default: Any = attrs.NOTHING) -> Any:
-    return attrs.field(default=default, validator=boolean)
-
-
-def _to_float(v: Any) -> Any:
+def _to_float(v: object) -> object:
     return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+# Options for the Config fields, spelled ``x: int = attrs.field(**POSITIVE_INT)`` (an attrs.field call, so that
+# type checkers see which fields are required).
+POSITIVE_INT: dict[str, Any] = {"validator": positive_int}
+POSITIVE_FLOAT: dict[str, Any] = {"converter": _to_float, "validator": positive_float}
+BOOLEAN: dict[str, Any] = {"validator": boolean}

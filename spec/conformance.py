@@ -32,15 +32,16 @@ reference (tests/test_mamba_scan.py: L1) are as far apart as either is from the 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+import numpy.typing as npt
+
+from .interface import ModelState
 
 # Two forms of the same model (unrolled vs recurrent; any chunking of a prefill; prefix vs extended sequence).
 FORMS = {"llama": 2e-5, "gpt2": 2e-5, "mamba": 2e-4}
 
 
-def rel_err(a: Any, b: Any) -> float:
+def rel_err(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
     """max|a - b| / max(1, max|b|) in float64; inf when the shapes differ."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape:
@@ -52,7 +53,7 @@ def rel_err(a: Any, b: Any) -> float:
     return float(np.abs(a - b).max() / max(1.0, float(np.abs(b).max())))
 
 
-def arrays_err(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, str]:
+def arrays_err(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> tuple[float, str]:
     """The worst rel_err over named tensors and the name where it occurs (inf for missing names)."""
     if a.keys() != b.keys():
         missing = sorted(set(a) ^ set(b))
@@ -65,7 +66,7 @@ def arrays_err(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, str]:
     return worst, where
 
 
-def state_err(s1: Any, s2: Any) -> float:
+def state_err(s1: ModelState, s2: ModelState) -> float:
     """The worst rel_err over every state tensor (inf when names, shapes or positions differ)."""
     if s1.pos != s2.pos:
         return float("inf")

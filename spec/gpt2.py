@@ -10,13 +10,13 @@ tied embeddings. Field names follow transformers' ``GPT2Config``.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Generic
 
 import attrs
-import numpy as np
 
-from .arrays import SeqBuffer, any_field
-from .config import float_field, int_field
+from .arrays import WEIGHT, SeqBuffer, as_tuple
+from .config import POSITIVE_FLOAT, POSITIVE_INT, require
 from .layers import (
     attention_decode,
     attention_unrolled,
@@ -27,21 +27,20 @@ from .layers import (
     merge_heads,
     split_heads,
 )
+from .vocabulary import Appendable, KVCache, Ops, T
 
 
 @attrs.frozen(kw_only=True)
 class Config:
-    vocab_size: int = int_field()
-    n_embd: int = int_field()
-    n_layer: int = int_field()
-    n_head: int = int_field()
-    n_positions: int = int_field(1024)
-    n_inner: int = int_field()  # transformers' default None means 4 * n_embd; the loader resolves it
-    layer_norm_epsilon: float = float_field(1e-5)
+    vocab_size: int = attrs.field(**POSITIVE_INT)
+    n_embd: int = attrs.field(**POSITIVE_INT)
+    n_layer: int = attrs.field(**POSITIVE_INT)
+    n_head: int = attrs.field(**POSITIVE_INT)
+    n_positions: int = attrs.field(default=1024, **POSITIVE_INT)
+    n_inner: int = attrs.field(**POSITIVE_INT)  # transformers' default None means 4 * n_embd; the loader resolves it
+    layer_norm_epsilon: float = attrs.field(default=1e-5, **POSITIVE_FLOAT)
 
     def __attrs_post_init__(self) -> None:
-        from .config import require
-
         require(self.n_embd % self.n_head == 0, f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
 
     @property
@@ -54,28 +53,28 @@ class Config:
 
 
 @attrs.frozen
-class Layer:
-    ln_1_weight: Any = any_field()  # [C]
-    ln_1_bias: Any = any_field()  # [C]
-    c_attn_weight: Any = any_field()  # [C, 3C]  (q | k | v)
-    c_attn_bias: Any = any_field()  # [3C]
-    attn_c_proj_weight: Any = any_field()  # [C, C]
-    attn_c_proj_bias: Any = any_field()  # [C]
-    ln_2_weight: Any = any_field()  # [C]
-    ln_2_bias: Any = any_field()  # [C]
-    c_fc_weight: Any = any_field()  # [C, F]
-    c_fc_bias: Any = any_field()  # [F]
-    mlp_c_proj_weight: Any = any_field()  # [F, C]
-    mlp_c_proj_bias: Any = any_field()  # [C]
+class Layer(Generic[T]):
+    ln_1_weight: T = attrs.field(**WEIGHT)  # [C]
+    ln_1_bias: T = attrs.field(**WEIGHT)  # [C]
+    c_attn_weight: T = attrs.field(**WEIGHT)  # [C, 3C]  (q | k | v)
+    c_attn_bias: T = attrs.field(**WEIGHT)  # [3C]
+    attn_c_proj_weight: T = attrs.field(**WEIGHT)  # [C, C]
+    attn_c_proj_bias: T = attrs.field(**WEIGHT)  # [C]
+    ln_2_weight: T = attrs.field(**WEIGHT)  # [C]
+    ln_2_bias: T = attrs.field(**WEIGHT)  # [C]
+    c_fc_weight: T = attrs.field(**WEIGHT)  # [C, F]
+    c_fc_bias: T = attrs.field(**WEIGHT)  # [F]
+    mlp_c_proj_weight: T = attrs.field(**WEIGHT)  # [F, C]
+    mlp_c_proj_bias: T = attrs.field(**WEIGHT)  # [C]
 
 
 @attrs.frozen
-class Weights:
-    wte: Any = any_field()  # [V, C], also the output projection (tied)
-    wpe: Any = any_field()  # [n_positions, C]
-    layers: tuple[Layer, ...] = attrs.field(converter=tuple)
-    ln_f_weight: Any = any_field()  # [C]
-    ln_f_bias: Any = any_field()  # [C]
+class Weights(Generic[T]):
+    wte: T = attrs.field(**WEIGHT)  # [V, C], also the output projection (tied)
+    wpe: T = attrs.field(**WEIGHT)  # [n_positions, C]
+    layers: tuple[Layer[T], ...] = attrs.field(converter=as_tuple)
+    ln_f_weight: T = attrs.field(**WEIGHT)  # [C]
+    ln_f_bias: T = attrs.field(**WEIGHT)  # [C]
 
 
 def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
@@ -90,7 +89,7 @@ def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
     return shapes | {"ln_f_weight": (c,), "ln_f_bias": (c,)}
 
 
-def weights_from_dict(cfg: Config, params: dict[str, np.ndarray]) -> Weights:
+def weights_from_dict(cfg: Config, params: dict[str, T]) -> Weights[T]:
     layers = []
     for i in range(cfg.n_layer):
         p = f"layers.{i}."
@@ -103,10 +102,12 @@ def empty_cache(cfg: Config, batch: int = 1) -> tuple[tuple[SeqBuffer, SeqBuffer
     return tuple((SeqBuffer.empty(shape, axis=2), SeqBuffer.empty(shape, axis=2)) for _ in range(cfg.n_layer))
 
 
-def _decoder(o: Any, cfg: Config, w: Weights, tokens: Any, positions: Any, cache: Any, attend: Any):
+def _decoder(
+    o: Ops[T], cfg: Config, w: Weights[T], tokens: T, positions: T, cache: KVCache[T], attend: Callable[[T, T, T], T]
+) -> tuple[T, KVCache[T]]:
     H, D, C = cfg.n_head, cfg.head_dim, cfg.n_embd
     x = o.add(o.gather(w.wte, tokens), o.gather(w.wpe, positions))  # [B, T, C]
-    new_cache = []
+    new_cache: list[tuple[Appendable[T], Appendable[T]]] = []
     for layer, (k_cache, v_cache) in zip(w.layers, cache):
         a = layer_norm(o, x, layer.ln_1_weight, layer.ln_1_bias, cfg.layer_norm_epsilon)
         q, k, v = o.split(linear(o, a, layer.c_attn_weight, layer.c_attn_bias), -1, (C, C, C))
@@ -122,20 +123,24 @@ def _decoder(o: Any, cfg: Config, w: Weights, tokens: Any, positions: Any, cache
     return o.matmul(x, o.transpose(w.wte, (1, 0))), tuple(new_cache)
 
 
-def forward(o: Any, cfg: Config, w: Weights, tokens: Any, positions: Any, cache: Any, key_mask: Any = None):
+def forward(
+    o: Ops[T], cfg: Config, w: Weights[T], tokens: T, positions: T, cache: KVCache[T], key_mask: T | None = None
+) -> tuple[T, KVCache[T]]:
     """Unrolled form: causal-masked attention over [cache; new] for T tokens at once (see llama.forward)."""
 
-    def attend(q: Any, k_all: Any, v_all: Any) -> Any:
+    def attend(q: T, k_all: T, v_all: T) -> T:
         visible = causal_mask(o, o.shape(q, 2), o.shape(k_all, 2), key_mask)
         return attention_unrolled(o, q, k_all, v_all, visible, cfg.n_head, cfg.n_head, cfg.head_dim)
 
     return _decoder(o, cfg, w, tokens, positions, cache, attend)
 
 
-def decode(o: Any, cfg: Config, w: Weights, token: Any, position: Any, cache: Any, key_mask: Any = None):
+def decode(
+    o: Ops[T], cfg: Config, w: Weights[T], token: T, position: T, cache: KVCache[T], key_mask: T | None = None
+) -> tuple[T, KVCache[T]]:
     """Recurrent form: one token [B] -> logits [B, V], cache grown by one slot."""
 
-    def attend(q: Any, k_all: Any, v_all: Any) -> Any:
+    def attend(q: T, k_all: T, v_all: T) -> T:
         return attention_decode(o, q, k_all, v_all, key_mask, cfg.n_head, cfg.n_head, cfg.head_dim)
 
     logits, cache = _decoder(o, cfg, w, o.unsqueeze(token, 1), o.unsqueeze(position, 1), cache, attend)

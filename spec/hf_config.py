@@ -339,7 +339,9 @@ def detect_architecture(raw: dict[str, Any], path: str) -> str:
                 f"{path}: model_type {model_type!r} is not supported; lmstep loads {', '.join(MODEL_TYPES)}"
             )
         if arch is not None and MODEL_TYPES[model_type] != arch:
-            raise ConfigError(f"{path}: model_type {model_type!r} disagrees with architectures {names[0]!r}")
+            raise ConfigError(
+                f"{path}: model_type {model_type!r} disagrees with architectures {raw['architectures'][0]!r}"
+            )
         arch = MODEL_TYPES[model_type]
     if arch is None:
         raise ConfigError(

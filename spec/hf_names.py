@@ -9,7 +9,7 @@ is [W, E] ("conv").
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -115,7 +115,7 @@ def to_ours(a: np.ndarray, layout: str) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def with_base_prefix(arch: str, names: Any) -> dict[str, str]:
+def with_base_prefix(arch: str, names: Iterable[str]) -> dict[str, str]:
     """{canonical HF name: name in the file}. Checkpoints saved from the bare backbone (GPT2Model, or OpenAI's
     original ``gpt2`` upload) lack the ``transformer.`` prefix; transformers adds it when loading, and so do we."""
     names = list(names)

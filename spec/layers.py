@@ -1,4 +1,4 @@
-"""Building blocks shared by the architectures, written against the ops vocabulary ``o`` (see ops.py).
+"""Building blocks shared by the architectures, written against the op vocabulary ``o: Ops[T]`` (vocabulary.py).
 
 Shapes use B = batch, T = new tokens, S = all keys (cache + new), H = query heads, K = key/value heads,
 G = H // K (queries per key/value head), D = head_dim, C = model width.
@@ -7,9 +7,10 @@ G = H // K (queries per key/value head), D = head_dim, C = model width.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
+
+from .vocabulary import Operand, Ops, T
 
 # The mask value for hidden keys: the lowest finite float32, as Hugging Face uses. Whenever a row has one
 # visible key, exp(MASKED - max) underflows to exactly 0, the same as -inf; a row with no visible key (a
@@ -17,20 +18,20 @@ import numpy as np
 MASKED = float(np.finfo(np.float32).min)
 
 
-def rms_norm(o: Any, x: Any, weight: Any, eps: float) -> Any:
+def rms_norm(o: Ops[T], x: T, weight: T, eps: float) -> T:
     """RMSNorm (Zhang & Sennrich 2019, eq. 4): x / sqrt(mean(x^2) + eps) * weight."""
     var = o.reduce_mean(o.mul(x, x), axis=-1)
     return o.mul(o.mul(x, o.reciprocal(o.sqrt(o.add(var, eps)))), weight)
 
 
-def layer_norm(o: Any, x: Any, weight: Any, bias: Any, eps: float) -> Any:
+def layer_norm(o: Ops[T], x: T, weight: T, bias: T, eps: float) -> T:
     """LayerNorm (Ba et al. 2016, eq. 4), biased variance: (x - mean) / sqrt(var + eps) * weight + bias."""
     centered = o.sub(x, o.reduce_mean(x, axis=-1))
     var = o.reduce_mean(o.mul(centered, centered), axis=-1)
     return o.add(o.mul(o.div(centered, o.sqrt(o.add(var, eps))), weight), bias)
 
 
-def silu(o: Any, x: Any) -> Any:
+def silu(o: Ops[T], x: T) -> T:
     """SiLU / swish (Elfwing et al. 2017): x * sigmoid(x)."""
     return o.mul(x, o.sigmoid(x))
 
@@ -38,30 +39,30 @@ def silu(o: Any, x: Any) -> Any:
 _GELU_C = math.sqrt(2.0 / math.pi)
 
 
-def gelu_tanh(o: Any, x: Any) -> Any:
+def gelu_tanh(o: Ops[T], x: T) -> T:
     """GELU, tanh approximation (Hendrycks & Gimpel 2016, §2): 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3)))."""
     inner = o.mul(o.add(x, o.mul(o.mul(o.mul(x, x), x), 0.044715)), _GELU_C)
     return o.mul(o.mul(x, 0.5), o.add(o.tanh(inner), 1.0))
 
 
-def softmax(o: Any, scores: Any) -> Any:
+def softmax(o: Ops[T], scores: T) -> T:
     """Softmax over the last axis, shifted by the row max (shift invariance makes this exact over the reals)."""
     e = o.exp(o.sub(scores, o.reduce_max(scores, axis=-1)))
     return o.div(e, o.reduce_sum(e, axis=-1))
 
 
-def linear(o: Any, x: Any, w: Any, b: Any = None) -> Any:
+def linear(o: Ops[T], x: T, w: T, b: T | None = None) -> T:
     """x @ w (+ b); weights are stored [in, out]."""
     y = o.matmul(x, w)
     return y if b is None else o.add(y, b)
 
 
-def split_heads(o: Any, x: Any, n_heads: int, head_dim: int) -> Any:
+def split_heads(o: Ops[T], x: T, n_heads: int, head_dim: int) -> T:
     """[B, T, n*D] -> [B, n, T, D]."""
     return o.transpose(o.reshape(x, (0, 0, n_heads, head_dim)), (0, 2, 1, 3))
 
 
-def merge_heads(o: Any, x: Any) -> Any:
+def merge_heads(o: Ops[T], x: T) -> T:
     """[B, n, T, D] -> [B, T, n*D]."""
     return o.reshape(o.transpose(x, (0, 2, 1, 3)), (0, 0, -1))
 
@@ -72,14 +73,14 @@ def rope_inv_freq(head_dim: int, theta: float) -> np.ndarray:
     return (np.float32(1.0) / (np.float32(theta) ** exponents)).astype(np.float32)
 
 
-def rope_cos_sin(o: Any, positions: Any, inv_freq: Any) -> tuple[Any, Any]:
+def rope_cos_sin(o: Ops[T], positions: T, inv_freq: T) -> tuple[T, T]:
     """cos and sin of position * frequency, duplicated to [B, 1, T, D] (the 'rotate half' layout)."""
     angles = o.mul(o.unsqueeze(o.cast(positions, np.float32), -1), inv_freq)  # [B, T, D/2]
     angles = o.unsqueeze(o.concat([angles, angles], axis=-1), 1)  # [B, 1, T, D]
     return o.cos(angles), o.sin(angles)
 
 
-def apply_rope(o: Any, x: Any, cos: Any, sin: Any, head_dim: int) -> Any:
+def apply_rope(o: Ops[T], x: T, cos: T, sin: T, head_dim: int) -> T:
     """x * cos + rotate_half(x) * sin, where rotate_half([a, b]) = [-b, a] (GPT-NeoX / Llama layout)."""
     half = head_dim // 2
     first, second = o.slice(x, -1, 0, half), o.slice(x, -1, half, None)
@@ -87,7 +88,7 @@ def apply_rope(o: Any, x: Any, cos: Any, sin: Any, head_dim: int) -> Any:
     return o.add(o.mul(x, cos), o.mul(rotated, sin))
 
 
-def causal_mask(o: Any, n_new: Any, n_all: Any, key_mask: Any = None) -> Any:
+def causal_mask(o: Ops[T], n_new: Operand[T], n_all: Operand[T], key_mask: T | None = None) -> T:
     """[B|1, 1, T, S] bool: new token i (cache slot S - T + i) sees key j iff j <= S - T + i and key j is real."""
     query_slot = o.add(o.arange(0, n_new), o.sub(n_all, n_new))  # [T]
     visible = o.less_equal(o.unsqueeze(o.arange(0, n_all), 0), o.unsqueeze(query_slot, -1))  # [T, S]
@@ -97,9 +98,7 @@ def causal_mask(o: Any, n_new: Any, n_all: Any, key_mask: Any = None) -> Any:
     return visible
 
 
-def attention_unrolled(
-    o: Any, q: Any, k_all: Any, v_all: Any, visible: Any, n_heads: int, n_kv: int, head_dim: int
-) -> Any:
+def attention_unrolled(o: Ops[T], q: T, k_all: T, v_all: T, visible: T, n_heads: int, n_kv: int, head_dim: int) -> T:
     """Causal-masked attention for all new queries at once (Vaswani et al. 2017, eq. 1).
 
     q: [B, H, T, D]; k_all, v_all: [B, K, S, D]; visible: [B|1, 1, T, S]. Grouped-query attention (Ainslie et
@@ -115,8 +114,8 @@ def attention_unrolled(
 
 
 def attention_decode(
-    o: Any, q: Any, k_all: Any, v_all: Any, key_mask: Any, n_heads: int, n_kv: int, head_dim: int
-) -> Any:
+    o: Ops[T], q: T, k_all: T, v_all: T, key_mask: T | None, n_heads: int, n_kv: int, head_dim: int
+) -> T:
     """One new query per sequence against its whole cache: no causal mask is needed, every cached key is past.
 
     q: [B, H, 1, D]; k_all, v_all: [B, K, S, D]; key_mask: [B, S] bool or None. Grouped-query attention by

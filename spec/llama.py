@@ -14,13 +14,12 @@ keys, as Hugging Face caches them). Field names follow transformers' ``LlamaConf
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Generic
 
 import attrs
-import numpy as np
 
-from .arrays import SeqBuffer, any_field
-from .config import bool_field, float_field, int_field, require
+from .arrays import WEIGHT, SeqBuffer, as_tuple
+from .config import BOOLEAN, POSITIVE_FLOAT, POSITIVE_INT, require
 from .layers import (
     apply_rope,
     attention_decode,
@@ -34,23 +33,24 @@ from .layers import (
     silu,
     split_heads,
 )
+from .vocabulary import Appendable, KVCache, Ops, T
 
 
 @attrs.frozen(kw_only=True)
 class Config:
-    vocab_size: int = int_field()
-    hidden_size: int = int_field()
-    intermediate_size: int = int_field()
-    num_hidden_layers: int = int_field()
-    num_attention_heads: int = int_field()
-    num_key_value_heads: int = int_field()
-    head_dim: int = int_field()
-    max_position_embeddings: int = int_field(2048)
-    rms_norm_eps: float = float_field(1e-6)
-    rope_theta: float = float_field(10000.0)
-    attention_bias: bool = bool_field(False)
-    mlp_bias: bool = bool_field(False)
-    tie_word_embeddings: bool = bool_field(False)
+    vocab_size: int = attrs.field(**POSITIVE_INT)
+    hidden_size: int = attrs.field(**POSITIVE_INT)
+    intermediate_size: int = attrs.field(**POSITIVE_INT)
+    num_hidden_layers: int = attrs.field(**POSITIVE_INT)
+    num_attention_heads: int = attrs.field(**POSITIVE_INT)
+    num_key_value_heads: int = attrs.field(**POSITIVE_INT)
+    head_dim: int = attrs.field(**POSITIVE_INT)
+    max_position_embeddings: int = attrs.field(default=2048, **POSITIVE_INT)
+    rms_norm_eps: float = attrs.field(default=1e-6, **POSITIVE_FLOAT)
+    rope_theta: float = attrs.field(default=10000.0, **POSITIVE_FLOAT)
+    attention_bias: bool = attrs.field(default=False, **BOOLEAN)
+    mlp_bias: bool = attrs.field(default=False, **BOOLEAN)
+    tie_word_embeddings: bool = attrs.field(default=False, **BOOLEAN)
 
     def __attrs_post_init__(self) -> None:
         require(
@@ -66,31 +66,31 @@ class Config:
 
 
 @attrs.frozen
-class Layer:
-    input_layernorm: Any = any_field()  # [C]
-    q_proj: Any = any_field()  # [C, H*D]
-    k_proj: Any = any_field()  # [C, K*D]
-    v_proj: Any = any_field()  # [C, K*D]
-    o_proj: Any = any_field()  # [H*D, C]
-    post_attention_layernorm: Any = any_field()  # [C]
-    gate_proj: Any = any_field()  # [C, F]
-    up_proj: Any = any_field()  # [C, F]
-    down_proj: Any = any_field()  # [F, C]
-    q_bias: Any = any_field(default=None)  # [H*D] when attention_bias
-    k_bias: Any = any_field(default=None)  # [K*D]
-    v_bias: Any = any_field(default=None)  # [K*D]
-    o_bias: Any = any_field(default=None)  # [C]
-    gate_bias: Any = any_field(default=None)  # [F] when mlp_bias
-    up_bias: Any = any_field(default=None)  # [F]
-    down_bias: Any = any_field(default=None)  # [C]
+class Layer(Generic[T]):
+    input_layernorm: T = attrs.field(**WEIGHT)  # [C]
+    q_proj: T = attrs.field(**WEIGHT)  # [C, H*D]
+    k_proj: T = attrs.field(**WEIGHT)  # [C, K*D]
+    v_proj: T = attrs.field(**WEIGHT)  # [C, K*D]
+    o_proj: T = attrs.field(**WEIGHT)  # [H*D, C]
+    post_attention_layernorm: T = attrs.field(**WEIGHT)  # [C]
+    gate_proj: T = attrs.field(**WEIGHT)  # [C, F]
+    up_proj: T = attrs.field(**WEIGHT)  # [C, F]
+    down_proj: T = attrs.field(**WEIGHT)  # [F, C]
+    q_bias: T | None = attrs.field(default=None, **WEIGHT)  # [H*D] when attention_bias
+    k_bias: T | None = attrs.field(default=None, **WEIGHT)  # [K*D]
+    v_bias: T | None = attrs.field(default=None, **WEIGHT)  # [K*D]
+    o_bias: T | None = attrs.field(default=None, **WEIGHT)  # [C]
+    gate_bias: T | None = attrs.field(default=None, **WEIGHT)  # [F] when mlp_bias
+    up_bias: T | None = attrs.field(default=None, **WEIGHT)  # [F]
+    down_bias: T | None = attrs.field(default=None, **WEIGHT)  # [C]
 
 
 @attrs.frozen
-class Weights:
-    embed_tokens: Any = any_field()  # [V, C]
-    layers: tuple[Layer, ...] = attrs.field(converter=tuple)
-    norm: Any = any_field()  # [C]
-    lm_head: Any = any_field(default=None)  # [C, V]; None when tied to embed_tokens
+class Weights(Generic[T]):
+    embed_tokens: T = attrs.field(**WEIGHT)  # [V, C]
+    layers: tuple[Layer[T], ...] = attrs.field(converter=as_tuple)
+    norm: T = attrs.field(**WEIGHT)  # [C]
+    lm_head: T | None = attrs.field(default=None, **WEIGHT)  # [C, V]; None when tied to embed_tokens
 
 
 def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
@@ -113,7 +113,7 @@ def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def weights_from_dict(cfg: Config, params: dict[str, np.ndarray]) -> Weights:
+def weights_from_dict(cfg: Config, params: dict[str, T]) -> Weights[T]:
     layers = []
     for i in range(cfg.num_hidden_layers):
         p = f"layers.{i}."
@@ -127,15 +127,17 @@ def empty_cache(cfg: Config, batch: int = 1) -> tuple[tuple[SeqBuffer, SeqBuffer
     return tuple((SeqBuffer.empty(shape, axis=2), SeqBuffer.empty(shape, axis=2)) for _ in range(cfg.num_hidden_layers))
 
 
-Attend = Callable[[Any, Any, Any], Any]  # (q [B,H,T,D], k_all, v_all) -> [B,H,T,D]
+Attend = Callable[[T, T, T], T]  # (q [B,H,T,D], k_all, v_all) -> [B,H,T,D]
 
 
-def _decoder(o: Any, cfg: Config, w: Weights, tokens: Any, positions: Any, cache: Any, attend: Attend):
+def _decoder(
+    o: Ops[T], cfg: Config, w: Weights[T], tokens: T, positions: T, cache: KVCache[T], attend: Attend[T]
+) -> tuple[T, KVCache[T]]:
     """The blocks shared by both forms; only ``attend`` (how queries meet the cache) differs between them."""
     H, K, D = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
     x = o.gather(w.embed_tokens, tokens)  # [B, T, C]
     cos, sin = rope_cos_sin(o, positions, o.const(rope_inv_freq(D, cfg.rope_theta)))
-    new_cache = []
+    new_cache: list[tuple[Appendable[T], Appendable[T]]] = []
     for layer, (k_cache, v_cache) in zip(w.layers, cache):
         a = rms_norm(o, x, layer.input_layernorm, cfg.rms_norm_eps)
         q = apply_rope(o, split_heads(o, linear(o, a, layer.q_proj, layer.q_bias), H, D), cos, sin, D)
@@ -155,14 +157,16 @@ def _decoder(o: Any, cfg: Config, w: Weights, tokens: Any, positions: Any, cache
     return o.matmul(x, lm_head), tuple(new_cache)
 
 
-def forward(o: Any, cfg: Config, w: Weights, tokens: Any, positions: Any, cache: Any, key_mask: Any = None):
+def forward(
+    o: Ops[T], cfg: Config, w: Weights[T], tokens: T, positions: T, cache: KVCache[T], key_mask: T | None = None
+) -> tuple[T, KVCache[T]]:
     """Unrolled form: T new tokens [B, T] at ``positions`` [B, T] after the cache -> logits [B, T, V], new cache.
 
     Causal-masked attention over [cache; new] for all T queries at once. ``key_mask`` [B, S] marks real
     (non-padding) cache slots; None means all are real.
     """
 
-    def attend(q: Any, k_all: Any, v_all: Any) -> Any:
+    def attend(q: T, k_all: T, v_all: T) -> T:
         visible = causal_mask(o, o.shape(q, 2), o.shape(k_all, 2), key_mask)
         return attention_unrolled(
             o, q, k_all, v_all, visible, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
@@ -171,10 +175,12 @@ def forward(o: Any, cfg: Config, w: Weights, tokens: Any, positions: Any, cache:
     return _decoder(o, cfg, w, tokens, positions, cache, attend)
 
 
-def decode(o: Any, cfg: Config, w: Weights, token: Any, position: Any, cache: Any, key_mask: Any = None):
+def decode(
+    o: Ops[T], cfg: Config, w: Weights[T], token: T, position: T, cache: KVCache[T], key_mask: T | None = None
+) -> tuple[T, KVCache[T]]:
     """Recurrent form: one token [B] at ``position`` [B] -> logits [B, V], cache grown by one slot."""
 
-    def attend(q: Any, k_all: Any, v_all: Any) -> Any:
+    def attend(q: T, k_all: T, v_all: T) -> T:
         return attention_decode(
             o, q, k_all, v_all, key_mask, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         )

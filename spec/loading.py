@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from . import builtin
 from .errors import InputError
@@ -36,5 +35,5 @@ def load(name_or_path: str | os.PathLike, *, temperature: float = 0.0, top_k: in
     )
 
 
-def _settings(s: Sampler) -> dict[str, Any]:
+def _settings(s: Sampler) -> dict[str, float]:
     return {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p}

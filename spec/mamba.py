@@ -23,14 +23,16 @@ a faster schedule of the same scan (runtime/mamba_scan.py), proved equal to the 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Generic, TypeAlias
 
 import attrs
 import numpy as np
 
-from .arrays import any_field, frozen_array
-from .config import bool_field, float_field, int_field, require
+from .arrays import WEIGHT, as_tuple, frozen_array
+from .config import BOOLEAN, POSITIVE_FLOAT, POSITIVE_INT, require
 from .layers import linear, rms_norm, silu
+from .vocabulary import Ops, T
 
 # A graph does not know T: the scan's rounds are unrolled for up to this many tokens (rounds with a distance of T
 # or more keep every element, so they change nothing).
@@ -39,17 +41,17 @@ SCAN_BOUND = 1 << 16
 
 @attrs.frozen(kw_only=True)
 class Config:
-    vocab_size: int = int_field()
-    hidden_size: int = int_field()
-    state_size: int = int_field()
-    num_hidden_layers: int = int_field()
-    intermediate_size: int = int_field()
-    time_step_rank: int = int_field()
-    conv_kernel: int = int_field(4)
-    layer_norm_epsilon: float = float_field(1e-5)
-    use_bias: bool = bool_field(False)
-    use_conv_bias: bool = bool_field(True)
-    tie_word_embeddings: bool = bool_field(True)
+    vocab_size: int = attrs.field(**POSITIVE_INT)
+    hidden_size: int = attrs.field(**POSITIVE_INT)
+    state_size: int = attrs.field(**POSITIVE_INT)
+    num_hidden_layers: int = attrs.field(**POSITIVE_INT)
+    intermediate_size: int = attrs.field(**POSITIVE_INT)
+    time_step_rank: int = attrs.field(**POSITIVE_INT)
+    conv_kernel: int = attrs.field(default=4, **POSITIVE_INT)
+    layer_norm_epsilon: float = attrs.field(default=1e-5, **POSITIVE_FLOAT)
+    use_bias: bool = attrs.field(default=False, **BOOLEAN)
+    use_conv_bias: bool = attrs.field(default=True, **BOOLEAN)
+    tie_word_embeddings: bool = attrs.field(default=True, **BOOLEAN)
 
     def __attrs_post_init__(self) -> None:
         require(self.conv_kernel >= 2, f"conv_kernel must be at least 2, got {self.conv_kernel}")
@@ -60,27 +62,27 @@ class Config:
 
 
 @attrs.frozen
-class Layer:
-    norm: Any = any_field()  # [C]
-    in_proj: Any = any_field()  # [C, 2E]
-    conv1d_weight: Any = any_field()  # [W, E]  (transformers stores [E, 1, W])
-    x_proj: Any = any_field()  # [E, R + 2N]
-    dt_proj: Any = any_field()  # [R, E]
-    dt_proj_bias: Any = any_field()  # [E]
-    A_log: Any = any_field()  # [E, N]
-    D: Any = any_field()  # [E]
-    out_proj: Any = any_field()  # [E, C]
-    conv1d_bias: Any = any_field(default=None)  # [E] when use_conv_bias
-    in_proj_bias: Any = any_field(default=None)  # [2E] when use_bias
-    out_proj_bias: Any = any_field(default=None)  # [C] when use_bias
+class Layer(Generic[T]):
+    norm: T = attrs.field(**WEIGHT)  # [C]
+    in_proj: T = attrs.field(**WEIGHT)  # [C, 2E]
+    conv1d_weight: T = attrs.field(**WEIGHT)  # [W, E]  (transformers stores [E, 1, W])
+    x_proj: T = attrs.field(**WEIGHT)  # [E, R + 2N]
+    dt_proj: T = attrs.field(**WEIGHT)  # [R, E]
+    dt_proj_bias: T = attrs.field(**WEIGHT)  # [E]
+    A_log: T = attrs.field(**WEIGHT)  # [E, N]
+    D: T = attrs.field(**WEIGHT)  # [E]
+    out_proj: T = attrs.field(**WEIGHT)  # [E, C]
+    conv1d_bias: T | None = attrs.field(default=None, **WEIGHT)  # [E] when use_conv_bias
+    in_proj_bias: T | None = attrs.field(default=None, **WEIGHT)  # [2E] when use_bias
+    out_proj_bias: T | None = attrs.field(default=None, **WEIGHT)  # [C] when use_bias
 
 
 @attrs.frozen
-class Weights:
-    embeddings: Any = any_field()  # [V, C]
-    layers: tuple[Layer, ...] = attrs.field(converter=tuple)
-    norm_f: Any = any_field()  # [C]
-    lm_head: Any = any_field(default=None)  # [C, V]; None when tied
+class Weights(Generic[T]):
+    embeddings: T = attrs.field(**WEIGHT)  # [V, C]
+    layers: tuple[Layer[T], ...] = attrs.field(converter=as_tuple)
+    norm_f: T = attrs.field(**WEIGHT)  # [C]
+    lm_head: T | None = attrs.field(default=None, **WEIGHT)  # [C, V]; None when tied
 
 
 def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
@@ -101,7 +103,7 @@ def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def weights_from_dict(cfg: Config, params: dict[str, np.ndarray]) -> Weights:
+def weights_from_dict(cfg: Config, params: dict[str, T]) -> Weights[T]:
     layers = []
     for i in range(cfg.num_hidden_layers):
         p = f"layers.{i}."
@@ -109,7 +111,13 @@ def weights_from_dict(cfg: Config, params: dict[str, np.ndarray]) -> Weights:
     return Weights(params["embeddings"], layers, params["norm_f"], params.get("lm_head"))
 
 
-def empty_cache(cfg: Config, batch: int = 1) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+SSMState: TypeAlias = tuple[tuple[T, T], ...]
+"""Mamba's state: per layer, the conv window [B, E, W-1] and the SSM state h [B, E, N]."""
+SelectiveScan: TypeAlias = Callable[[Ops[T], T, T, T, T, T, T], tuple[T, T]]
+"""(o, u, dt, A, B, C, h0) -> (y, h_{T-1}): :func:`selective_scan`, or another schedule of it (runtime/)."""
+
+
+def empty_cache(cfg: Config, batch: int = 1) -> SSMState[np.ndarray]:
     """Numeric initial state per layer: conv window [B, E, W-1] and SSM state [B, E, N], all zeros."""
     e = cfg.intermediate_size
     conv = frozen_array(np.zeros((batch, e, cfg.conv_kernel - 1), np.float32))
@@ -117,7 +125,7 @@ def empty_cache(cfg: Config, batch: int = 1) -> tuple[tuple[np.ndarray, np.ndarr
     return tuple((conv, ssm) for _ in range(cfg.num_hidden_layers))
 
 
-def _ssm_inputs(o: Any, cfg: Config, layer: Layer, u: Any):
+def _ssm_inputs(o: Ops[T], cfg: Config, layer: Layer[T], u: T) -> tuple[T, T, T]:
     """dt [.., E], B [.., N], C [.., N] from the conv output u [.., E] (Algorithm 2, lines 3-5)."""
     n, r = cfg.state_size, cfg.time_step_rank
     dt_in, b, c = o.split(o.matmul(u, layer.x_proj), -1, (r, n, n))
@@ -125,7 +133,9 @@ def _ssm_inputs(o: Any, cfg: Config, layer: Layer, u: Any):
     return dt, b, c
 
 
-def _mixer_unrolled(o: Any, cfg: Config, layer: Layer, x: Any, conv_state: Any, h0: Any, scan: Any = None):
+def _mixer_unrolled(
+    o: Ops[T], cfg: Config, layer: Layer[T], x: T, conv_state: T, h0: T, scan: SelectiveScan[T] | None = None
+) -> tuple[T, T, T]:
     """x: [B, T, C]; conv_state: [B, E, W-1]; h0: [B, E, N] -> out [B, T, C], conv_state', h_{T-1} [B, E, N].
     ``scan``: a function with the signature of :func:`selective_scan` (the default); lmstep.runtime passes
     another schedule of the same scan."""
@@ -133,10 +143,10 @@ def _mixer_unrolled(o: Any, cfg: Config, layer: Layer, x: Any, conv_state: Any, 
     u, z = o.split(linear(o, x, layer.in_proj, layer.in_proj_bias), -1, (e, e))  # [B, T, E] each
     # Causal depthwise conv as W shifted multiply-adds over [past W-1 inputs; u].
     full = o.concat([o.transpose(conv_state, (0, 2, 1)), u], axis=1)  # [B, W-1+T, E]
-    conv = None
-    for k in range(w):
+    conv = o.mul(o.slice(full, 1, 0, 1 - w), o.slice(layer.conv1d_weight, 0, 0, 1))  # tap 0 (w >= 2)
+    for k in range(1, w):
         tap = o.mul(o.slice(full, 1, k, k - (w - 1) if k < w - 1 else None), o.slice(layer.conv1d_weight, 0, k, k + 1))
-        conv = tap if conv is None else o.add(conv, tap)
+        conv = o.add(conv, tap)
     if layer.conv1d_bias is not None:
         conv = o.add(conv, layer.conv1d_bias)
     new_conv_state = o.transpose(o.slice(full, 1, -(w - 1), None), (0, 2, 1))
@@ -147,7 +157,7 @@ def _mixer_unrolled(o: Any, cfg: Config, layer: Layer, x: Any, conv_state: Any, 
     return linear(o, y, layer.out_proj, layer.out_proj_bias), new_conv_state, h_last
 
 
-def selective_scan(o: Any, u: Any, dt: Any, A: Any, B: Any, C: Any, h0: Any) -> tuple[Any, Any]:
+def selective_scan(o: Ops[T], u: T, dt: T, A: T, B: T, C: T, h0: T) -> tuple[T, T]:
     """The state-space part over a whole sequence (Algorithm 2, lines 5-6; mamba-ssm's ``selective_scan_ref``):
     u, dt [B, T, E]; A [E, N]; B, C [B, T, N]; h0 [B, E, N] -> y [B, T, E] with y_t = h_t C_t (the D skip is
     added by the caller) and h_{T-1} [B, E, N]. The elements are computed as the step computes them."""
@@ -158,7 +168,7 @@ def selective_scan(o: Any, u: Any, dt: Any, A: Any, B: Any, C: Any, h0: Any) -> 
     return y, o.squeeze(o.slice(h, 1, -1, None), 1)
 
 
-def _scan(o: Any, a: Any, b: Any, h0: Any = None) -> tuple[Any, Any]:
+def _scan(o: Ops[T], a: T, b: T, h0: T | None = None) -> tuple[T, T]:
     """Inclusive scan along axis 1 of (a, b) [B, T, E, N] under (a1, b1) . (a2, b2) = (a2 a1, a2 b1 + b2): element
     t of the result is (a_t ... a_0, h_t) with h_t = a_t h_{t-1} + b_t and h_{-1} = h0 [B, E, N] (zero when None).
 
@@ -168,7 +178,7 @@ def _scan(o: Any, a: Any, b: Any, h0: Any = None) -> tuple[Any, Any]:
     are kept. After the round with distance d, element t combines elements max(t - 2d + 1, 0) .. t.
     """
 
-    def combine(first: tuple[Any, Any], second: tuple[Any, Any]) -> tuple[Any, Any]:
+    def combine(first: tuple[T, T], second: tuple[T, T]) -> tuple[T, T]:
         (a_prev, b_prev), (a, b) = first, second  # first is the earlier element
         return o.mul(a, a_prev), o.add(o.mul(a, b_prev), b)
 
@@ -184,7 +194,7 @@ def _scan(o: Any, a: Any, b: Any, h0: Any = None) -> tuple[Any, Any]:
     return a, b
 
 
-def _mixer_step(o: Any, cfg: Config, layer: Layer, x: Any, conv_state: Any, h: Any):
+def _mixer_step(o: Ops[T], cfg: Config, layer: Layer[T], x: T, conv_state: T, h: T) -> tuple[T, T, T]:
     """x: [B, C] one token; conv_state [B, E, W-1]; h [B, E, N] -> out [B, C], conv_state', h'."""
     e = cfg.intermediate_size
     u, z = o.split(linear(o, x, layer.in_proj, layer.in_proj_bias), -1, (e, e))  # [B, E]
@@ -202,14 +212,21 @@ def _mixer_step(o: Any, cfg: Config, layer: Layer, x: Any, conv_state: Any, h: A
     return linear(o, y, layer.out_proj, layer.out_proj_bias), o.slice(window, 2, 1, None), h
 
 
-def _logits(o: Any, cfg: Config, w: Weights, x: Any) -> Any:
+def _logits(o: Ops[T], cfg: Config, w: Weights[T], x: T) -> T:
     x = rms_norm(o, x, w.norm_f, cfg.layer_norm_epsilon)
     return o.matmul(x, w.lm_head if w.lm_head is not None else o.transpose(w.embeddings, (1, 0)))
 
 
 def forward(
-    o: Any, cfg: Config, w: Weights, tokens: Any, positions: Any, cache: Any, key_mask: Any = None, scan: Any = None
-):
+    o: Ops[T],
+    cfg: Config,
+    w: Weights[T],
+    tokens: T,
+    positions: T,
+    cache: SSMState[T],
+    key_mask: T | None = None,
+    scan: SelectiveScan[T] | None = None,
+) -> tuple[T, SSMState[T]]:
     """Unrolled form: tokens [B, T] -> logits [B, T, V], new per-layer (conv_state, ssm_state).
 
     ``positions`` is accepted for a uniform signature and unused: an SSM has no position input. Padding
@@ -217,7 +234,7 @@ def forward(
     """
     require(key_mask is None, "Mamba has no attention mask: run padded sequences separately")
     x = o.gather(w.embeddings, tokens)
-    new_cache = []
+    new_cache: list[tuple[T, T]] = []
     for layer, (conv_state, h) in zip(w.layers, cache):
         x_norm = rms_norm(o, x, layer.norm, cfg.layer_norm_epsilon)
         out, conv_state, h = _mixer_unrolled(o, cfg, layer, x_norm, conv_state, h, scan=scan)
@@ -226,11 +243,13 @@ def forward(
     return _logits(o, cfg, w, x), tuple(new_cache)
 
 
-def decode(o: Any, cfg: Config, w: Weights, token: Any, position: Any, cache: Any, key_mask: Any = None):
+def decode(
+    o: Ops[T], cfg: Config, w: Weights[T], token: T, position: T, cache: SSMState[T], key_mask: T | None = None
+) -> tuple[T, SSMState[T]]:
     """Recurrent form: one token [B] -> logits [B, V], the state advanced by one step of eq. 2."""
     require(key_mask is None, "Mamba has no attention mask: run padded sequences separately")
     x = o.gather(w.embeddings, token)  # [B, C]
-    new_cache = []
+    new_cache: list[tuple[T, T]] = []
     for layer, (conv_state, h) in zip(w.layers, cache):
         out, conv_state, h = _mixer_step(
             o, cfg, layer, rms_norm(o, x, layer.norm, cfg.layer_norm_epsilon), conv_state, h

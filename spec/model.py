@@ -3,6 +3,9 @@
     state, out    = model.step(state, token, rand)   # recurrent form: arch.decode, then the sampler
     state, logits = model.prefill(state, tokens)     # unrolled form: arch.forward over the new tokens
     logits        = model.unrolled(tokens)           # prefill from init_state, logits only
+    tokens        = model.generate(prompt, n, seed)  # interface.generate, shared with the onnxruntime model
+
+``Model`` implements interface.LanguageModel, as runtime/onnx_model.py's OnnxModel does.
 
 Nothing here mutates an argument: states are immutable values (see arrays.SeqBuffer for how the KV cache
 grows in amortized O(1) without copying), so any state can be stepped again, forked, compared or stored.
@@ -11,22 +14,25 @@ grows in amortized O(1) without copying), so any state can be stepped again, for
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
 import numpy as np
 
 from . import gpt2, llama, mamba
-from .arrays import array_field, frozen_array, tree_leaves
+from .arrays import SeqBuffer, array_options, frozen_array, tree_leaves
 from .errors import InputError
+from .interface import LanguageModel, check_tokens, generate, step_loop
 from .ops import NP
-from .rand import rand_for
-from .sampler import Sampler, check_logits, check_rand, sample_one
+from .sampler import Sampler, check_rand, sample_one
 
 ARCHITECTURES: dict[str, ModuleType] = {"llama": llama, "gpt2": gpt2, "mamba": mamba}
 STATE_KINDS = {"llama": ("key", "value"), "gpt2": ("key", "value"), "mamba": ("conv_state", "recurrent_state")}
+Config: TypeAlias = llama.Config | gpt2.Config | mamba.Config
+Weights: TypeAlias = llama.Weights[np.ndarray] | gpt2.Weights[np.ndarray] | mamba.Weights[np.ndarray]
+StateTensor: TypeAlias = SeqBuffer | np.ndarray  # a KV buffer (transformers) or a read-only array (Mamba)
 
 
 @attrs.frozen(eq=False)
@@ -39,7 +45,7 @@ class State:
 
     arch: str
     pos: int
-    cache: tuple[tuple[Any, Any], ...]
+    cache: tuple[tuple[StateTensor, StateTensor], ...]
 
     def arrays(self) -> dict[str, np.ndarray]:
         names = STATE_KINDS[self.arch]
@@ -71,7 +77,7 @@ class State:
 
 @attrs.frozen
 class StepOutput:
-    logits: np.ndarray = array_field(np.float32)  # [V] float32: the distribution over the token at pos + 1
+    logits: np.ndarray = attrs.field(**array_options(np.float32))  # [V] float32: the distribution at pos + 1
     token: int = attrs.field(converter=int)  # sampled with the step's rand
 
 
@@ -80,12 +86,14 @@ class Model:
     """A model value: architecture, config, weights and sampler settings. Build one with ``lmstep.spec.load``."""
 
     arch: str = attrs.field(validator=attrs.validators.in_(ARCHITECTURES))
-    config: Any
-    weights: Any = attrs.field(repr=False)
+    config: Config
+    weights: Weights = attrs.field(repr=False)
     sampler: Sampler = Sampler()
     name: str = ""
 
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # pretty printers (IPython, Hypothesis): no weights
+    def _repr_pretty_(
+        self, printer: Any, cycle: bool
+    ) -> None:  # printer: IPython's or Hypothesis' (any)  # pretty printers (IPython, Hypothesis): no weights
         printer.text(f"Model(arch={self.arch!r}, name={self.name!r}, config={self.config!r}, sampler={self.sampler!r})")
 
     @property
@@ -113,7 +121,7 @@ class Model:
             h.update(np.ascontiguousarray(a, "<f4").tobytes())
         return h.hexdigest()
 
-    def with_sampler(self, **settings: Any) -> Model:
+    def with_sampler(self, **settings: float) -> Model:
         return attrs.evolve(self, sampler=attrs.evolve(self.sampler, **settings))
 
     def init_state(self) -> State:
@@ -128,7 +136,7 @@ class Model:
             NP, self.config, self.weights, np.array([token], np.int64), np.array([state.pos], np.int64), state.cache
         )
         logits = logits[0]
-        return State(self.arch, state.pos + 1, _freeze(cache)), StepOutput(
+        return State(self.arch, state.pos + 1, freeze_cache(cache)), StepOutput(
             logits, sample_one(logits, rand, self.sampler)
         )
 
@@ -138,7 +146,7 @@ class Model:
         toks = np.array(self._check_tokens(tokens, state.pos), np.int64)[None, :]
         positions = np.arange(state.pos, state.pos + toks.shape[1], dtype=np.int64)[None, :]
         logits, cache = self.module.forward(NP, self.config, self.weights, toks, positions, state.cache)
-        return State(self.arch, state.pos + toks.shape[1], _freeze(cache)), frozen_array(logits[0], np.float32)
+        return State(self.arch, state.pos + toks.shape[1], freeze_cache(cache)), frozen_array(logits[0], np.float32)
 
     def unrolled(self, tokens: Sequence[int]) -> np.ndarray:
         """Logits [len(tokens), V] for a whole sequence from the initial state."""
@@ -149,49 +157,36 @@ class Model:
         return sample_one(np.asarray(logits, np.float32), rand, self.sampler)
 
     def generate(self, prompt: Sequence[int], steps: int, seed: int = 0) -> list[int]:
-        """``steps`` new tokens after ``prompt``; the token at position p uses ``rand_for(seed, p)``."""
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise InputError(f"steps must be an integer >= 0, got {steps!r}")
-        state, logits = self.prefill(self.init_state(), prompt)
-        check_logits(logits[-1])
-        out: list[int] = []
-        if steps:
-            out.append(self.sample(logits[-1], rand_for(seed, state.pos)))
-        while len(out) < steps:
-            state, step_out = self.step(state, out[-1], rand_for(seed, state.pos + 1))
-            out.append(step_out.token)
-        return out
+        """``steps`` new tokens after ``prompt``; the token at position p uses ``rand_for(seed, p)``
+        (:func:`lmstep.spec.interface.generate`)."""
+        return generate(self, prompt, steps, seed)
+
+    def generate_from(self, state: State, token: int, steps: int, seed: int) -> list[int]:
+        """The ``steps`` tokens after consuming ``token`` at ``state.pos``: repeated :meth:`step`."""
+        return step_loop(self, state, token, steps, seed)
 
     # -- input checks: one clear line each ---------------------------------------------------------------
-    def _check_state(self, state: Any) -> None:
+    def _check_state(self, state: object) -> None:
         if not isinstance(state, State) or state.arch != self.arch:
             raise InputError(f"state must be a State of this {self.arch} model; get one from model.init_state()")
         if len(state.cache) != len(self.weights.layers):
             raise InputError("state has a different number of layers than the model; use model.init_state()")
 
     def _check_tokens(self, tokens: Sequence[int], pos: int) -> list[int]:
-        if isinstance(tokens, np.ndarray):
-            if tokens.ndim != 1 or not np.issubdtype(tokens.dtype, np.integer):
-                raise InputError(f"tokens must be a 1-D sequence of integers, got array {tokens.dtype}{tokens.shape}")
-            tokens = tokens.tolist()
-        tokens = list(tokens)
-        if not tokens:
-            raise InputError("tokens is empty: give at least one token id")
-        for t in tokens:
-            if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
-                raise InputError(f"token ids must be integers, got {t!r}")
-            if not 0 <= t < self.vocab_size:
-                raise InputError(
-                    f"token id {t} is outside the vocabulary [0, {self.vocab_size}); use ids below {self.vocab_size}"
-                )
-        limit = self.context_limit
-        if limit is not None and pos + len(tokens) > limit:
-            raise InputError(
-                f"position {pos + len(tokens) - 1} is beyond the model's context of {limit} tokens; "
-                "use a shorter prompt or fewer steps"
-            )
-        return [int(t) for t in tokens]
+        return check_tokens(tokens, pos, self.vocab_size, self.context_limit)
 
 
-def _freeze(cache: Any) -> tuple[tuple[Any, Any], ...]:
-    return tuple(tuple(frozen_array(t) if isinstance(t, np.ndarray) else t for t in pair) for pair in cache)
+def freeze_cache(cache: Iterable[tuple[StateTensor, StateTensor]]) -> tuple[tuple[StateTensor, StateTensor], ...]:
+    """A cache that an architecture's forward/decode returned, as a State's immutable value: arrays (Mamba's
+    conv and SSM states) become read-only copies; SeqBuffers (KV caches) already are values."""
+
+    def freeze(t: StateTensor) -> StateTensor:
+        return frozen_array(t) if isinstance(t, np.ndarray) else t
+
+    return tuple((freeze(a), freeze(b)) for a, b in cache)
+
+
+if TYPE_CHECKING:
+
+    def _spec_model_is_a_language_model(model: Model) -> LanguageModel[State]:
+        return model  # mypy checks Model against the Protocol (tests/test_types.py)

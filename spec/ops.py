@@ -1,24 +1,21 @@
-"""The primitive vocabulary the models are written in, and its numeric (numpy) interpretation.
+"""The numeric interpretation of the op vocabulary (spec/vocabulary.py): with :data:`NP` the model code *is* the
+reference spec.
 
-Every method is exactly one ONNX operator (named in its docstring) with ONNX semantics, so the same model
-function can be run three ways (DESIGN.md §1): with :data:`NP` it *is* the reference spec; lmstep.runtime
-passes a graph builder with the same methods to emit ONNX; lmstep.proofs passes a symbolic one over Z3 terms.
-
-The numeric versions follow onnx's ReferenceEvaluator (onnx/reference/ops/op_*.py) op for op, so the spec and
-the exported graph run by that evaluator agree bit for bit. Rules for model code written against ``o``:
-- arrays are float32 (activations, weights) or int64 (tokens, positions, indices); Python scalars passed to
-  arithmetic are weak (numpy >= 2, NEP 50) and never widen float32;
-- shapes are only touched through ``reshape`` (0 = keep that input dim, -1 = infer), ``shape`` and ``arange``,
-  because a graph does not know T or B in advance;
-- ``static`` values (axes, perms, slice bounds) are Python ints.
+Each method evaluates the ONNX op its :class:`~lmstep.spec.vocabulary.Ops` docstring names with numpy, following
+onnx's ReferenceEvaluator (onnx/reference/ops/op_*.py) op for op, so the spec and the exported graph run by that
+evaluator agree bit for bit. Values are numpy arrays; numpy returns 0-d results as numpy scalars, which behave
+as 0-d arrays everywhere here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
+
+from .vocabulary import Ops
 
 I64 = np.int64
 
@@ -31,83 +28,82 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 class NumpyOps:
-    """Numeric interpretation: each method is the ONNX op of the same name, evaluated with numpy."""
+    """Numeric interpretation: each method is the ONNX op of the same name (spec/vocabulary.py), with numpy."""
 
     name = "numpy"
 
     # -- values -------------------------------------------------------------------------------------------
-    def const(self, value: Any, dtype: Any = None) -> np.ndarray:
-        """Constant / initializer. A value that already belongs to the backend (a graph or symbolic value) is
-        returned unchanged, so model code may pass either a number or a backend value."""
+    def const(self, value: npt.ArrayLike, dtype: npt.DTypeLike | None = None) -> np.ndarray:
+        """Constant."""
         return np.asarray(value, dtype=dtype)
 
-    def cast(self, x: Any, dtype: Any) -> np.ndarray:
+    def cast(self, x: npt.ArrayLike, dtype: npt.DTypeLike) -> np.ndarray:
         """Cast."""
         return np.asarray(x).astype(dtype)
 
     def shape(self, x: np.ndarray, axis: int) -> np.ndarray:
         """Shape(start=axis, end=axis+1) squeezed: one dimension as an int64 scalar."""
-        return np.int64(x.shape[axis])
+        return np.asarray(x.shape[axis], I64)
 
-    def arange(self, start: Any, limit: Any) -> np.ndarray:
+    def arange(self, start: float | np.ndarray, limit: float | np.ndarray) -> np.ndarray:
         """Range(start, limit, 1) over int64."""
         return np.arange(int(start), int(limit), dtype=I64)
 
     # -- elementwise --------------------------------------------------------------------------------------
-    def add(self, a: Any, b: Any) -> np.ndarray:
+    def add(self, a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
         """Add."""
         return np.add(a, b)
 
-    def sub(self, a: Any, b: Any) -> np.ndarray:
+    def sub(self, a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
         """Sub."""
         return np.subtract(a, b)
 
-    def mul(self, a: Any, b: Any) -> np.ndarray:
+    def mul(self, a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
         """Mul."""
         return np.multiply(a, b)
 
-    def div(self, a: Any, b: Any) -> np.ndarray:
+    def div(self, a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
         """Div (true division for floats)."""
         return np.divide(a, b)
 
-    def int_div(self, a: Any, b: Any) -> np.ndarray:
+    def int_div(self, a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
         """Div on int64: ONNX integer division truncates toward zero (C semantics), unlike numpy's ``//``."""
         a, b = np.asarray(a, I64), np.asarray(b, I64)
         return (np.abs(a) // np.abs(b) * np.sign(a) * np.sign(b)).astype(I64)
 
-    def neg(self, x: Any) -> np.ndarray:
+    def neg(self, x: npt.ArrayLike) -> np.ndarray:
         """Neg."""
         return np.negative(x)
 
-    def min(self, a: Any, b: Any) -> np.ndarray:
+    def min(self, a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
         """Min (two inputs)."""
         return np.minimum(a, b)
 
-    def max(self, a: Any, b: Any) -> np.ndarray:
+    def max(self, a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
         """Max (two inputs)."""
         return np.maximum(a, b)
 
-    def exp(self, x: Any) -> np.ndarray:
+    def exp(self, x: npt.ArrayLike) -> np.ndarray:
         """Exp."""
         return np.exp(x)
 
-    def sqrt(self, x: Any) -> np.ndarray:
+    def sqrt(self, x: npt.ArrayLike) -> np.ndarray:
         """Sqrt."""
         return np.sqrt(x)
 
-    def reciprocal(self, x: Any) -> np.ndarray:
+    def reciprocal(self, x: npt.ArrayLike) -> np.ndarray:
         """Reciprocal."""
         return np.reciprocal(x)
 
-    def tanh(self, x: Any) -> np.ndarray:
+    def tanh(self, x: npt.ArrayLike) -> np.ndarray:
         """Tanh."""
         return np.tanh(x)
 
-    def cos(self, x: Any) -> np.ndarray:
+    def cos(self, x: npt.ArrayLike) -> np.ndarray:
         """Cos."""
         return np.cos(x)
 
-    def sin(self, x: Any) -> np.ndarray:
+    def sin(self, x: npt.ArrayLike) -> np.ndarray:
         """Sin."""
         return np.sin(x)
 
@@ -120,27 +116,27 @@ class NumpyOps:
         return np.logaddexp(x.dtype.type(0), x).astype(x.dtype)
 
     # -- comparisons and selection ------------------------------------------------------------------------
-    def less(self, a: Any, b: Any) -> np.ndarray:
+    def less(self, a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
         """Less."""
         return np.less(a, b)
 
-    def less_equal(self, a: Any, b: Any) -> np.ndarray:
+    def less_equal(self, a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
         """LessOrEqual."""
         return np.less_equal(a, b)
 
-    def greater(self, a: Any, b: Any) -> np.ndarray:
+    def greater(self, a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
         """Greater."""
         return np.greater(a, b)
 
-    def equal(self, a: Any, b: Any) -> np.ndarray:
+    def equal(self, a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
         """Equal."""
         return np.equal(a, b)
 
-    def logical_and(self, a: Any, b: Any) -> np.ndarray:
+    def logical_and(self, a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
         """And."""
         return np.logical_and(a, b)
 
-    def where(self, cond: Any, a: Any, b: Any) -> np.ndarray:
+    def where(self, cond: npt.ArrayLike, a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
         """Where (a and b share a dtype)."""
         a, b = np.asarray(a), np.asarray(b)
         return np.where(cond, a, b).astype(a.dtype)
@@ -166,10 +162,9 @@ class NumpyOps:
         """CumSum: sequential, in x's dtype (numpy accumulate is a left-to-right loop)."""
         return np.cumsum(x, axis=axis, dtype=x.dtype)
 
-    def topk(self, x: np.ndarray, k: Any) -> tuple[np.ndarray, np.ndarray]:
+    def topk(self, x: np.ndarray, k: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """TopK(axis=-1, largest=1, sorted=1): values descending, equal values by lower index first."""
-        k = int(k)
-        order = np.argsort(-x, axis=-1, kind="stable")[..., :k]  # negation is exact; stable keeps index order
+        order = np.argsort(-x, axis=-1, kind="stable")[..., : int(k)]  # negation is exact; stable keeps index order
         return np.take_along_axis(x, order, axis=-1), order.astype(I64)
 
     # -- linear algebra and indexing ----------------------------------------------------------------------
@@ -177,7 +172,7 @@ class NumpyOps:
         """MatMul (numpy broadcasting rules)."""
         return np.matmul(a, b)
 
-    def gather(self, data: np.ndarray, indices: Any, axis: int = 0) -> np.ndarray:
+    def gather(self, data: np.ndarray, indices: np.ndarray, axis: int = 0) -> np.ndarray:
         """Gather."""
         return np.take(data, indices, axis=axis)
 
@@ -195,7 +190,7 @@ class NumpyOps:
         """Transpose."""
         return np.transpose(x, perm)
 
-    def unsqueeze(self, x: Any, axis: int) -> np.ndarray:
+    def unsqueeze(self, x: npt.ArrayLike, axis: int) -> np.ndarray:
         """Unsqueeze (one axis)."""
         return np.expand_dims(x, axis)
 
@@ -234,3 +229,5 @@ class NumpyOps:
 
 
 NP = NumpyOps()
+if TYPE_CHECKING:
+    _numpy_is_the_vocabulary: Ops[np.ndarray] = NP  # mypy checks NumpyOps against the Protocol (tests/test_types.py)

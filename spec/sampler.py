@@ -23,36 +23,36 @@ Every step is float32; ``T``, ``top_p`` are float32, ``top_k`` int64.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import attrs
 import numpy as np
 
 from .errors import InputError
+from .vocabulary import Operand, Ops, T
 
 
-def _check_temperature(inst: Any, attr: Any, value: float) -> None:
+def _check_temperature(inst: object, attr: object, value: float) -> None:
     if not math.isfinite(value) or value < 0:
         raise InputError(f"temperature must be a finite number >= 0 (0 = greedy), got {value!r}")
 
 
-def _check_top_k(inst: Any, attr: Any, value: int) -> None:
+def _check_top_k(inst: object, attr: object, value: int) -> None:
     if value < 0:
         raise InputError(f"top_k must be an integer >= 0 (0 = keep all tokens), got {value!r}")
 
 
-def _check_top_p(inst: Any, attr: Any, value: float) -> None:
+def _check_top_p(inst: object, attr: object, value: float) -> None:
     if not (0.0 < value <= 1.0):
         raise InputError(f"top_p must be in (0, 1] (1 = keep all tokens), got {value!r}")
 
 
-def _to_float32_value(v: Any) -> float:
+def _to_float32_value(v: object) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
         raise InputError(f"sampler settings must be numbers, got {v!r}")
     return float(np.float32(v))  # the value the float32 computation actually uses
 
 
-def _to_int(v: Any) -> int:
+def _to_int(v: object) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
         raise InputError(f"top_k must be an integer >= 0 (0 = keep all tokens), got {v!r}")
     return int(v)
@@ -67,7 +67,7 @@ class Sampler:
     top_p: float = attrs.field(default=1.0, converter=_to_float32_value, validator=_check_top_p)
 
 
-def sample(o: Any, logits: Any, u: Any, temperature: Any, top_k: Any, top_p: Any) -> Any:
+def sample(o: Ops[T], logits: T, u: T, temperature: Operand[T], top_k: Operand[T], top_p: Operand[T]) -> T:
     """logits [B, V] float32, u [B] float32 -> tokens [B] int64 (the algorithm in the module docstring).
 
     ``temperature``/``top_p`` are float32 scalars and ``top_k`` an int64 scalar: numbers in the numeric spec,
@@ -135,7 +135,7 @@ def sample_one(logits: np.ndarray, u: float, sampler: Sampler) -> int:
     return int(token[0])
 
 
-def check_rand(u: Any) -> float:
+def check_rand(u: object) -> float:
     if isinstance(u, bool) or not isinstance(u, (int, float, np.floating)) or not (0.0 <= float(u) < 1.0):
         raise InputError(f"rand must be a float in [0, 1), got {u!r}; use lmstep.spec.rand_for(seed, position)")
     if float(np.float32(u)) >= 1.0:

@@ -49,8 +49,12 @@ class IntNumpyOps(NumpyOps):
     """numpy interpretation of add/mul in a :class:`BitVec` mode on int{width} arrays (computed in int64, then
     clamped, shifted or wrapped as the domain says) - the replay of a bit-vector counterexample."""
 
+    # The subset of the vocabulary this interpretation gives bit-vector meaning; every other op is NumpyOps' own,
+    # exact on the int64 index arithmetic the scan does around them (tests/test_vocabulary.py checks the list).
+    BITVECTOR_OPS = frozenset({"add", "mul"})
+
     def __init__(self, dom: BitVec) -> None:
-        self.dom, self.name, self.dtype = dom, f"numpy-{dom.name}", np.dtype(f"int{dom.width}")
+        self.dom, self.dtype = dom, np.dtype(f"int{dom.width}")
 
     def _finish(self, wide: np.ndarray) -> np.ndarray:
         lo, hi = -(1 << (self.dom.width - 1)), (1 << (self.dom.width - 1)) - 1

@@ -94,7 +94,6 @@ class Z3Ops:
         if exp not in ("field", "positive", "libm"):
             raise ValueError(f"exp model must be field, positive or libm, not {exp!r}")
         self.dom = domain if domain is not None else Real()
-        self.name = f"z3-{self.dom.name}"
         self.shift, self.exp_model = shift, exp
         self.exp_lemmas = exp == "field"
         self.normalize = normalize

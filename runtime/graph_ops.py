@@ -59,8 +59,6 @@ def _ints(values: Sequence[int]) -> Var:
 class GraphOps:
     """Graph interpretation: each method returns spox Vars for the ONNX op of the same name in ops.NumpyOps."""
 
-    name = "onnx"
-
     # -- values -------------------------------------------------------------------------------------------
     def const(self, value: Any, dtype: Any = None) -> Var:
         if isinstance(value, Var):  # already a graph value (a graph input such as temperature): used as is

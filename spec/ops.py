@@ -30,8 +30,6 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 class NumpyOps:
     """Numeric interpretation: each method is the ONNX op of the same name (spec/vocabulary.py), with numpy."""
 
-    name = "numpy"
-
     # -- values -------------------------------------------------------------------------------------------
     def const(self, value: npt.ArrayLike, dtype: npt.DTypeLike | None = None) -> np.ndarray:
         """Constant."""

@@ -39,8 +39,6 @@ Operand: TypeAlias = T | float
 class Ops(Protocol[T]):
     """The op vocabulary over values of type ``T``; each method is the ONNX operator its docstring names."""
 
-    name: str  # which interpretation, for messages
-
     # -- values -------------------------------------------------------------------------------------------
     def const(self, value: T | npt.ArrayLike, dtype: npt.DTypeLike | None = None) -> T:
         """Constant (or an initializer). A value that already belongs to the interpretation (a graph input, a

@@ -1,5 +1,6 @@
-"""The onnxruntime-backed model: the spec's API (init_state / step / prefill / unrolled / generate) over an
-exported folder. States are immutable values that hold OrtValues; they stay on the device between calls.
+"""The onnxruntime-backed model: the spec's interface (lmstep.spec.interface.LanguageModel: init_state / step /
+prefill / unrolled / sample / generate) over an exported folder. States are immutable values that hold OrtValues;
+they stay on the device between calls.
 
     model = OnnxModel.open("out/tiny-llama", provider="cpu", temperature=0.8)
     state = model.init_state()
@@ -20,7 +21,8 @@ import onnxruntime as ort
 
 from lmstep.spec.arrays import frozen_array
 from lmstep.spec.errors import InputError
-from lmstep.spec.model import Model, State, StepOutput
+from lmstep.spec.interface import check_steps, check_tokens, generate
+from lmstep.spec.model import State, StepOutput
 from lmstep.spec.rand import rand_for
 from lmstep.spec.sampler import Sampler, check_rand, sample_one
 
@@ -61,16 +63,20 @@ class OnnxState:
 
 
 class OnnxModel:
-    """An exported model run by onnxruntime, with the API of ``lmstep.spec.Model``."""
+    """An exported model run by onnxruntime, with the interface of ``lmstep.spec.Model`` (LanguageModel)."""
+
+    arch: str
+    name: str
+    sampler: Sampler
 
     def __init__(
         self, folder: str | os.PathLike, provider: str = "auto", sampler: Sampler = Sampler(), threads: int = 1
     ):
         self.folder = Path(folder)
         m = read_manifest(self.folder)
-        self.arch: str = m["arch"]
+        self.arch = m["arch"]
         self.config = config_from_manifest(m)
-        self.name: str = m.get("name") or self.folder.name
+        self.name = m.get("name") or self.folder.name
         self._weights_digest: str = m.get("weights_sha256", "")
         self.sampler = sampler
         self.threads = threads
@@ -101,7 +107,7 @@ class OnnxModel:
     def context_limit(self) -> int | None:
         return self.config.context_limit
 
-    def with_sampler(self, **settings: Any) -> OnnxModel:
+    def with_sampler(self, **settings: float) -> OnnxModel:
         """The same sessions with other sampler settings (settings are graph inputs, not part of the graph)."""
         new = object.__new__(OnnxModel)
         new.__dict__ |= self.__dict__
@@ -153,23 +159,21 @@ class OnnxModel:
         return sample_one(np.asarray(logits, np.float32), rand, self.sampler)
 
     def generate(self, prompt: Sequence[int], steps: int, seed: int = 0) -> list[int]:
-        """``steps`` tokens after ``prompt``, the token at position p drawn with ``rand_for(seed, p)`` (as the spec).
-
-        Prefill all but the last prompt token, then one step per token: the step that consumes the last prompt
-        token samples the first new one, so every sample happens inside the step graph."""
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise InputError(f"steps must be an integer >= 0, got {steps!r}")
-        prompt = self._check_tokens(prompt, 0)
-        self._check_tokens(prompt + [0] * max(steps - 1, 0), 0)  # the whole generation fits the context
-        state = self.init_state()
-        if len(prompt) > 1:
-            state, _ = self.prefill(state, prompt[:-1])
-        if steps == 0:
-            return []
-        return self._decode_loop(state, prompt[-1], steps, seed)
+        """``steps`` tokens after ``prompt``, the token at position p drawn with ``rand_for(seed, p)``: the spec's
+        :func:`lmstep.spec.interface.generate` (one prefill, the first token sampled from its last logits, then
+        :meth:`generate_from`)."""
+        return generate(self, prompt, steps, seed)
 
     # -- the decode loop: state private to it, so fixed-shape states use two buffers in turn ----------------
-    def _decode_loop(self, state: OnnxState, token: int, steps: int, seed: int) -> list[int]:
+    def generate_from(self, state: OnnxState, token: int, steps: int, seed: int) -> list[int]:
+        """The ``steps`` tokens after consuming ``token`` at ``state.pos``: equal to repeated :meth:`step`
+        (lmstep.spec.interface.step_loop; tests/test_runtime_ort.py checks), without the per-step host copies of
+        logits and state."""
+        self._check_state(state)
+        check_steps(steps)
+        if steps == 0:
+            return []
+        self._check_tokens([token] * steps, state.pos)  # token is valid and every step fits the context
         values, pos, out = state.values, state.pos, []
         # Fixed-shape states (Mamba) are written into two private buffer sets in turn: step i reads what step
         # i-1 wrote (the caller's state at i = 0) and writes set i % 2, so no buffer is ever bound as both input
@@ -212,8 +216,7 @@ class OnnxModel:
             raise InputError("state has different tensors than this model's; use model.init_state()")
 
     def _check_tokens(self, tokens: Sequence[int], pos: int) -> list[int]:
-        # The spec's checks use only vocab_size and context_limit, which this class has too.
-        return Model._check_tokens(self, tokens, pos)  # type: ignore[arg-type]
+        return check_tokens(tokens, pos, self.vocab_size, self.context_limit)
 
     def __repr__(self) -> str:
         return f"OnnxModel({self.name!r}, arch={self.arch!r}, provider={self.provider!r}, folder={str(self.folder)!r})"

@@ -127,13 +127,19 @@ def check_tokens(tokens: Sequence[int] | np.ndarray, pos: int, vocab_size: int, 
     return [int(t) for t in tokens]
 
 
+def check_steps(steps: object) -> int:
+    """The number of tokens to generate: an int >= 0, or a one-line InputError."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise InputError(f"steps must be an integer >= 0, got {steps!r}")
+    return steps
+
+
 def generate(model: LanguageModel[S], prompt: Sequence[int], steps: int, seed: int = 0) -> list[int]:
     """``steps`` new tokens after ``prompt``; the token at position p uses ``rand_for(seed, p)`` (SPEC.md §1).
 
     Everything is checked before any computation: ``steps``, the prompt, and that the whole run fits the context
     (the last generated token is sampled but never consumed, so positions up to len(prompt) + steps - 2 are)."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise InputError(f"steps must be an integer >= 0, got {steps!r}")
+    check_steps(steps)
     prompt = check_tokens(prompt, 0, model.vocab_size, model.context_limit)
     check_tokens(prompt + [0] * max(steps - 1, 0), 0, model.vocab_size, model.context_limit)
     check_seed(seed)
@@ -145,7 +151,11 @@ def generate(model: LanguageModel[S], prompt: Sequence[int], steps: int, seed: i
 
 
 def step_loop(model: LanguageModel[S], state: S, token: int, steps: int, seed: int) -> list[int]:
-    """The definition of ``generate_from``: ``steps`` calls of ``step``, each consuming the previous token."""
+    """The definition of ``generate_from``: ``steps`` calls of ``step``, each consuming the previous token (all of
+    them checked to fit the context first)."""
+    check_steps(steps)
+    if steps:
+        check_tokens([token] * steps, state.pos, model.vocab_size, model.context_limit)
     out: list[int] = []
     while len(out) < steps:
         state, step_out = model.step(state, token, rand_for(seed, state.pos + 1))

@@ -28,8 +28,10 @@ def mismatches(protocol: type, cls: type, only: frozenset[str] | None = None) ->
     for name, want in members(protocol).items():
         if only is not None and name not in only:
             continue
+        declared = any(name in getattr(c, "__annotations__", {}) for c in cls.__mro__)  # an instance attribute
         if not hasattr(cls, name):
-            problems.append(f"{cls.__name__} lacks {name}")
+            if not (declared and not inspect.isfunction(want)):
+                problems.append(f"{cls.__name__} lacks {name}")
             continue
         got = inspect.getattr_static(cls, name)
         if inspect.isfunction(want):

@@ -154,7 +154,7 @@ def test_states_are_values(name):
     for _ in range(5):
         o, out = om.step(o, toks[-1] if toks else 33, rand_for(0, o.pos + 1))
         toks.append(out.token)
-    assert om._decode_loop(state, 33, 5, 0) == toks
+    assert om.generate_from(state, 33, 5, 0) == toks
     assert all(np.array_equal(before[k], v) for k, v in state.arrays().items())
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from lmstep.spec import Model, State
 from lmstep.spec.arrays import SeqBuffer
-from lmstep.spec.model import _freeze
+from lmstep.spec.model import freeze_cache
 from lmstep.spec.ops import NP, NumpyOps
 from lmstep.spec.sampler import Sampler, sample_one
 
@@ -60,7 +60,7 @@ class Engine:
         logits, cache = self.module.forward(
             self.ops, m.config, m.weights, toks, self.positions(s.pos, len(tokens)), s.cache
         )
-        return State(m.arch, s.pos + len(tokens), _freeze(cache)), np.asarray(logits[0], np.float32)
+        return State(m.arch, s.pos + len(tokens), freeze_cache(cache)), np.asarray(logits[0], np.float32)
 
     def decode(self, s: State, token: int, rand: float) -> tuple[State, np.ndarray, int]:
         m = self.model
@@ -68,7 +68,7 @@ class Engine:
             self.ops, m.config, m.weights, np.array([token], np.int64), self.decode_position(s.pos), s.cache
         )
         z = np.asarray(logits[0], np.float32)
-        return State(m.arch, s.pos + 1, _freeze(cache)), z, self.sample(z, rand)
+        return State(m.arch, s.pos + 1, freeze_cache(cache)), z, self.sample(z, rand)
 
     def sample(self, logits: np.ndarray, rand: float) -> int:
         return sample_one(logits, rand, self.model.sampler)

@@ -3,7 +3,8 @@
     python benchmarks/measure_ort_tolerances.py [examples per arch, default 100] [arch ...]
 
 For each random model (tests/strategies.py) and random token sequence: prefill through model.onnx, then 6
-steps through step.onnx; relative error max|ort - spec| / max|spec| of logits and of every state tensor.
+steps through step.onnx; the spec's error metric rel_err(ort, spec) = max|ort - spec| / max(1, max|spec|)
+(lmstep.spec.conformance, SPEC.md §8) of logits and of every state tensor.
 Also ORT's own unrolled-vs-steps difference. Prints the maxima and 99th percentiles per architecture.
 """
 

@@ -11,11 +11,13 @@ Depends on numpy and attrs only. See SPEC.md for the equations.
 """
 
 from .errors import CheckpointError, ConfigError, InputError, LmstepError
+from .interface import LanguageModel, generate
 from .loading import BUILTIN_MODELS, load
 from .model import ARCHITECTURES, Model, State, StepOutput
 from .ops import NP, NumpyOps
 from .rand import rand_for, splitmix64
 from .sampler import Sampler, sample
+from .vocabulary import Ops
 
 __all__ = [
     "ARCHITECTURES",
@@ -23,13 +25,16 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "InputError",
+    "LanguageModel",
     "LmstepError",
     "Model",
     "NP",
     "NumpyOps",
+    "Ops",
     "Sampler",
     "State",
     "StepOutput",
+    "generate",
     "load",
     "rand_for",
     "sample",

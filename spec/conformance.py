@@ -1,7 +1,9 @@
 """Tolerances for comparing two float32 computations of the same quantity, measured, per architecture (SPEC.md §8).
 
 Error metric: ``rel_err(a, b) = max|a - b| / max(1, max|b|)`` — the worst absolute error, scaled by the
-magnitude of the values (logits here reach |z| ~ 13; below 1 the absolute error is used).
+magnitude of the reference ``b`` (logits here reach |z| ~ 13; below 1 the absolute error is used). It is the one
+metric of the project: the tests, the checker (runtime/check/levels.py), the onnxruntime and checkpoint
+comparisons (tests/runtime_helpers.py, tests/hf_fixtures.py) and the benchmarks all import it from here.
 
 Measured with benchmarks/measure_tolerances.py (random configs from tests/strategies.py) and plain random
 draws per architecture (numpy 2.4 + OpenBLAS, float32 throughout):

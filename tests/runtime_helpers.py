@@ -18,6 +18,7 @@ import numpy as np
 from lmstep.runtime.folder import write_folder
 from lmstep.runtime.onnx_model import OnnxModel
 from lmstep.spec import Model
+from lmstep.spec.conformance import rel_err, state_err  # noqa: F401 - the one error metric (SPEC.md §8)
 from lmstep.spec.sampler import Sampler
 
 # Relative error = max|ort - spec| / max|spec| over a whole tensor. The differences come from onnxruntime's own
@@ -44,22 +45,6 @@ _EXPORTS: dict[int, Path] = {}
 _MODELS: dict[tuple[int, int], OnnxModel] = {}
 
 
-def rel_err(x: np.ndarray, ref: np.ndarray) -> float:
-    x, ref = np.asarray(x, np.float64), np.asarray(ref, np.float64)
-    if x.shape != ref.shape:
-        return float("inf")
-    if ref.size == 0:
-        return 0.0
-    return float(np.abs(x - ref).max() / max(np.abs(ref).max(), 1e-30))
-
-
-def state_err(ort_state, spec_state) -> float:
-    a, b = ort_state.arrays(), spec_state.arrays()
-    if a.keys() != b.keys():
-        return float("inf")
-    return max([rel_err(a[k], b[k]) for k in a] + [0.0])
-
-
 def exported(model: Model) -> Path:
     """Export ``model`` once per test process (keyed by object identity: strategies build fresh models)."""
     key = id(model)
@@ -79,6 +64,6 @@ def onnx_model(model: Model, threads: int = 1) -> OnnxModel:
 
 
 def greedy_gap(logits: np.ndarray) -> float:
-    """Top-1 minus top-2 logit, relative to max|logit|."""
+    """Top-1 minus top-2 logit, in rel_err's units: relative to max(1, max|logit|)."""
     top2 = np.sort(np.asarray(logits, np.float64))[-2:]
-    return float((top2[1] - top2[0]) / max(np.abs(logits).max(), 1e-30)) if logits.size > 1 else float("inf")
+    return float((top2[1] - top2[0]) / max(1.0, float(np.abs(logits).max()))) if logits.size > 1 else float("inf")

@@ -56,9 +56,9 @@ def test_greedy_choices_are_not_near_ties(name):
 
 
 def near_ties(logits: np.ndarray) -> np.ndarray:
-    """Rows [steps, V] whose top two logits are within 2 * RTOL of the row's scale."""
+    """Rows [steps, V] whose top two logits are within 2 * RTOL of the row's scale, max(1, max|logit|) (rel_err's)."""
     top2 = np.sort(logits, axis=-1)[:, -2:]
-    return top2[:, 1] - top2[:, 0] <= 2 * RTOL * np.abs(logits).max(axis=-1)
+    return top2[:, 1] - top2[:, 0] <= 2 * RTOL * np.maximum(1.0, np.abs(logits).max(axis=-1))
 
 
 def test_control_near_tie_is_flagged():

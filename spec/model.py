@@ -91,9 +91,8 @@ class Model:
     sampler: Sampler = Sampler()
     name: str = ""
 
-    def _repr_pretty_(
-        self, printer: Any, cycle: bool
-    ) -> None:  # printer: IPython's or Hypothesis' (any)  # pretty printers (IPython, Hypothesis): no weights
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        # For pretty printers (IPython's, Hypothesis'; printer is theirs, so Any): no weights.
         printer.text(f"Model(arch={self.arch!r}, name={self.name!r}, config={self.config!r}, sampler={self.sampler!r})")
 
     @property

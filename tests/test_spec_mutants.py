@@ -7,8 +7,7 @@ import pytest
 from tolerances import FORMS
 
 from lmstep.proofs.mutants import mutate
-from lmstep.spec import gpt2, layers, llama, load, mamba
-from lmstep.spec import model as model_mod
+from lmstep.spec import gpt2, interface, layers, llama, load, mamba
 from lmstep.spec.arrays import SeqBuffer
 
 PROMPT = list(b"The quick brown fox jumps")
@@ -73,16 +72,16 @@ def test_prefill_ignoring_the_cache(monkeypatch):
 
 def test_rand_reused_across_positions(monkeypatch):
     """generate() draws rand for position 0 every time: the position-keyed stream law catches it."""
-    real = model_mod.rand_for
-    monkeypatch.setattr(model_mod, "rand_for", lambda seed, pos: real(seed, 0))
+    real = interface.rand_for  # generate's (spec/interface.py), shared by Model and OnnxModel
+    monkeypatch.setattr(interface, "rand_for", lambda seed, pos: real(seed, 0))
     model = load("tiny-gpt2", temperature=1.0)
     assert not laws.generation_split_invariance(model, PROMPT[:6], 8, 3, 2)
 
 
 def test_rand_stream_keyed_by_step_count(monkeypatch):
     """generate() counts draws instead of positions, so prefill length shifts the stream: caught."""
-    real = model_mod.rand_for
-    monkeypatch.setattr(model_mod, "rand_for", lambda seed, pos: real(seed, pos - 6))
+    real = interface.rand_for
+    monkeypatch.setattr(interface, "rand_for", lambda seed, pos: real(seed, pos - 6))
     model = load("tiny-llama", temperature=1.0)
     assert not laws.generation_split_invariance(model, PROMPT[:6], 8, 11, 3)
 

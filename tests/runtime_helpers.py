@@ -47,7 +47,7 @@ _TMP = Path(tempfile.mkdtemp(prefix="lmstep-test-exports-"))
 atexit.register(shutil.rmtree, _TMP, ignore_errors=True)  # ~1 MB per export, dozens per run
 # Exports made through lmstep.runtime.load (built-in names) go to a per-run cache, not the user's.
 os.environ.setdefault("LMSTEP_CACHE", str(_TMP / "cache"))
-_EXPORTS: dict[int, Path] = {}
+_EXPORTS: dict[int, tuple[Model, Path]] = {}  # the model is kept so that its id is never reused
 _MODELS: dict[tuple[int, int], OnnxModel] = {}
 
 
@@ -55,15 +55,16 @@ def exported(model: Model) -> Path:
     """Export ``model`` once per test process (keyed by object identity: strategies build fresh models)."""
     key = id(model)
     if key not in _EXPORTS:
-        _EXPORTS[key] = write_folder(model, _TMP / f"m{len(_EXPORTS)}")
-    return _EXPORTS[key]
+        # Keyed by id, so the model must stay alive: a collected model's id given to a new one would hand the new
+        # one this export (a different model: every comparison then fails with inf).
+        _EXPORTS[key] = (model, write_folder(model, _TMP / f"m{len(_EXPORTS)}"))
+    return _EXPORTS[key][1]
 
 
 def onnx_model(model: Model, threads: int = 1) -> OnnxModel:
     key = (id(model), threads)
     if key not in _MODELS:
-        _MODELS[key] = OnnxModel(exported(model), "cpu", Sampler(), threads)
-        _MODELS[key]._spec_ref = model  # keep the spec model alive so its id is not reused
+        _MODELS[key] = OnnxModel(exported(model), "cpu", Sampler(), threads)  # exported() keeps the model alive
     return _MODELS[key].with_sampler(
         temperature=model.sampler.temperature, top_k=model.sampler.top_k, top_p=model.sampler.top_p
     )

@@ -18,7 +18,7 @@ from lmstep.spec import rand_for
 from lmstep.spec.errors import LmstepError
 
 from ..codec import f32_bits as f32_hex
-from ..stepper.measure import array_sha256, summarize
+from ..stepper.measure import array_sha256, digests
 from . import schema
 from .schema import TraceError
 
@@ -219,7 +219,7 @@ def _check_state(state: Any, rec: Any, problems: list[Problem]) -> None:
     if state.digest() == rec.get("digest"):
         return
     theirs = {t.get("name"): t for t in rec.get("tensors", []) if isinstance(t, dict)}
-    for t in summarize(state):
+    for t in digests(state):
         other = theirs.get(t.name)
         if other is None or list(t.shape) != other.get("shape") or t.sha256 != other.get("sha256"):
             what = (

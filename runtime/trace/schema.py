@@ -17,7 +17,7 @@ import numpy as np
 from lmstep.spec.errors import LmstepError
 
 from ..codec import CodecError, f32_from_bits, f32_hex
-from ..stepper.measure import array_sha256, summarize
+from ..stepper.measure import array_sha256, digests
 
 FORMAT = "lmstep-trace"
 VERSION = 1
@@ -92,7 +92,7 @@ def state_record(state: Any) -> dict[str, Any]:
         "pos": state.pos,
         "digest": state.digest(),
         "tensors": [
-            {"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "sha256": t.sha256} for t in summarize(state)
+            {"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "sha256": t.sha256} for t in digests(state)
         ],
     }
 

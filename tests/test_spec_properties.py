@@ -2,6 +2,7 @@
 The broken variants each law catches are in test_spec_mutants.py."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +42,9 @@ FRESH_PROCESS_CODE = (
 
 
 def fresh_process_trajectories(hash_seed: str, mutant: str = "") -> list:
-    env = {"PYTHONHASHSEED": hash_seed, "PATH": "", "MUTANT": mutant}
+    # Inherit the environment: the machine's BLAS settings (OPENBLAS_CORETYPE, thread counts) decide which kernel
+    # computes, and bitwise equality holds for the same kernel only (SPEC.md §8). Override what the test controls.
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed, "MUTANT": mutant}
     out = subprocess.run(
         [sys.executable, "-c", FRESH_PROCESS_CODE],
         capture_output=True,

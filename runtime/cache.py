@@ -24,6 +24,7 @@ def cached_export(model: Model, progress: Callable[[str], None] | None = None) -
     if is_export_folder(path):
         read_manifest(path)  # a complete entry, or a one-line error naming the folder
         return path
+    path.parent.mkdir(parents=True, exist_ok=True)  # lmstep's own cache: its folders are lmstep's to create
     try:
         write_folder(model, path, progress=progress)
     except OSError:

@@ -14,6 +14,8 @@ import numpy as np
 
 from lmstep.spec.errors import LmstepError
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
 
 class CodecError(LmstepError):
     """A JSON value that is not a valid encoding."""
@@ -26,12 +28,10 @@ def f32_bits(x: float) -> str:
 
 def f32_from_bits(text: Any) -> float:
     """Inverse of :func:`f32_bits`: the float32 value (as a Python float) with that bit pattern."""
-    if not isinstance(text, str) or not text.startswith("0x") or len(text) != 10:
+    # Exactly 8 hex digits: int(..., 16) alone would also take "+1234567", " 1234567" and "1_234567".
+    if not isinstance(text, str) or len(text) != 10 or text[:2] != "0x" or not set(text[2:]) <= _HEX_DIGITS:
         raise CodecError(f"expected '0x' and 8 hex digits, got {str(text)[:40]!r}")
-    try:
-        bits = int(text[2:], 16)
-    except ValueError:
-        raise CodecError(f"expected '0x' and 8 hex digits, got {text!r}") from None
+    bits = int(text[2:], 16)
     return struct.unpack("<f", struct.pack("<I", bits))[0]
 
 

@@ -121,12 +121,20 @@ def write_folder(
     progress: Callable[[str], None] | None = None,
     force: bool = False,
 ) -> Path:
-    """Export ``model`` into folder ``out`` (created; must not exist or be empty, unless ``force`` and it is an
-    earlier lmstep export, which is then replaced). Written in a temporary sibling folder and renamed into place,
-    so a reader never sees a half-written export, and a failed export leaves the old one untouched."""
+    """Export ``model`` into folder ``out``, whose parent must exist (no folder tree is created behind the user's
+    back). ``out`` must not exist or be empty; with ``force`` it may be an earlier lmstep export, whose files
+    (those its manifest lists) are replaced: the user's other files in it are left alone.
+
+    Everything is written in a temporary sibling folder first, so a failed export leaves ``out`` untouched. A new
+    folder is then renamed into place whole (a reader never sees half of it); an earlier export gets the new
+    files one by one, each atomically, the manifest last, then loses the old files the new export does not have.
+    """
     from .export import build_step, build_unrolled
 
     out = Path(out)
+    if not str(out).strip() or out.name in ("", ".", ".."):
+        raise ExportFolderError(f"--out {str(out)!r} names no new folder; give one, e.g. --out out/my-model")
+    replace = False
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not force:
             raise ExportFolderError(
@@ -136,39 +144,82 @@ def write_folder(
             raise ExportFolderError(
                 f"{out} is not an lmstep export; --force only replaces exports, never other folders"
             )
+        replace = True
+    if not out.parent.is_dir():
+        raise ExportFolderError(
+            f"cannot create {out}: folder {out.parent} does not exist; create it first (mkdir -p {out.parent})"
+        )
     say = progress or (lambda msg: None)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as err:
+        raise ExportFolderError(f"cannot write in {out.parent} ({err.strerror or err})") from None
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; a folder the user creates gets the umask's mode
         say("building step graph")
         step = build_step(model)
         say("building unrolled graph")
         unrolled = build_unrolled(model)
         total = sum(arr.nbytes for _, arr in tree_leaves(model.weights))
+        written = [STEP_FILE, UNROLLED_FILE]
         if external if external is not None else total >= EXTERNAL_TOTAL_BYTES:
             say(f"writing {total / 2**20:.1f} MiB of weights as external data")
             _externalize([step, unrolled], tmp / WEIGHTS_FILE)
+            written.append(WEIGHTS_FILE)
         for proto, name in ((step, STEP_FILE), (unrolled, UNROLLED_FILE)):
             say(f"writing {name}")
             onnx.save_model(proto, tmp / name)
-        (tmp / MANIFEST).write_text(json.dumps(manifest(model), indent=2) + "\n")
         config = genai_config(model)
         if config is not None:
             (tmp / GENAI_FILE).write_text(json.dumps(config, indent=2) + "\n")
+            written.append(GENAI_FILE)
+        (tmp / MANIFEST).write_text(json.dumps(manifest(model) | {"files": written + [MANIFEST]}, indent=2) + "\n")
         say("checking graphs (onnx.checker, full)")
         for name in (STEP_FILE, UNROLLED_FILE):
             onnx.checker.check_model(str(tmp / name), full_check=True)
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.rename(out, old / "export")
-        os.rename(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if replace:
+            _replace_export(tmp, out, written)
+        else:
+            if out.exists():  # an empty folder: the new one takes its place
+                out.rmdir()
+            os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _replace_export(new: Path, out: Path, written: list[str]) -> None:
+    """Move the files of export ``new`` into the earlier export ``out`` (manifest last), then remove the files
+    the earlier export wrote that the new one does not have. Nothing else in ``out`` is touched."""
+    old_files = set(exported_files(out))
+    for name in written:  # graphs and weights first, so the old manifest never names a missing file
+        os.replace(new / name, out / name)
+    os.replace(new / MANIFEST, out / MANIFEST)
+    for name in sorted(old_files - set(written) - {MANIFEST}):
+        try:
+            (out / name).unlink()
+        except FileNotFoundError:
+            pass
+
+
+def exported_files(folder: str | os.PathLike) -> list[str]:
+    """The files an export wrote: its manifest's "files" list (exports before it listed them: the fixed names
+    they could write). Only plain names inside the folder are believed."""
+    try:
+        listed = json.loads((Path(folder) / MANIFEST).read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        listed = None
+    if not isinstance(listed, list):
+        return [MANIFEST, STEP_FILE, UNROLLED_FILE, WEIGHTS_FILE, GENAI_FILE]
+    return [n for n in listed if isinstance(n, str) and n and Path(n).name == n and n not in (".", "..")]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _externalize(protos: list[onnx.ModelProto], path: Path) -> None:

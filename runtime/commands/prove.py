@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 import typer
@@ -31,21 +30,33 @@ def register(app: typer.Typer) -> None:
         only: str | None = typer.Option(
             None, "--only", help="Run the obligation with this name, or every one whose name contains it."
         ),
-        smt2: str | None = typer.Option(None, "--smt2", help="Write each query as SMT-LIB 2 into this folder."),
+        smt2: str | None = typer.Option(
+            None, "--smt2", help="Write each query as SMT-LIB 2 into this folder (created if its parent exists)."
+        ),
+        force: bool = typer.Option(False, "--force", help="With --smt2: overwrite .smt2 files of the same names."),
         long: bool = typer.Option(False, "--long", help="Include the slow obligations (minutes)."),
         jobs: int = typer.Option(0, "--jobs", "-j", min=0, help="Worker processes (0 = one per CPU, at most 2)."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output: one JSON object."),
         list_only: bool = typer.Option(False, "--list", help="List the obligations without running them."),
     ) -> None:
         from lmstep.proofs.obligations import run_all, select
+        from lmstep.runtime.progress import progress
+        from lmstep.spec.errors import InputError
 
         obligations = select(only, long)
         if list_only:
+            if smt2 is not None or force:
+                raise InputError("--list runs nothing: --smt2 and --force do not apply")
             _list(obligations, as_json)
             return
+        if force and smt2 is None:
+            raise InputError("--force applies to --smt2 DIR (overwrite its .smt2 files); give --smt2 or drop --force")
+        if smt2 is not None:
+            smt2 = str(_smt2_folder(smt2, obligations, force))
         workers = jobs or min(2, os.cpu_count() or 1)
         start = time.perf_counter()
-        results = run_all(obligations, workers, smt2, on_result=None if as_json else _progress)
+        with progress("proving", len(obligations)) as advance:
+            results = run_all(obligations, workers, smt2, on_result=lambda _: advance())
         wall = time.perf_counter() - start
         if as_json:
             typer.echo(
@@ -60,8 +71,38 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
 
-def _progress(result: object) -> None:
-    print(".", end="", file=sys.stderr, flush=True)
+def _smt2_folder(text: str, obligations: list, force: bool):
+    """The --smt2 folder, checked before any proof runs: a folder (created if only it is missing; never a tree),
+    holding no .smt2 file this run would write, unless --force."""
+    import re
+    from pathlib import Path
+
+    from lmstep.proofs.smt2 import file_name
+    from lmstep.spec.errors import InputError
+
+    if not text.strip():
+        raise InputError("--smt2 needs a folder name, e.g. --smt2 out/smt2")
+    folder = Path(text)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(
+            f"--smt2 {folder}: a file, not a folder; --smt2 names a folder to write one .smt2 file per query"
+        )
+    if not folder.exists():
+        if not folder.parent.is_dir():
+            raise InputError(
+                f"--smt2 {folder}: folder {folder.parent} does not exist; create it first (mkdir -p {folder.parent})"
+            )
+        folder.mkdir()
+        return folder
+    stems = "|".join(re.escape(file_name(ob, 0, 1)[: -len(".smt2")]) for ob in obligations)
+    ours = re.compile(rf"(?:{stems})(?:\.\d+)?\.smt2")  # file_name(): STEM.smt2, or STEM.I.smt2 for several queries
+    clash = sorted(p.name for p in folder.iterdir() if ours.fullmatch(p.name))
+    if clash and not force:
+        raise InputError(
+            f"--smt2 {folder} already holds {len(clash)} file(s) this run writes (e.g. {clash[0]}); "
+            "pass --force to overwrite them, or choose another folder"
+        )
+    return folder
 
 
 def _list(obligations: list, as_json: bool) -> None:
@@ -87,7 +128,6 @@ def _table(results: list, wall: float, workers: int, smt2: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    print(file=sys.stderr)
     table = Table(show_edge=False, pad_edge=False)
     for col, justify in (
         ("obligation", "left"),

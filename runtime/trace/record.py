@@ -120,7 +120,11 @@ def session_ops(session: Session, top: int) -> list[dict[str, Any]]:
 
 
 def save(path: Any, model: Any, seed: int, top: int, ops: list[dict[str, Any]], force: bool = False) -> None:
-    """Header + ops, written atomically; an existing file is an error unless ``force``."""
+    """Header + ops + end record, written atomically; an existing file is an error unless ``force``."""
     from ..files import write_atomic
 
-    write_atomic(path, schema.dumps([schema.header(model, seed, top)] + ops), force=force)
+    if not ops:
+        from lmstep.spec.errors import InputError
+
+        raise InputError("nothing to write: no transition has been computed yet (step forward first)")
+    write_atomic(path, schema.dumps([schema.header(model, seed, top)] + ops + [schema.end(len(ops))]), force=force)

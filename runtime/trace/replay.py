@@ -59,33 +59,90 @@ class OpResult:
         return (hard or list(self.problems) or [Problem("", True)])[0].text
 
 
-def open_traced_model(meta: dict[str, Any], runtime: str) -> Any:
-    """The model named in the header, with the header's sampler settings."""
-    from lmstep.runtime.modelref import open_model
+def open_traced_model(meta: dict[str, Any], runtime: str | None = None, provider: str | None = None) -> Any:
+    """The model named in the header, with the header's sampler settings, on ``runtime`` (default: the one the
+    trace records, if lmstep has it) and ``provider`` (default: the recorded one if available here, else auto)."""
+    from lmstep.runtime.modelref import RUNTIMES, open_model
+    from lmstep.runtime.session import ProviderError, resolve_provider
 
     where = "trace header"
     model = meta.get("model")
     sampler = meta.get("sampler")
     if not isinstance(model, dict) or not isinstance(model.get("name"), str) or not isinstance(sampler, dict):
         raise TraceError(f'{where}: needs "model": {{"name": ...}} and "sampler"')
+    if runtime is None and meta.get("runtime") in RUNTIMES:
+        runtime = meta["runtime"]
+    if provider is None:
+        provider = "auto"
+        if isinstance(meta.get("provider"), str):
+            try:
+                resolve_provider(meta["provider"])
+                provider = meta["provider"]
+            except ProviderError:  # recorded on a device this machine lacks: the environment then differs
+                pass
+    top_k = sampler.get("top_k", 0)
     return open_model(
         model["name"],
         runtime=runtime,
+        provider=provider,
         temperature=schema.from_f32(sampler.get("temperature"), f"{where} sampler.temperature"),
-        top_k=int(sampler.get("top_k", 0)),
+        top_k=top_k if isinstance(top_k, int) and not isinstance(top_k, bool) else 0,
         top_p=schema.from_f32(sampler.get("top_p"), f"{where} sampler.top_p"),
     )
 
 
 def identity_problems(meta: dict[str, Any], model: Any) -> list[str]:
     """Why this model is not the one the trace was recorded with (empty when it is)."""
-    ours = schema.header(model, 0, 0)["#meta"]["model"]
+    ours = schema.model_record(model)
     theirs = meta["model"]
     return [
-        f"model {key} differs from the trace's: {ours[key]!r} != {theirs.get(key)!r}"
+        f"model {key} differs from the trace's: {_short(ours[key])} != {_short(theirs.get(key))}"
         for key in ("arch", "config", "weights_sha256")
         if key in theirs and theirs[key] != ours[key]
     ]
+
+
+def _short(v: Any, n: int = 120) -> str:
+    text = repr(v)
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def comparison(
+    meta: dict[str, Any], model: Any, atol: float | None, rtol: float | None, bitwise: bool
+) -> tuple[Tolerance, str]:
+    """How to compare, and one line saying so: bits where the environment that computed the trace matches this
+    one (SPEC.md §8: bitwise identity holds for the same computation on the same kernels), else the checker's
+    L1 tolerance for the architecture (spec/conformance.py FORMS), unless the user said otherwise."""
+    from lmstep.spec.conformance import FORMS
+
+    from ..environment import differences, record
+
+    if atol is not None or rtol is not None:
+        tol = Tolerance(atol or 0.0, rtol or 0.0)
+        return (
+            tol,
+            "comparing bitwise (as asked)"
+            if tol.bitwise
+            else f"comparing at atol {tol.atol:g}, rtol {tol.rtol:g} (as asked)",
+        )
+    if bitwise:
+        return Tolerance(), "comparing bitwise (as asked with --bitwise)"
+    recorded = meta.get("environment")
+    if not isinstance(recorded, dict):
+        return Tolerance(), (
+            "comparing bitwise: the trace does not record the environment it was computed in (format version 1); "
+            "--atol/--rtol allow rounding differences"
+        )
+    changed = differences(recorded, record(model))
+    if not changed:
+        return Tolerance(), "comparing bitwise: the numeric environment matches the trace's"
+    arch = getattr(model, "arch", None)
+    t = FORMS.get(arch, max(FORMS.values()))
+    shown = "; ".join(changed[:3]) + (f"; {len(changed) - 3} more" if len(changed) > 3 else "")
+    return Tolerance(t, t), (
+        f"comparing at the L1 tolerance of {arch} (atol = rtol = {t:g}), not bitwise: the numeric environment "
+        f"differs from the trace's ({shown}); --bitwise insists on bits"
+    )
 
 
 def replay(
@@ -171,8 +228,8 @@ def _check_rand(op: dict[str, Any], seed: int, position: int, problems: list[Pro
     """The trace's rand (used, so the sampler is checked on its own), compared with rand_for(seed, position)."""
     rand = schema.from_f32(_field(op, "rand"), f"{op['_where']} rand")
     expected = f32_hex(rand_for(seed, position))
-    if op["rand"]["f32"] != expected:
-        problems.append(Problem(f"rand {op['rand']['f32']} != rand_for({seed}, {position}) = {expected}", False))
+    if f32_hex(rand) != expected:
+        problems.append(Problem(f"rand {f32_hex(rand)} != rand_for({seed}, {position}) = {expected}", False))
     return rand
 
 
@@ -196,10 +253,10 @@ def _check_logits(ours: np.ndarray, rec: Any, where: str, tol: Tolerance, proble
             problems.append(Problem(f"top[{rank}] names token {token!r}, outside the vocabulary", False))
             continue
         mine = float(last[token])
-        if f32_hex(mine) != t["logit"]["f32"]:
+        if f32_hex(mine) != f32_hex(theirs):
             problems.append(
                 Problem(
-                    f"logit of token {token} (top[{rank}]) {f32_hex(mine)} != trace {t['logit']['f32']} "
+                    f"logit of token {token} (top[{rank}]) {f32_hex(mine)} != trace {f32_hex(theirs)} "
                     f"(|diff| {abs(mine - theirs):.3g})",
                     tol.close(mine, theirs),
                 )

@@ -51,13 +51,17 @@ def _export_progress() -> Any:
 
 def parse_token_list(text: str) -> list[int]:
     """'1,2,3' -> [1, 2, 3], with a one-line error for anything else."""
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    if not parts:
+    if not text.strip():
         raise InputError("--tokens is empty: give comma-separated token ids, e.g. --tokens 72,101,108")
-    try:
-        return [int(p) for p in parts]
-    except ValueError:
-        raise InputError(f"--tokens must be comma-separated integers, e.g. 72,101,108; got {text!r}") from None
+    ids = []
+    for i, part in enumerate(p.strip() for p in text.split(",")):
+        digits = part.removeprefix("-")
+        # ASCII digits only: int() also takes '٣', '1_000' and ' 7 '; and at most 20 of them (ids are small).
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= 20):
+            what = "an empty entry" if not part else f"{part[:30]!r}, not an integer"
+            raise InputError(f"--tokens has {what} at position {i + 1}; give comma-separated ids, e.g. 72,101,108")
+        ids.append(int(part))
+    return ids
 
 
 def encode_prompt(model: Any, text: str) -> list[int]:

@@ -105,9 +105,26 @@ def _python_impl(target: str, model: Model) -> Any:
         raise InputError(f"python:{target}: cannot import {module_name!r} ({err})") from None
     except AttributeError:
         raise InputError(f"python:{target}: module {module_name!r} has no {factory_name!r}") from None
-    impl = factory(model)
-    validate(impl, f"python:{target}")
+    except Exception as err:  # the module itself fails while importing: its error, in one line
+        raise InputError(f"python:{target}: importing {module_name!r} raised {_one_line(err)}") from None
+    if not callable(factory):
+        raise InputError(f"python:{target}: {factory_name!r} is not callable; name a factory(model) function")
+    try:
+        impl = factory(model)
+    except Exception as err:  # the user's factory: report it as theirs, in one line, not as an lmstep traceback
+        raise InputError(f"python:{target}: the factory raised {_one_line(err)}") from None
+    try:
+        validate(impl, f"python:{target}")
+    except TypeError:  # e.g. capabilities that are not a collection of names
+        raise InputError(
+            f"python:{target}: capabilities must be a collection of names (see docs/checking.md)"
+        ) from None
     return impl
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__
 
 
 def _onnx_impl(folder: str, model: Model, provider: str) -> Any:

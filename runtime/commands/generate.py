@@ -39,6 +39,7 @@ def register(app: typer.Typer) -> None:
         opt.seed_value(seed)
         m = opt.open_for_command(model, runtime, provider, temperature=temperature, top_k=top_k, top_p=top_p)
         ids = opt.prompt_ids(m, prompt, tokens)
+        opt.check_context(m, len(ids), len(ids) + max(steps, 1) - 1)  # the last token sampled is not consumed
         out = m.generate(ids, steps, seed=seed)
         if as_json:
             typer.echo(json.dumps({"model": model, "prompt_tokens": ids, "seed": seed, "tokens": out}))

@@ -43,6 +43,18 @@ def prompt_ids(model: Any, prompt: str | None, tokens: str | None, default: str 
     return ids
 
 
+def check_context(model: Any, prompt: int, consumed: int) -> None:
+    """Refuse, before any work, a run that would consume ``consumed`` tokens (prompt included) beyond the model's
+    context: the spec would otherwise fail only when it reaches that position (trace -n 5000 on a 4096-token
+    model ran ~60 s first)."""
+    limit = getattr(model, "context_limit", None)
+    if limit is not None and consumed > limit:
+        raise InputError(
+            f"a prompt of {prompt} token(s) and these --steps run through {consumed} positions, beyond the "
+            f"model's context of {limit}; use at most {max(limit - prompt + 1, 0)} steps or a shorter prompt"
+        )
+
+
 def seed_value(seed: int) -> int:
     """The seed, or a one-line InputError naming --seed."""
     from lmstep.runtime.stepper.session import checked_seed

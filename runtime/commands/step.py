@@ -47,16 +47,25 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         from lmstep.runtime.stepper.session import Session
+        from lmstep.spec.errors import InputError
 
+        if interactive and as_json:
+            raise InputError("--json prints the transitions of a piped run; it does not apply with --interactive")
+        if interactive and not (sys.stdin.isatty() and sys.stdout.isatty()):
+            raise InputError(
+                "--interactive needs a terminal on stdin and stdout; run it in one, or drop -i to print the transitions"
+            )
         m = opt.open_for_command(model, runtime, provider, temperature=temperature, top_k=top_k, top_p=top_p)
         ids = opt.prompt_ids(m, prompt, tokens, default=opt.DEFAULT_PROMPT)
         session = Session.start(m, ids, opt.seed_value(seed))
         if interactive is None:
             interactive = not as_json and sys.stdin.isatty() and sys.stdout.isatty()
+        transitions = len(ids) - 1 + (8 if steps is None and not interactive else steps or 0)
+        opt.check_context(m, len(ids), transitions)
         if interactive:
             _interactive(session, steps or 0)
         else:
-            _piped(session, len(ids) - 1 + (8 if steps is None else steps), as_json)
+            _piped(session, transitions, as_json)
 
 
 def _interactive(session, steps: int) -> None:

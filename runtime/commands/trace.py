@@ -36,20 +36,26 @@ def register(app: typer.Typer) -> None:
         top_k: int = opt.TopK,
         top_p: float = opt.TopP,
         runtime: str = opt.Runtime,
+        provider: str = opt.Provider,
         top: int = typer.Option(5, "--top", min=1, help="Logits recorded per op (the largest, exactly)."),
         stepwise: bool = typer.Option(False, "--stepwise", help="Consume the prompt with step, not prefill."),
         force: bool = opt.Force,
     ) -> None:
         from lmstep.runtime.files import check_writable
-        from lmstep.runtime.modelref import open_model
         from lmstep.runtime.progress import progress
         from lmstep.runtime.stepper.session import Session
         from lmstep.runtime.trace import record
+        from lmstep.spec.errors import InputError
 
         check_writable(out, force)  # fail before the work, not after it
-        m = open_model(model, runtime=runtime, temperature=temperature, top_k=top_k, top_p=top_p)
-        ids = opt.prompt_ids(m, prompt, tokens, default=opt.DEFAULT_PROMPT)
         seed = opt.seed_value(seed)
+        m = opt.open_for_command(model, runtime, provider, temperature=temperature, top_k=top_k, top_p=top_p)
+        ids = opt.prompt_ids(m, prompt, tokens, default=opt.DEFAULT_PROMPT)
+        for t in ids:  # before any work, as the stepper does
+            if not 0 <= t < m.vocab_size:
+                raise InputError(f"token id {t} is outside the vocabulary [0, {m.vocab_size}); use ids below it")
+        # --stepwise consumes every prompt token and steps - 1 more; a generation the same (the last not fed back)
+        opt.check_context(m, len(ids), len(ids) + max(steps, 1) - 1 if not stepwise else len(ids) - 1 + steps)
         if stepwise:
             session = Session.start(m, ids, seed)
             n = len(ids) - 1 + steps

@@ -57,7 +57,7 @@ def apply_key(session: Session, key: str, ask: Ask) -> tuple[Session, Any, bool]
         if key == "w":
             return _write(session, ask)
         return session, Text(f"unknown key {key!r}; press ? for help", style="yellow"), False
-    except LmstepError as err:
+    except (LmstepError, OSError) as err:  # shown under the state; the session (every branch) carries on
         return session, Text(f"error: {err}", style="red"), False
 
 

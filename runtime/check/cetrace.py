@@ -1,16 +1,17 @@
 """Counterexample traces: the shrunk operation sequence of a failed check, as one versioned JSON file.
 
-Schema (``lmstep-counterexample``, version 1; documented in docs/checking.md):
+Schema (``lmstep-counterexample``, version 2; documented in docs/checking.md):
 
-    {"format": "lmstep-counterexample", "version": 1,
+    {"format": "lmstep-counterexample", "version": 2,
      "model": {"name", "arch", "weights_digest", "sampler": {"temperature", "top_k", "top_p"}},
      "impl": "the --impl value", "required_level": "L1",
      "failure": {"law", "message"},
+     "environment": {...},   (version 2: where lmstep ran the spec side: runtime/environment.py)
      "ops": [{"op": "init", "new": 0}, {"op": "run", "session": 0, "new": 1, "tokens": [...]}, ...]}
 
-Rands inside ops are float32 bit patterns ({"f32": "0x..."}), so a replay is bit-exact in any language.
-"""
-
+Version 1 files (without "environment") are still read. Rands inside ops are float32 bit patterns
+({"f32": "0x..."}), so a replay is bit-exact in any language. :func:`read` checks the type of every field a
+replay uses, so any file either reads or gives one InputError line.
 from __future__ import annotations
 
 import json
@@ -24,13 +25,15 @@ from lmstep.spec import Model, load
 from lmstep.spec.conformance import FORMS, rel_err
 from lmstep.spec.errors import CheckpointError, InputError, LmstepError
 
-from ..codec import f32_value
+from ..codec import brief, f32_value
+from ..environment import differences, record
 from .levels import Grade, parse_level
 from .lockstep import Executor, NotApplicable, needed
 from .machine import Failure
 from .protocol import ImplementationError
 
-FORMAT, VERSION = "lmstep-counterexample", 1
+FORMAT, VERSION = "lmstep-counterexample", 2
+MAX_BYTES = 256 << 20  # read whole; a larger file is refused
 
 
 def to_json(model: Model, impl_spec: str, report: Any) -> dict[str, Any]:
@@ -47,6 +50,7 @@ def to_json(model: Model, impl_spec: str, report: Any) -> dict[str, Any]:
         "impl": impl_spec,
         "required_level": report.required.name,
         "failure": {"law": report.failed_law, "message": report.message},
+        "environment": record(model),
         "ops": report.counterexample or [],
     }
 
@@ -63,25 +67,70 @@ def is_counterexample(path: Path) -> bool:
 
 def read(path: Path) -> dict[str, Any]:
     try:
-        doc = json.loads(Path(path).read_text())
+        p = Path(path)
+        if p.stat().st_size > MAX_BYTES:
+            raise InputError(f"{path}: larger than {MAX_BYTES >> 20} MiB; not a counterexample lmstep reads")
+        doc = json.loads(p.read_bytes().decode("utf-8"))
     except OSError as err:
-        raise InputError(f"{path}: cannot read ({err.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: not valid JSON ({err})") from None
+        raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file (not UTF-8); a counterexample is one JSON object") from None
+    except (ValueError, RecursionError) as err:  # not JSON; a number too long; nesting too deep
+        raise InputError(f"{path}: not valid JSON ({' '.join(str(err).split())[:100]})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise InputError(f"{path}: not an {FORMAT} file")
-    if doc.get("version") != VERSION:
+    version = doc.get("version")
+    if isinstance(version, bool) or version not in (1, VERSION):
         raise InputError(
-            f"{path}: {FORMAT} version {doc.get('version')!r} is not supported; this lmstep reads {VERSION}"
+            f"{path}: {FORMAT} version {_short(version)} is not supported; this lmstep reads 1..{VERSION}"
         )
     for key in ("model", "impl", "ops"):
         if key not in doc:
             raise InputError(f"{path}: the field {key!r} is missing")
+    if not isinstance(doc["impl"], str) or not doc["impl"].strip():
+        raise InputError(f"{path}: impl must be the --impl text, e.g. \"onnx\", got {_short(doc['impl'])}")
+    model = doc["model"]
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        raise InputError(f"{path}: model must be an object with a name (string), got {_short(model)}")
+    sampler = model.get("sampler", {})
+    if not isinstance(sampler, dict):
+        raise InputError(f"{path}: model.sampler must be an object, got {_short(sampler)}")
+    for key, ok in (("temperature", _is_number), ("top_k", _is_int), ("top_p", _is_number)):
+        if key in sampler and not ok(sampler[key]):
+            raise InputError(f"{path}: model.sampler.{key} must be a number, got {_short(sampler[key])}")
+    if not isinstance(model.get("weights_digest", ""), str):
+        raise InputError(f"{path}: model.weights_digest must be a string")
     if not isinstance(doc["ops"], list) or not all(isinstance(op, dict) and "op" in op for op in doc["ops"]):
         raise InputError(f"{path}: ops must be a list of objects with an 'op' field")
     if "required_level" in doc and doc["required_level"] not in ("L0", "L1", "L2", "L3"):
         raise InputError(f"{path}: required_level must be one of L0, L1, L2, L3")
+    if "environment" in doc and not isinstance(doc["environment"], dict):
+        raise InputError(f"{path}: environment must be an object")
     return doc
+
+
+def _short(v: Any, n: int = 60) -> str:
+    return brief(v, n)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) or (isinstance(v, dict) and "f32" in v)
+
+
+def environment_note(doc: dict[str, Any], model: Model) -> str:
+    """One line when the spec side runs in another numeric environment than the one the file records (the
+    comparison is at the required level either way; only an L0 requirement needs the same one)."""
+    recorded = doc.get("environment")
+    if not isinstance(recorded, dict):
+        return "the counterexample does not record the environment it was found in (version 1)"
+    changed = differences(recorded, record(model))
+    if not changed:
+        return ""
+    return "found in another numeric environment (" + "; ".join(changed[:3]) + "): bits may differ, levels should not"
 
 
 def open_model(doc: dict[str, Any]) -> Model:
@@ -89,9 +138,11 @@ def open_model(doc: dict[str, Any]) -> Model:
     s = info.get("sampler", {}) if isinstance(info, dict) else None
     if not isinstance(info, dict) or not isinstance(info.get("name"), str) or not isinstance(s, dict):
         raise InputError("the counterexample's model section needs a name (string) and sampler settings (object)")
-    model = load(
-        info["name"], temperature=s.get("temperature", 0.0), top_k=s.get("top_k", 0), top_p=s.get("top_p", 1.0)
-    )
+    try:
+        temperature, top_p = f32_value(s.get("temperature", 0.0)), f32_value(s.get("top_p", 1.0))
+    except LmstepError as err:
+        raise InputError(f"the counterexample's sampler settings: {err}") from None
+    model = load(info["name"], temperature=temperature, top_k=s.get("top_k", 0), top_p=top_p)
     if info.get("weights_digest") not in (None, model.weights_digest()):
         raise CheckpointError(
             f"model {info['name']!r} here has different weights than the counterexample was found with"
@@ -135,8 +186,8 @@ def validate_ops(ops: Any, vocab: int) -> None:
     }
     for i, op in enumerate(ops):
         kind = op.get("op") if isinstance(op, dict) else None
-        if kind not in OP_FIELDS:
-            raise InputError(f"op {i}: unknown operation {kind!r}; known: {', '.join(OP_FIELDS)}")
+        if not isinstance(kind, str) or kind not in OP_FIELDS:
+            raise InputError(f"op {i}: unknown operation {_short(kind)}; known: {', '.join(OP_FIELDS)}")
         for field, want in OP_FIELDS[kind].items():
             if not checks[want](op.get(field)):
                 raise InputError(f"op {i} ({kind}): field {field!r} is missing or not {want.replace('_', ' ')}")

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..codec import CodecError, decode_array, f32_hex
+from ..codec import CodecError, brief, decode_array, f32_hex
 from .protocol import CAPABILITIES, ImplementationError, check_logits, check_token
 
 PROTOCOL = "lmstep-impl/1"
@@ -48,12 +48,13 @@ class CommandImpl:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.proc.stdout, selectors.EVENT_READ)
         hello = self._call({"op": "hello", "protocol": PROTOCOL, "model": model_info})
-        try:
-            self.vocab_size = int(hello["vocab_size"])
-            caps = hello.get("capabilities", [])
-            unknown = sorted(set(caps) - set(CAPABILITIES))
-        except (KeyError, TypeError, ValueError):
-            raise self._error("hello: the reply needs vocab_size (int) and capabilities (list)") from None
+        vocab, caps = hello.get("vocab_size"), hello.get("capabilities", [])
+        if isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 1:
+            raise self._error(f"hello: the reply needs vocab_size (an integer >= 1), got {brief(vocab)}")
+        if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
+            raise self._error(f"hello: capabilities must be a list of names, got {brief(caps)}")
+        self.vocab_size = vocab
+        unknown = sorted(set(caps) - set(CAPABILITIES))
         if unknown:
             raise self._error(f"hello: unknown capabilities {unknown}; known: {list(CAPABILITIES)}")
         if self.vocab_size != model_info.get("vocab_size", self.vocab_size):
@@ -121,14 +122,16 @@ class CommandImpl:
         line = self._read_line(request["op"])
         try:
             reply = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # not JSON, not UTF-8, too deep, a huge number
             raise self._error(f"{request['op']}: the reply is not JSON: {line[:80]!r}") from None
         if not isinstance(reply, dict):
             raise self._error(f"{request['op']}: the reply is not a JSON object")
         if reply.get("ok") is False:
-            raise self._error(f"{request['op']}: the implementation reported: {str(reply.get('error'))[:200]}")
+            raise self._error(f"{request['op']}: the implementation reported: {brief(reply.get('error'), 200)}")
         if reply.get("id", request["id"]) != request["id"]:
-            raise self._error(f"{request['op']}: reply id {reply.get('id')!r} does not answer request {request['id']}")
+            raise self._error(
+                f"{request['op']}: reply id {brief(reply.get('id'))} does not answer request {request['id']}"
+            )
         return reply
 
     def _send(self, request: dict[str, Any]) -> None:
@@ -158,15 +161,15 @@ class CommandImpl:
         line, self._buf = self._buf.split(b"\n", 1)
         return line
 
-    def _handle(self, reply: dict[str, Any], op: str) -> Any:
-        if "handle" not in reply or not isinstance(reply["handle"], (str, int)):
+    def _handle(self, reply: Any, op: str) -> Any:
+        if not isinstance(reply, dict) or not isinstance(reply.get("handle"), (str, int)):
             raise self._error(f"{op}: the reply needs a handle (a string or integer)")
         return reply["handle"]
 
-    def _array(self, reply: dict[str, Any], op: str) -> np.ndarray:
+    def _array(self, reply: Any, op: str) -> np.ndarray:
         try:
             return decode_array(reply["logits"])
-        except KeyError:
+        except (KeyError, TypeError):  # no logits, or a reply that is not an object
             raise self._error(f"{op}: the reply has no logits") from None
         except CodecError as err:
             raise self._error(f"{op}: logits: {err}") from None

@@ -112,7 +112,7 @@ def _replay_counterexample(file: Path, impl_spec: str | None) -> int:
         f"replaying counterexample {file}: {impl_spec} vs spec on {model.name}, {len(doc['ops'])} ops, "
         f"required {doc.get('required_level', 'L1')}"
     )
-    note = cetrace.environment_note(doc)
+    note = cetrace.environment_note(doc, model)
     if note:
         typer.echo(note)
     cetrace.validate_ops(doc["ops"], model.vocab_size)  # before starting an implementation

@@ -17,6 +17,7 @@ import numpy as np
 from lmstep.spec import rand_for
 from lmstep.spec.errors import LmstepError
 
+from ..codec import brief
 from ..codec import f32_bits as f32_hex
 from ..stepper.measure import array_sha256, digests
 from . import schema
@@ -103,8 +104,7 @@ def identity_problems(meta: dict[str, Any], model: Any) -> list[str]:
 
 
 def _short(v: Any, n: int = 120) -> str:
-    text = repr(v)
-    return text if len(text) <= n else text[: n - 3] + "..."
+    return brief(v, n)
 
 
 def comparison(

@@ -21,7 +21,7 @@ import numpy as np
 
 from lmstep.spec.errors import LmstepError
 
-from ..codec import CodecError, f32_from_bits, f32_hex
+from ..codec import CodecError, brief, f32_from_bits, f32_hex
 from ..stepper.measure import array_sha256, digests
 
 FORMAT = "lmstep-trace"
@@ -194,8 +194,7 @@ _HEX = set("0123456789abcdef")
 
 
 def _short(v: Any, n: int = 60) -> str:
-    text = repr(v)
-    return text if len(text) <= n else text[: n - 3] + "..."
+    return brief(v, n)
 
 
 def _is_int(v: Any) -> bool:

@@ -58,8 +58,8 @@ def parse_token_list(text: str) -> list[int]:
         digits = part.removeprefix("-")
         # ASCII digits only: int() also takes '٣', '1_000' and ' 7 '; and at most 20 of them (ids are small).
         if not (digits.isascii() and digits.isdigit() and len(digits) <= 20):
-            what = "an empty entry" if not part else f"{part[:30]!r}, not an integer"
-            raise InputError(f"--tokens has {what} at position {i + 1}; give comma-separated ids, e.g. 72,101,108")
+            what = "is empty" if not part else f"{part[:30]!r} is not an integer"
+            raise InputError(f"--tokens must be comma-separated integers, e.g. 72,101,108; entry {i + 1} {what}")
         ids.append(int(part))
     return ids
 

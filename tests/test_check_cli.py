@@ -15,7 +15,8 @@ def test_check_passes_and_fails_with_exit_codes(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "FAIL" in printed and f"lmstep replay {out}" in printed
     doc = json.loads(out.read_text())
-    assert doc["format"] == "lmstep-counterexample" and doc["version"] == 1 and doc["ops"][0]["op"] == "init"
+    assert doc["format"] == "lmstep-counterexample" and doc["version"] == 2 and doc["ops"][0]["op"] == "init"
+    assert doc["environment"]["runtime"] == "spec" and doc["environment"]["numpy"]
 
 
 def test_replay_locates_the_divergence_and_the_spec_replays_clean(tmp_path, capsys):

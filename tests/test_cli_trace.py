@@ -37,8 +37,10 @@ def tamper(src, dst, index, change):
 
 
 def test_trace_records_what_generate_computes(recorded, capsys):
-    meta, *ops = lines(recorded)
-    assert meta["#meta"]["format"] == "lmstep-trace" and meta["#meta"]["format_version"] == 1
+    meta, *ops, end = lines(recorded)
+    assert meta["#meta"]["format"] == "lmstep-trace" and meta["#meta"]["format_version"] == 2
+    assert end == {"#end": {"ops": 6}}
+    assert meta["#meta"]["runtime"] == "spec" and meta["#meta"]["environment"]["blas"]
     assert meta["#meta"]["model"]["name"] == "tiny-llama" and meta["#meta"]["seed"] == {"#bigint": "4"}
     assert meta["#meta"]["sampler"]["temperature"] == {"f32": "0x3f4ccccd"}  # 0.8 as float32
     assert [op["kind"] for op in ops] == ["prefill"] + ["step"] * 5
@@ -58,7 +60,7 @@ def test_stepwise_trace_replays(tmp_path, capsys):
     assert (
         run(capsys, "trace", "-m", "tiny-mamba", "--tokens", "1,2,3", "--steps", "2", "--stepwise", "-o", path)[0] == 0
     )
-    assert [op["kind"] for op in lines(path)[1:]] == ["step"] * 4
+    assert [op["kind"] for op in lines(path)[1:-1]] == ["step"] * 4
     code, out, _ = run(capsys, "replay", path)
     assert code == 0 and "OK: 4 of 4 ops bitwise" in out
 
@@ -116,7 +118,7 @@ def test_other_weights_diverge_at_the_header(recorded, tmp_path, capsys):
             '{"#meta": {"format": "lmstep-trace", "format_version": 9}}\n',
             "format_version 9 is not one this lmstep reads",
         ),
-        ('{"#meta": {"format": "lmstep-trace", "format_version": 1}}\n{"kind": "jump"}\n', ':2: an op needs "kind"'),
+        ('{"#meta": {"format": "lmstep-trace", "format_version": 1}}\n{"kind": "jump"}\n', '"model" must be'),
     ],
 )
 def test_unreadable_traces_are_one_line_errors(tmp_path, capsys, content, message):

@@ -12,6 +12,8 @@ Schema (``lmstep-counterexample``, version 2; documented in docs/checking.md):
 Version 1 files (without "environment") are still read. Rands inside ops are float32 bit patterns
 ({"f32": "0x..."}), so a replay is bit-exact in any language. :func:`read` checks the type of every field a
 replay uses, so any file either reads or gives one InputError line.
+"""
+
 from __future__ import annotations
 
 import json
@@ -81,14 +83,12 @@ def read(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: not an {FORMAT} file")
     version = doc.get("version")
     if isinstance(version, bool) or version not in (1, VERSION):
-        raise InputError(
-            f"{path}: {FORMAT} version {_short(version)} is not supported; this lmstep reads 1..{VERSION}"
-        )
+        raise InputError(f"{path}: {FORMAT} version {_short(version)} is not supported; this lmstep reads 1..{VERSION}")
     for key in ("model", "impl", "ops"):
         if key not in doc:
             raise InputError(f"{path}: the field {key!r} is missing")
     if not isinstance(doc["impl"], str) or not doc["impl"].strip():
-        raise InputError(f"{path}: impl must be the --impl text, e.g. \"onnx\", got {_short(doc['impl'])}")
+        raise InputError(f'{path}: impl must be the --impl text, e.g. "onnx", got {_short(doc["impl"])}')
     model = doc["model"]
     if not isinstance(model, dict) or not isinstance(model.get("name"), str):
         raise InputError(f"{path}: model must be an object with a name (string), got {_short(model)}")

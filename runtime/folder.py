@@ -27,6 +27,7 @@ from lmstep.spec.errors import LmstepError
 from lmstep.spec.model import ARCHITECTURES, Model
 
 from . import contract as io
+from .codec import brief
 from .genai import genai_config
 from .graph_ops import OPSET
 
@@ -249,13 +250,20 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise ExportFolderError(f"{folder} has no {MANIFEST}: not an lmstep export; create one with `lmstep export`")
     try:
-        m = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ExportFolderError(f"{path} is not valid JSON ({err}); re-export the model with `lmstep export`") from None
-    if not isinstance(m, dict) or m.get("format") != FORMAT or m.get("format_version") != FORMAT_VERSION:
+        m = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as err:
+        raise ExportFolderError(f"{path}: cannot read ({err.strerror or err})") from None
+    except (ValueError, RecursionError) as err:  # not UTF-8, not JSON, a number too long, nesting too deep
+        why = " ".join(str(err).split())[:80]
+        raise ExportFolderError(f"{path} is not valid JSON ({why}); re-export the model with `lmstep export`") from None
+    version = m.get("format_version") if isinstance(m, dict) else None
+    if not isinstance(m, dict) or m.get("format") != FORMAT or isinstance(version, bool) or version != FORMAT_VERSION:
         raise ExportFolderError(f"{path} is not an {FORMAT} v{FORMAT_VERSION} manifest; re-export with this lmstep")
-    if m.get("arch") not in ARCHITECTURES:
-        raise ExportFolderError(f"{path} names unknown architecture {m.get('arch')!r}; re-export with this lmstep")
+    if not isinstance(m.get("arch"), str) or m["arch"] not in ARCHITECTURES:
+        raise ExportFolderError(f"{path} names unknown architecture {brief(m.get('arch'))}; re-export with this lmstep")
+    for key, kind in (("name", str), ("weights_sha256", str), ("config", dict)):
+        if (key in m or key == "config") and not isinstance(m.get(key), kind):
+            raise ExportFolderError(f"{path}: {key!r} must be a {kind.__name__}; re-export the model")
     for name in (STEP_FILE, UNROLLED_FILE):
         if not (folder / name).is_file():
             raise ExportFolderError(f"{folder} lacks {name}: the export is incomplete; export it again")
@@ -265,9 +273,9 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
 def config_from_manifest(m: dict[str, Any]) -> Any:
     try:
         return ARCHITECTURES[m["arch"]].Config(**m["config"])
-    except (TypeError, KeyError) as err:
+    except (TypeError, KeyError, ValueError) as err:
         raise ExportFolderError(
-            f"the manifest's config does not fit {m['arch']} ({err}); re-export the model"
+            f"the manifest's config does not fit {m['arch']} ({' '.join(str(err).split())[:120]}); re-export the model"
         ) from None
 
 

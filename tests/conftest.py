@@ -1,9 +1,15 @@
 """Hypothesis profiles: ``quick`` (default, a few minutes for the whole suite on 2 cores) and ``thorough``
-(select with ``pytest --hypothesis-profile thorough``, for nightly CI)."""
+(select with ``pytest --hypothesis-profile thorough``, for nightly CI); and lmstep's BLAS thread policy for the
+test process, as the command line has it (runtime/threads.py: one thread unless the environment chooses), so
+test workers beside each other (pytest-xdist, a busy machine) do not oversubscribe the cores."""
 
 import os
 
 from hypothesis import HealthCheck, settings
+
+from lmstep.runtime.threads import apply_policy
+
+apply_policy()
 
 settings.register_profile(
     "quick",

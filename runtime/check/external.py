@@ -31,7 +31,10 @@ class CommandImpl:
     """Runs ``command`` once and keeps talking to it; ``close()`` asks it to exit, then kills it."""
 
     def __init__(self, command: str, model_info: dict[str, Any], timeout: float = 30.0):
-        argv = shlex.split(command)
+        try:
+            argv = shlex.split(command)
+        except ValueError as err:  # an unbalanced quote
+            raise ImplementationError(f"cmd: cannot split {command[:80]!r} into arguments ({err})") from None
         if not argv:
             raise ImplementationError('cmd: the command is empty; use --impl cmd:"program args"')
         self.command, self.timeout = command, timeout

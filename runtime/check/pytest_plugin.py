@@ -31,7 +31,10 @@ def lmstep_check(request: pytest.FixtureRequest, tmp_path: Any):
 
         from lmstep.runtime.check import check, open_impl, parse_level
         from lmstep.runtime.check.cetrace import to_json
+        from lmstep.runtime.threads import apply_policy
         from lmstep.spec import load
+
+        apply_policy()  # one BLAS thread unless the user chose (runtime/threads.py), as on the command line
 
         m = load(model, **sampler) if isinstance(model, str) else model
         implementation = open_impl(impl, m) if isinstance(impl, str) else impl

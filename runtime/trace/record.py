@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
+
 from lmstep.spec import rand_for
 
 from ..stepper.session import SAMPLED, Entry, Session
@@ -93,9 +95,14 @@ def generation_ops(
 
 
 def session_ops(session: Session, top: int) -> list[dict[str, Any]]:
-    """Every computed transition of every branch; entry 0 of the main branch is the initial state (from -1)."""
+    """Every computed transition of every branch; entry 0 of the main branch is the initial state (from -1).
+
+    A branch's ops chain back through "from" to where it forked, and the seed a replay uses is the latest fork
+    seed on that chain. A branch forced off another branch *before* that branch's own seed fork inherits the
+    newer seed although its chain never passes that fork, so its fork is preceded by a seed fork of its own."""
     model = session.model
     ops: list[dict[str, Any]] = []
+    seeds: list[int] = []  # the seed in effect after each op, as a replay derives it
     where: dict[tuple[int, int], int] = {}  # (branch, entry index) -> index of the op that made that state
 
     def ref(b: int, i: int) -> int:
@@ -104,19 +111,41 @@ def session_ops(session: Session, top: int) -> list[dict[str, Any]]:
             return ref(branch.parent, i)
         return where.get((b, i), -1)
 
+    def add(op: dict[str, Any], seed: int) -> None:
+        ops.append(op)
+        seeds.append(seed)
+
+    root_seed = session.branches[0].seed
     for b, branch in enumerate(session.branches):
         first = 1
         if branch.parent is not None:
             e = branch.entries[branch.fork_at]
+            frm = ref(branch.parent, branch.fork_at)
+            if branch.forced and (seeds[frm] if frm >= 0 else root_seed) != branch.seed:
+                add(_reseed_op(model, len(ops), frm, e, branch.seed), branch.seed)
+                frm = len(ops) - 1
             where[(b, branch.fork_at)] = len(ops)
-            ops.append(
-                fork_op(model, len(ops), ref(branch.parent, branch.fork_at), e, None if branch.forced else branch.seed)
-            )
+            add(fork_op(model, len(ops), frm, e, None if branch.forced else branch.seed), branch.seed)
             first = branch.fork_at + 1
         for i in range(first, len(branch.entries)):
             where[(b, i)] = len(ops)
-            ops.append(step_op(model, len(ops), ref(b, i - 1), branch.entries[i], top))
+            frm = ref(b, i - 1)
+            add(step_op(model, len(ops), frm, branch.entries[i], top), seeds[frm] if frm >= 0 else root_seed)
     return ops
+
+
+def _reseed_op(model: Any, index: int, frm: int, e: Entry, seed: int) -> dict[str, Any]:
+    """A seed fork at entry ``e`` that re-samples its token with ``seed`` (what a replay will check)."""
+    if e.output is None:
+        return fork_op(model, index, frm, e, seed)
+    rand = rand_for(seed, e.state.pos)
+    return fork_op(
+        model,
+        index,
+        frm,
+        attrs.evolve(e, rand=rand, output=attrs.evolve(e.output, token=model.sample(e.output.logits, rand))),
+        seed,
+    )
 
 
 def save(path: Any, model: Any, seed: int, top: int, ops: list[dict[str, Any]], force: bool = False) -> None:

@@ -28,10 +28,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from lmstep.runtime.loading import load as load_onnx  # noqa: E402
 from lmstep.spec import load  # noqa: E402
 
-QUICK = "--quick" in sys.argv
-PROVIDER = sys.argv[sys.argv.index("--provider") + 1] if "--provider" in sys.argv else "cpu"
-REPEATS = 2 if QUICK else 7
-NEW = 32 if QUICK else 128
+QUICK, PROVIDER, REPEATS, NEW = False, "cpu", 7, 128  # set from the command line in main()
 PROMPT = list(b"The quick brown ")
 
 
@@ -136,7 +133,23 @@ def per_step(name: str, contexts=(64, 2048), n: int = 64) -> None:
     )
 
 
+def parse_args() -> None:
+    import argparse
+
+    global QUICK, PROVIDER, REPEATS, NEW
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    ap.add_argument("--quick", action="store_true", help="2 rounds and 32 new tokens instead of 7 and 128")
+    ap.add_argument("--provider", choices=["cpu", "cuda"], default="cpu", help="onnxruntime provider [cpu]")
+    args = ap.parse_args()
+    QUICK, PROVIDER = args.quick, args.provider
+    REPEATS, NEW = (2, 32) if QUICK else (7, 128)
+
+
 if __name__ == "__main__":
+    parse_args()
     import onnxruntime
 
     print(

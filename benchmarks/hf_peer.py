@@ -146,3 +146,13 @@ def _mamba(cfg: Any, w: Any):
             sd[p + "mixer.in_proj.bias"] = layer.in_proj_bias
             sd[p + "mixer.out_proj.bias"] = layer.out_proj_bias
     return hf, sd
+
+
+if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], epilog="A helper of bench_runtime.py and bench_checkpoint_decode.py: "
+        "nothing to run on its own."
+    ).parse_args()  # fmt: skip
+    print("benchmarks/hf_peer.py is a helper module; run benchmarks/bench_runtime.py")

@@ -40,6 +40,9 @@ def errors(name: str) -> dict[str, float]:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1]).parse_args()
     import onnxruntime
 
     print(f"onnxruntime {onnxruntime.__version__}, providers {onnxruntime.get_available_providers()}")

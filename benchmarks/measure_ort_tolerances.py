@@ -24,8 +24,7 @@ from runtime_helpers import onnx_model, rel_err, state_err  # noqa: E402
 from strategies import models  # noqa: E402
 
 warnings.filterwarnings("ignore")
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 100
-ARCHS = sys.argv[2:] or ["llama", "gpt2", "mamba"]
+N = 100  # examples per architecture; set from the command line in main()
 errors: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
 
 
@@ -91,9 +90,22 @@ def report(key: str) -> None:
         print(f"{key:10} {what:38} max {v.max():.2e}  p99 {np.percentile(v, 99):.2e}  n={len(v)}", flush=True)
 
 
-for arch in ARCHS:
-    measure(arch)
-    report(arch)
-for arch in ARCHS:
-    measure_builtin(f"tiny-{arch}")
-    report(f"tiny-{arch}")
+def main() -> None:
+    import argparse
+
+    global N
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("examples", nargs="?", type=int, default=100, help="random models per architecture [100]")
+    ap.add_argument("archs", nargs="*", default=["llama", "gpt2", "mamba"], help="architectures [all three]")
+    args = ap.parse_args()
+    N = args.examples
+    for arch in args.archs:
+        measure(arch)
+        report(arch)
+    for arch in args.archs:
+        measure_builtin(f"tiny-{arch}")
+        report(f"tiny-{arch}")
+
+
+if __name__ == "__main__":
+    main()

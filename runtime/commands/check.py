@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import typer
 
@@ -38,11 +37,13 @@ def register(app: typer.Typer) -> None:
         temperature: float = opt.Temperature,
         top_k: int = opt.TopK,
         top_p: float = opt.TopP,
-        timeout: float = typer.Option(
-            30.0, "--timeout", min=0.1, help="Seconds an external program may take per reply."
+        timeout: float | None = typer.Option(
+            None, "--timeout", min=0.1, help="cmd: implementations: seconds the program may take per reply [30]."
         ),
-        provider: str = opt.Provider,
-        out: Path | None = typer.Option(None, "--out", "-o", help="Write a counterexample here on failure."),
+        provider: str | None = typer.Option(
+            None, "--provider", help="onnx implementations: cpu, cuda or auto (cuda if available) [auto]."
+        ),
+        out_name: str | None = typer.Option(None, "--out", "-o", help="Write a counterexample here on failure."),
         force: bool = opt.Force,
         as_json: bool = opt.Json,
     ) -> None:
@@ -54,14 +55,18 @@ def register(app: typer.Typer) -> None:
         from lmstep.runtime.modelref import open_model
         from lmstep.spec.errors import InputError
 
+        kind = impl.partition(":")[0]
+        if timeout is not None and kind != "cmd":
+            raise InputError(f"--timeout applies to cmd: implementations, not {impl!r}")
+        if provider is not None and kind != "onnx":
+            raise InputError(f"--provider applies to onnx implementations, not {impl!r}")
         if profile not in PROFILES:
             raise InputError(f"unknown profile {profile!r}; use quick or thorough")
         required = parse_level(level)
-        if out is not None:
-            check_writable(out, force)
+        out = None if out_name is None else check_writable(out_name, force)  # a str: typer reads '' as Path('.')
         m = open_model(model, temperature=temperature, top_k=top_k, top_p=top_p)
         n_examples, n_steps = examples or PROFILES[profile][0], steps or PROFILES[profile][1]
-        implementation = open_impl(impl, m, timeout=timeout, provider=provider)
+        implementation = open_impl(impl, m, timeout=timeout or 30.0, provider=provider or "auto")
         try:
             report = _run(run_check, m, implementation, required, n_examples, n_steps)
         finally:

@@ -23,15 +23,19 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(
             ..., "--model", "-m", help="Built-in name (see `lmstep models`) or checkpoint folder."
         ),
-        out: str = typer.Option(..., "--out", "-o", help="Folder to create (must not exist, or be empty)."),
+        out: str = typer.Option(
+            ..., "--out", "-o", help="Folder to create in an existing folder (must not exist, or be empty)."
+        ),
         external: bool = typer.Option(
             None, "--external/--inline", help="Weights as ONNX external data (default: when they total >= 16 MiB)."
         ),
-        force: bool = typer.Option(False, "--force", help="Replace an earlier export in --out (never other folders)."),
+        force: bool = typer.Option(
+            False, "--force", help="Replace an earlier export's files in --out (never other files or folders)."
+        ),
     ) -> None:
         from rich.console import Console
 
-        from lmstep.runtime.folder import write_folder
+        from lmstep.runtime.folder import exported_files, write_folder
         from lmstep.spec import load
 
         console = Console(stderr=True)
@@ -40,5 +44,5 @@ def register(app: typer.Typer) -> None:
             path = write_folder(
                 spec_model, out, external=external, force=force, progress=lambda msg: status.update(f"{model}: {msg}")
             )
-        files = ", ".join(sorted(p.name for p in path.iterdir()))
+        files = ", ".join(sorted(exported_files(path)))  # what this export wrote, not the user's other files
         typer.echo(f"exported {model} ({spec_model.arch}) to {path}: {files}")

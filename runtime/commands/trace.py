@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from . import options as opt
@@ -29,7 +27,7 @@ def register(app: typer.Typer) -> None:
         model: str = opt.Model,
         prompt: str | None = opt.Prompt,
         tokens: str | None = opt.Tokens,
-        out: Path = typer.Option(..., "--out", "-o", help="The trace file to write (.jsonl)."),
+        out_name: str = typer.Option(..., "--out", "-o", help="The trace file to write (.jsonl)."),
         steps: int = opt.Steps,
         seed: int = opt.Seed,
         temperature: float = opt.Temperature,
@@ -47,7 +45,7 @@ def register(app: typer.Typer) -> None:
         from lmstep.runtime.trace import record
         from lmstep.spec.errors import InputError
 
-        check_writable(out, force)  # fail before the work, not after it
+        out = check_writable(out_name, force)  # before the work, not after it; a str: typer reads '' as Path('.')
         seed = opt.seed_value(seed)
         m = opt.open_for_command(model, runtime, provider, temperature=temperature, top_k=top_k, top_p=top_p)
         ids = opt.prompt_ids(m, prompt, tokens, default=opt.DEFAULT_PROMPT)

@@ -14,7 +14,8 @@ HELP = """Check an implementation against the spec, law by law.
 IMPL: spec | onnx | onnx:DIR | cmd:"program args" | python:module:factory | mutant:NAME
 Levels: L0 bitwise, L1 numeric (measured tolerance), L2 tokens (margin rule).
 A failure is shrunk to a short operation sequence, written with --out and
-replayable with `lmstep replay FILE`. Exit status 0 pass, 1 fail.
+replayable with `lmstep replay FILE`. Exit status 0 pass, 1 fail, 2 usage or
+input error (the check could not run).
 \b
 Examples:
   lmstep check -m tiny-llama --impl onnx

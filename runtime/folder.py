@@ -1,6 +1,6 @@
 """An exported model folder: what is in it, how it is written (atomically) and how it is read back.
 
-lmstep.json        manifest: format version, arch, config, name, weights digest, IO names, opset
+lmstep.json        manifest: format version, arch, config, name, weights digest, IO names, opset, files written
 step.onnx          the step graph (decode + sampler)
 model.onnx         the unrolled graph (genai's decoder: any number of new tokens after the state)
 weights.data       ONNX external data shared by both graphs (written when the weights are large)

@@ -127,6 +127,35 @@ def test_generate_on_a_checkpoint_with_an_edited_safetensors_header(tmp_path_fac
     cli(capsys, ["generate", "-m", folder, "-t", "1,2", "-n", "2"], f"{name} safetensors header: {what}")
 
 
+@cases(FUZZ_CASES // 3)
+@given(data=st.data(), which=st.sampled_from(["tokenizer", "index"]))
+def test_generate_on_a_checkpoint_with_an_edited_tokenizer_or_shard_index(tmp_path_factory, capsys, data, which):
+    name, file = {
+        "tokenizer": ("gpt2-base", "tokenizer.json"),
+        "index": ("llama-gqa-theta-sharded", "model.safetensors.index.json"),
+    }[which]
+    folder = _checkpoint(tmp_path_factory.mktemp("tk"), name)
+    doc = json.loads((folder / file).read_text())
+    if data.draw(st.integers(0, 4)) == 0:
+        raw, what = damage(json.dumps(doc).encode(), data)
+    else:
+        doc, what = edit(doc, data)
+        raw = json.dumps(doc).encode()
+    (folder / file).write_bytes(raw)
+    prompt = ["--prompt", "Hi"] if which == "tokenizer" else ["-t", "1,2"]
+    cli(capsys, ["generate", "-m", folder, *prompt, "-n", "2"], f"{name} {file}: {what}")
+
+
+@cases(FUZZ_CASES // 5)  # each case opens onnxruntime sessions
+@given(data=st.data(), file=st.sampled_from(["step.onnx", "model.onnx"]))
+def test_generate_on_an_export_with_a_damaged_graph(files, tmp_path_factory, capsys, data, file):
+    folder = tmp_path_factory.mktemp("gr") / "export"
+    shutil.copytree(files / "export", folder)
+    raw, what = damage((folder / file).read_bytes(), data)
+    (folder / file).write_bytes(raw)
+    cli(capsys, ["generate", "-m", folder, "-t", "1,2", "-n", "2", "--provider", "cpu"], f"{file}: {what}")
+
+
 @cases(FUZZ_CASES // 3)  # each case opens two onnxruntime sessions
 @given(data=st.data())
 def test_generate_on_an_export_with_an_edited_manifest(files, tmp_path_factory, capsys, data):

@@ -42,6 +42,7 @@ def apply_policy() -> int | None:
     global _limiter
     threads = policy()
     if threads is not None:
+        import numpy  # noqa: F401  (loads the BLAS: threadpoolctl limits only libraries already loaded)
         from threadpoolctl import threadpool_limits
 
         _limiter = threadpool_limits(limits=threads, user_api="blas")

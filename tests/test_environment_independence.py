@@ -69,3 +69,23 @@ def test_policy_one_blas_thread_unless_the_user_chose(monkeypatch):
     assert threads.policy() is None  # the BLAS read the user's own setting when it loaded
     monkeypatch.setenv("LMSTEP_BLAS_THREADS", "2")
     assert threads.policy() == 2
+
+
+def test_the_command_line_runs_one_blas_thread_unless_told(tmp_path):
+    """Through the real entry point, in a fresh process: the policy is in force when the work runs (the trace
+    records the BLAS thread count it ran with), and LMSTEP_BLAS_THREADS or the BLAS' own variable override it."""
+    from lmstep.runtime import threads
+
+    base = {k: v for k, v in os.environ.items() if k not in ("LMSTEP_BLAS_THREADS",) + threads.USER_CHOICE}
+
+    def recorded(**extra: str) -> list[int]:
+        out = tmp_path / f"t{len(extra)}{''.join(extra)}.jsonl"
+        argv = [sys.executable, "-m", "lmstep.runtime.cli", "trace", "-m", "tiny-mamba", "-n", "2", "-o", str(out)]
+        subprocess.run(argv, check=True, capture_output=True, env={**base, **extra})
+        meta = json.loads(out.read_text().splitlines()[0])["#meta"]
+        return [b["threads"] for b in meta["environment"]["blas"]]
+
+    assert set(recorded()) == {1}
+    if (os.cpu_count() or 1) >= 2:  # a BLAS caps its threads at the cores it has
+        assert set(recorded(LMSTEP_BLAS_THREADS="2")) == {2}
+        assert set(recorded(OPENBLAS_NUM_THREADS="2")) == {2}  # the user's own choice, left alone

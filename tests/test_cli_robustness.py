@@ -161,6 +161,31 @@ def test_the_issues_trace_crashes_are_one_line_errors(trace_file, tmp_path, caps
     assert code == 2 and ":3:" in err  # names the line
 
 
+@pytest.fixture(scope="module")
+def cex_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("c") / "cex.json"
+    assert main(["check", "-m", "tiny-mamba", "--impl", "mutant:conv-not-shifted", "--out", str(path)]) == 1
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d["ops"][-1].update(op={"#bigint": "-1"}), "unknown operation"),
+        (lambda d: d.update(impl=[1]), "impl must be"),
+        (lambda d: d.update(version=True), "version True is not supported"),
+        (lambda d: d["model"]["sampler"].update(temperature={"#bigint": "-1"}), "temperature"),
+        (lambda d: d["ops"][0].update(new=None), "field 'new'"),
+    ],
+)
+def test_the_issues_counterexample_crashes_are_one_line_errors(cex_file, tmp_path, capsys, change, message):
+    doc = json.loads(cex_file.read_text())
+    change(doc)
+    (tmp_path / "x.json").write_text(json.dumps(doc))
+    code, _, err = cli(capsys, ["replay", tmp_path / "x.json"], message)
+    assert code == 2 and message in err
+
+
 def test_limits_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
     from lmstep.spec.model import Model
 

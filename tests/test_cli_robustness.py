@@ -382,7 +382,7 @@ def test_prove_progress_is_a_bar_on_a_terminal_and_silent_in_a_pipe(capsys):
     code, _, err = cli(capsys, ["prove", "--only", "scan/combine-assoc"], "prove piped")
     assert code == 0 and err == ""  # no dots, no bar in a pipe
     t = Terminal(["prove", "--only", "scan/"])  # the bar redraws until the end, then clears: read the stream
-    t.child.expect(rb"proving \x1b\[[0-9;]*m\xe2\x94\x81[^\r]* \d+/22", timeout=60)  # "proving ━━━ 3/22"
+    t.child.expect(rb"proving \x1b\[[0-9;]*m\xe2\x94\x81[^\r]* \d+/\d+", timeout=60)  # "proving ━━━ 3/30"
     t.child.expect(pexpect.EOF, timeout=120)
     t.child.close()
     assert t.child.exitstatus == 0

@@ -1,6 +1,6 @@
 """Step cost vs context length: the spec's append-only KV cache against a copy-on-every-step peer.
 
-The peer is the naive immutable state (``np.concatenate`` of the whole cache per step, DESIGN.md §2), run in
+The peer is the naive immutable state (``np.concatenate`` of the whole cache per step, docs/design.md §2), run in
 the same process on the same model. Attention itself is O(context) per step for both, so the table also
 isolates the cache update alone. Usage: python benchmarks/bench_state.py [--model tiny-llama] [--steps 200]
 """

@@ -1,5 +1,6 @@
-"""The checker's teeth, measured: for every injected bug, whether `lmstep check` catches it, the length of the
-shrunk counterexample, and the time to the first failure and in total. Also the two correct implementations.
+"""The checker's teeth, measured: for every mutant of the catalogue the checker runs (lmstep/mutants.py CHECKED),
+whether `lmstep check` catches it, the checker law that did and the law it checks (lmstep.spec.laws), the length of
+the shrunk counterexample, and the time to the first failure and in total. Also the two correct implementations.
 
 Usage: python benchmarks/mutant_catalogue.py [--examples 60] [--markdown]
 """
@@ -10,8 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from lmstep.mutants import CHECKED
 from lmstep.runtime.check import check, open_impl
-from lmstep.runtime.check.mutants import MUTANTS
+from lmstep.runtime.check.engines import mutant_impl
+from lmstep.runtime.check.lockstep import LAWS
 from lmstep.spec import load
 
 
@@ -21,16 +24,17 @@ def main() -> None:
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     rows = []
-    for name, mutant in MUTANTS.items():
-        s = mutant.sampler
-        model = load(mutant.model, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
-        r = check(model, mutant.build(model), max_examples=args.examples)
+    for name, mutant in CHECKED.items():
+        model = load(mutant.model, **mutant.sampler)
+        r = check(model, mutant_impl(name, model), max_examples=args.examples)
+        ids = LAWS[r.failed_law][0] if r.failed_law in LAWS else ()  # the laws that checker law checks
+        law = f"{r.failed_law} ({next((i for i in ids if i in mutant.breaks), ids[0])})" if ids else r.failed_law
         rows.append(
             (
                 name,
                 mutant.model,
                 "caught" if not r.passed else "MISSED",
-                r.failed_law,
+                law,
                 len(r.counterexample or []),
                 r.seconds_to_find,
                 r.seconds,
@@ -56,7 +60,7 @@ def main() -> None:
             )
         )
     if args.markdown:
-        print("| mutant | model | result | law | counterexample ops | first caught (s) | total (s) | bug |")
+        print("| mutant | model | result | caught by (law) | counterexample ops | first caught (s) | total (s) | bug |")
         print("|---|---|---|---|---|---|---|---|")
         for n, m, res, law, ops, first, total, bug in rows:
             print(
@@ -66,7 +70,7 @@ def main() -> None:
     else:
         for n, m, res, law, ops, first, total, _bug in rows:
             print(
-                f"{n:<30} {m:<11} {res:<7} {law:<10} ops {ops:<3} first "
+                f"{n:<30} {m:<11} {res:<7} {law:<36} ops {ops:<3} first "
                 f"{'-' if first is None else f'{first:.2f}s':<7} total {total:.2f}s"
             )
 

@@ -5,7 +5,7 @@
 - Appending a token never changes earlier rows (causality).
 - ``softmax`` is shift invariant; for all n by induction.
 - The online (streaming) softmax of Milakov & Gimelshein 2018 / FlashAttention (Dao et al. 2022, Alg. 1) equals
-  the full softmax-weighted sum, for every length, as an inductive invariant (DESIGN.md §8).
+  the full softmax-weighted sum, for every length, as an inductive invariant (docs/design.md §8).
 exp is uninterpreted with positivity and exp(a+b) = exp(a) exp(b) instances; see symbolic.py.
 """
 
@@ -20,15 +20,8 @@ import z3
 from lmstep.spec import layers
 
 from .domains import Real
-from .mutants import mutate
-from .obligations import Obligation, Query, register
+from .obligations import Obligation, Query, catalogue, register
 from .symbolic import Z3Ops, all_equal
-
-ADDITIVE_MASK = (
-    "o.where(visible, scores, o.const(MASKED, np.float32))",
-    "o.add(scores, o.where(visible, o.const(0.0, np.float32), o.const(-10000.0, np.float32)))",
-)
-MASK_OFF_BY_ONE = ("o.unsqueeze(query_slot, -1)", "o.unsqueeze(o.add(query_slot, 1), -1)")
 
 
 def _qkv(o: Z3Ops, b: int, h: int, k: int, t: int, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -162,6 +155,7 @@ register(
         "spec: layers.attention_decode, attention_unrolled, causal_mask",
         "proved",
         lambda: decode_query(2, 4, 2, 4, 2, [[True] * 4, [False, True, True, True]]),
+        law="unrolled-eq-recurrent",
     )
 )
 register(
@@ -173,8 +167,9 @@ register(
         "B=1, H=1, K=1, D=1, T=2",
         "spec: mutated layers.attention_unrolled",
         "refuted",
-        lambda: decode_query(1, 1, 1, 2, 1, unrolled=mutate(layers.attention_unrolled, *ADDITIVE_MASK)),
+        lambda: decode_query(1, 1, 1, 2, 1, unrolled=catalogue("additive-mask", "layers.attention_unrolled")),
         mutant_of="attention/decode-eq-unrolled",
+        mutant="additive-mask",
     )
 )
 register(
@@ -187,6 +182,7 @@ register(
         "spec: layers.attention_unrolled, causal_mask",
         "proved",
         lambda: append_query(2, 1, 3, 2),
+        law="causality",
     )
 )
 register(
@@ -198,8 +194,9 @@ register(
         "H=1, K=1, D=1, T=1 -> 2",
         "spec: mutated layers.causal_mask",
         "refuted",
-        lambda: append_query(1, 1, 1, 1, mutate(layers.causal_mask, *MASK_OFF_BY_ONE)),
+        lambda: append_query(1, 1, 1, 1, catalogue("causal-mask-off-by-one", "layers.causal_mask")),
         mutant_of="attention/append-keeps-prefix",
+        mutant="causal-mask-off-by-one",
     )
 )
 register(
@@ -212,6 +209,7 @@ register(
         "spec: layers.softmax",
         "proved",
         lambda: shift_query(8),
+        law="softmax-shift",
     )
 )
 register(
@@ -237,6 +235,7 @@ register(
         "algebra: a sum over a symbolic length",
         "proved",
         shift_all_n_queries,
+        law="softmax-shift",
     )
 )
 register(
@@ -262,6 +261,7 @@ register(
         "algebra: the spec computes full softmax, the streaming form is a kernel's",
         "proved",
         online_queries,
+        law="softmax-shift",
     )
 )
 register(

@@ -25,7 +25,7 @@ from .obligations import Obligation, Query, register
 from .replay import ReplayMismatch
 from .symbolic import Z3Ops, all_equal
 
-T_INT, CHUNK = 8, 3  # 8 tokens in chunks of 3, 3, 2: the last chunk is short (DESIGN.md §5)
+T_INT, CHUNK = 8, 3  # 8 tokens in chunks of 3, 3, 2: the last chunk is short (docs/design.md §6)
 
 
 def chunked(o: Any, elems: list[Any], chunk: int, scan_fn: Callable[..., Any] | None = None) -> list[Any]:
@@ -101,6 +101,7 @@ for dom in (WRAP32, WRAP16):
             "spec: mamba._scan per chunk",
             "proved",
             lambda dom=dom: chunked_query(dom),
+            law="split-invariance",
         )
     )
     register(
@@ -114,6 +115,7 @@ for dom in (WRAP32, WRAP16):
             "refuted",
             lambda dom=dom: chunked_query(dom, scan.swapped_scan()),
             mutant_of=law,
+            mutant="scan-swapped",
         )
     )
 register(
@@ -127,6 +129,7 @@ register(
         "refuted",
         lambda: chunked_query(SAT8),
         replay=lambda m: replay(SAT8, m),
+        law="split-invariance",
     )
 )
 register(
@@ -140,5 +143,6 @@ register(
         "refuted",
         lambda: chunked_query(FIXED8),
         replay=lambda m: replay(FIXED8, m),
+        law="split-invariance",
     )
 )

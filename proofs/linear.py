@@ -81,6 +81,7 @@ register(
         SPEC,
         "proved",
         collapse_query,
+        law="depth-needs-nonlinearity",
     )
 )
 register(
@@ -106,6 +107,7 @@ register(
         SPEC,
         "proved",
         lambda: separable_query(XOR),
+        law="depth-needs-nonlinearity",
     )
 )
 register(
@@ -131,6 +133,7 @@ register(
         SPEC,
         "proved",
         hidden_query,
+        law="depth-needs-nonlinearity",
     )
 )
 register(

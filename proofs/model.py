@@ -1,7 +1,7 @@
 """Whole-model laws: the unrolled form (``forward``, one call over T tokens) equals T calls of the recurrent form
 (``decode``, one token against the carried state), for every weight, through the architectures' own code.
 
-This is the prefill-vs-decode bug class of DESIGN.md §5 (different conv paths, caches ignored, chunks that
+This is the prefill-vs-decode bug class of docs/design.md §6 (different conv paths, caches ignored, chunks that
 update state wrongly), stated for *all* weights of a tiny configuration: weights are symbolic reals, tokens
 and positions concrete. sqrt, reciprocal, sigmoid, softplus, tanh are uninterpreted (only congruence is used:
 both forms must apply them to provably equal arguments); cos/sin of concrete positions are computed by numpy.
@@ -16,12 +16,11 @@ from typing import Any
 import numpy as np
 import z3
 
-from lmstep.spec import builtin, gpt2, layers, llama, mamba
+from lmstep.spec import builtin, gpt2, llama, mamba
 from lmstep.spec.arrays import SeqBuffer
 
 from .domains import Real
-from .mutants import mutate
-from .obligations import Obligation, Query, register
+from .obligations import Obligation, Query, catalogue, register
 from .symbolic import Z3Ops, all_equal
 
 TOKENS = [1, 0, 1]  # a repeated token, so a cache that ignored position or order would be caught
@@ -90,44 +89,23 @@ def prefill_query(
     return Query(z3.And(*goals), o.facts, o.checks, {}, attempt_s=attempt_s)
 
 
-CONV_WINDOW = ("o.slice(window, 2, 1, None)", "o.slice(window, 2, 0, -1)")  # the new conv state keeps the oldest input
-SCALE = ("d**-0.5", "d**-1.0")  # decode scales scores by 1/d instead of 1/sqrt(d)
-POSITION_OFF_BY_ONE = ("o.unsqueeze(position, 1)", "o.unsqueeze(o.add(position, 1), 1)")  # decode one position ahead
-
-
-def _with(fn: Any, name: str, replacement: Any) -> Any:
-    """``fn`` calling ``replacement`` where it called ``name``."""
-    out = mutate(fn, f"{name}(", f"{name}_mutant(")
-    out.__globals__[f"{name}_mutant"] = replacement
-    return out
-
-
-# Each architecture's decode with one realistic bug. (A RoPE position off by one in decode alone is *not* a bug
-# over the reals: rotating every query and key one position further leaves q.k unchanged.)
-MUTANTS: dict[str, tuple[str, Any, list[int], bool]] = {  # name, decode factory, tokens, seeded weights
-    "llama": (
-        "scale",
-        lambda: _with(llama.decode, "attention_decode", mutate(layers.attention_decode, *SCALE)),
-        TOKENS[:2],
-        True,
-    ),
-    "gpt2": ("position-off-by-one", lambda: mutate(gpt2.decode, *POSITION_OFF_BY_ONE), TOKENS[:1], False),
-    "mamba": (
-        "conv-window",
-        lambda: _with(mamba.decode, "_mixer_step", mutate(mamba._mixer_step, *CONV_WINDOW)),
-        TOKENS[:2],
-        True,
-    ),
+# Each architecture's decode with one realistic bug of the mutant catalogue. (A RoPE position off by one in
+# decode alone is *not* a bug over the reals: rotating every query and key one position further leaves q.k
+# unchanged; the catalogue's rope-decode-off-by-one is caught in float32 through the cached keys.)
+MUTANTS: dict[str, tuple[str, str, list[int], bool]] = {  # obligation suffix, catalogue mutant, tokens, seeded
+    "llama": ("scale", "attention-decode-scale", TOKENS[:2], True),
+    "gpt2": ("position-off-by-one", "decode-position-off-by-one", TOKENS[:1], False),
+    "mamba": ("conv-window", "conv-not-shifted", TOKENS[:2], True),
 }
 
 # -- the registry -----------------------------------------------------------------------------------------
 REAL = "the reals; weights symbolic; sqrt/reciprocal/sigmoid/softplus/tanh uninterpreted; MASKED as -inf"
 SEEDED = REAL.replace("weights symbolic", "weights seeded (builtin.init_weights, seed 0)")
 for arch in CONFIGS:
-    law = f"model/{arch}-prefill-eq-decode"
+    name = f"model/{arch}-prefill-eq-decode"
     register(
         Obligation(
-            law,
+            name,
             "model",
             f"{arch}: forward over T tokens equals T decode steps (logits and state)",
             REAL,
@@ -136,22 +114,24 @@ for arch in CONFIGS:
             "proved",
             lambda arch=arch: prefill_query(arch),
             timeout_s=120,
+            law="unrolled-eq-recurrent",
         )
     )
-    bug, factory, tokens, seeded = MUTANTS[arch]
+    bug, mutant, tokens, seeded = MUTANTS[arch]
     register(
         Obligation(
-            f"{law}~{bug}",
+            f"{name}~{bug}",
             "model",
             f"mutant: {arch}.decode with the {bug.replace('-', ' ')} bug differs from forward",
             SEEDED if seeded else REAL,
             f"T={len(tokens)}",
             f"spec: mutated {arch}.decode",
             "refuted",
-            lambda arch=arch, factory=factory, tokens=tokens, seeded=seeded: prefill_query(
-                arch, factory(), tokens, seeded, attempt_s=3.0
+            lambda arch=arch, mutant=mutant, tokens=tokens, seeded=seeded: prefill_query(
+                arch, catalogue(mutant, f"{arch}.decode"), tokens, seeded, attempt_s=3.0
             ),
-            mutant_of=law,
+            mutant_of=name,
+            mutant=mutant,
             timeout_s=120,
         )
     )  # Z3's search alone: gpt2 4 s to > 120 s by seed, llama past 120 s on some machines; a countermodel found

@@ -1,15 +1,17 @@
 """Proof obligations as data, their registry, and the runner that discharges them with Z3.
 
-An :class:`Obligation` names a law, says what it assumes and for which sizes, how it is checked (through the
-spec's own code or as restated algebra) and which verdict is expected. Its ``build`` function returns one or
+An :class:`Obligation` names the law it supports (``law``, an id of lmstep.spec.laws), says what it assumes and
+for which sizes, how it is checked (through the spec's own code or as restated algebra) and which verdict is
+expected. Its ``build`` function returns one or
 more :class:`Query` objects (an induction is a base query and a step query). For a universal law the runner
 asserts the assumptions and the *negation* of the goal: unsat = proved, sat = refuted (the model is a
 counterexample), anything else = unknown. For an existential law (``Query.exists``) it asserts the goal:
 sat = proved (the model is a witness), unsat = refuted.
 
 Every query is also checked for vacuity: if its assumptions alone are unsatisfiable, any goal would "prove",
-so the verdict becomes ``vacuous`` instead (DESIGN.md §8: no proof may pass vacuously). Each law has a mutant
-obligation, expected ``refuted``, for the same reason.
+so the verdict becomes ``vacuous`` instead (no proof may pass vacuously, docs/design.md §8). Each law has a mutant
+obligation, expected ``refuted``, for the same reason; one that runs broken spec code takes it from the mutant
+catalogue (``mutant``, lmstep/mutants.py), so the tests and the checker run the very same bug.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import z3
 
 from lmstep.spec.errors import InputError
+from lmstep.spec.laws import BY_ID
 
 from .domains import model_value
 
@@ -73,6 +76,8 @@ class Obligation:
     expected: str  # "proved" or "refuted"
     build: Callable[[], Query | list[Query]]
     mutant_of: str | None = None
+    law: str = ""  # the lmstep.spec.laws id it supports; a mutant obligation inherits its law's
+    mutant: str | None = None  # the catalogue mutant (lmstep/mutants.py) whose code it runs
     long: bool = False
     timeout_s: float = 30.0
     replay: Callable[[dict[str, Any]], list[str]] | None = None  # replays a counterexample on real hardware
@@ -82,6 +87,8 @@ class Obligation:
             raise ValueError(f"{self.name}: expected must be proved or refuted, not {self.expected!r}")
         if self.topic not in TOPICS:
             raise ValueError(f"{self.name}: unknown topic {self.topic!r}")
+        if self.law and self.law not in BY_ID:
+            raise ValueError(f"{self.name}: unknown law {self.law!r} (see lmstep.spec.laws)")
 
 
 @dataclasses.dataclass
@@ -110,8 +117,19 @@ BITBLAST = z3.Then("simplify", "fpa2bv", "propagate-values", "simplify", "solve-
 def register(ob: Obligation) -> Obligation:
     if ob.name in REGISTRY:
         raise ValueError(f"obligation {ob.name!r} registered twice")
+    if not ob.law and ob.mutant_of in REGISTRY:
+        ob = dataclasses.replace(ob, law=REGISTRY[ob.mutant_of].law)
+    if not ob.law:
+        raise ValueError(f"obligation {ob.name!r} names no law (Obligation.law, an id of lmstep.spec.laws)")
     REGISTRY[ob.name] = ob
     return ob
+
+
+def catalogue(mutant: str, target: str) -> Any:
+    """The function ``target`` ("mamba._scan") of the catalogue's ``mutant``: the spec's code with that bug."""
+    from lmstep.mutants import MUTANTS
+
+    return MUTANTS[mutant].function(target)
 
 
 def load_all() -> dict[str, Obligation]:

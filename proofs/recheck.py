@@ -4,7 +4,7 @@
 
 cvc5 is optional (``pip install 'lmstep[proofs]'``). Each file's ``(set-info :status ...)`` is what Z3 answered;
 cvc5 agrees, disagrees (a soundness bug in one of the solvers or in the export) or gives up (unknown / timeout:
-neither solver is uniformly faster, DESIGN.md §8).
+neither solver is uniformly faster, docs/design.md §8).
 """
 
 from __future__ import annotations

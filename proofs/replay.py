@@ -34,7 +34,7 @@ def np_dtype(dom: Float) -> Any:
 
 
 def bits(x: Any) -> str:
-    """A value and its bit pattern, e.g. 0.1 (0x3dcccccd), as the trace format writes floats (DESIGN.md §4)."""
+    """A value and its bit pattern, e.g. 0.1 (0x3dcccccd), as the trace format writes floats (docs/design.md §5)."""
     a = np.asarray(x)
     width = a.dtype.itemsize * 8
     raw = int(a.view({16: np.uint16, 32: np.uint32, 64: np.uint64}[width]))

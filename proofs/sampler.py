@@ -21,29 +21,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import z3
 
 from lmstep.spec import sampler
 
 from .domains import Float, Real
-from .mutants import mutate
-from .obligations import Obligation, Query, register
+from .obligations import Obligation, Query, catalogue, register
 from .symbolic import Z3Ops, term
 
 V = 4  # vocabulary size: every rank pattern of 4 tokens (ties, underflow, cut-offs) is covered
-
-BRACKET_NON_STRICT = ("o.less_equal(c, target)", "o.less(c, target)")
-FALLBACK_ANY_KEPT = ("positive = o.logical_and(keep, o.greater(e, 0.0))", "positive = keep")
-TOP_K_OFF_BY_ONE = ("in_top_k = o.less(rank, k)", "in_top_k = o.less_equal(rank, k)")
-
-
-class LastIndexArgmax(Z3Ops):
-    """A mutant primitive: ArgMax with select_last_index=1 (ties go to the highest index)."""
-
-    def argmax(self, x: Any, axis: int) -> Any:
-        flipped = super().argmax(np.flip(self._objects(x), axis), axis)
-        return self._map(lambda i: x.shape[axis] - 1 - i, flipped)
 
 
 class Run:
@@ -58,10 +44,9 @@ class Run:
         top_p: Any = 1.0,
         u_le_1: bool = False,
         sample: Callable[..., Any] | None = None,
-        ops: type[Z3Ops] = Z3Ops,
     ) -> None:
         self.dom = dom
-        o = self.o = ops(dom, shift="exact", exp="libm")
+        o = self.o = Z3Ops(dom, shift="exact", exp="libm")
         self.z, self.u = o.var("z", (1, V)), o.var("u", (1,))
         u = term(self.u)
         self.assumptions: list[tuple[str, Any]] = [
@@ -134,11 +119,11 @@ def kept_query(dom: Any, sample: Callable[..., Any] | None = None) -> Query:
     return run.query(law, [settings])
 
 
-def greedy_query(dom: Any, ops: type[Z3Ops] = Z3Ops) -> Query:
+def greedy_query(dom: Any, sample: Callable[..., Any] | None = None) -> Query:
     """Step 0, through the graph path (a symbolic temperature equal to 0): the token is the lowest index among
     the maxima of the logits."""
     temperature = dom.var("temperature")
-    run = Run(dom, temperature=temperature, ops=ops)
+    run = Run(dom, temperature=temperature, sample=sample)
     z, t = list(run.z.flat), run.token
     law = z3.And(
         0 <= t,
@@ -154,7 +139,7 @@ def greedy_query(dom: Any, ops: type[Z3Ops] = Z3Ops) -> Query:
 # -- the registry -----------------------------------------------------------------------------------------
 REAL = "the reals (exact); exp uninterpreted with libm properties (>= 0, may underflow to 0); 0 <= u < 1"
 SPEC = "spec: sampler.sample (TopK as a symbolic stable permutation)"
-MUT = "spec: mutated sampler.sample"
+MUT = "spec: mutated sampler.sample (the mutant catalogue's)"
 
 
 def _law(
@@ -165,6 +150,8 @@ def _law(
     build: Callable[[], Query],
     via: str = SPEC,
     mutant_of: str | None = None,
+    law: str = "",
+    mutant: str | None = None,
 ) -> None:
     register(
         Obligation(
@@ -177,6 +164,8 @@ def _law(
             "refuted" if mutant_of else "proved",
             build,
             mutant_of=mutant_of,
+            law=law,
+            mutant=mutant,
         )
     )
 
@@ -187,15 +176,17 @@ _law(
     REAL,
     f"V={V}, temperature 1, top_k 0, top_p 1",
     lambda: bracket_query(Real()),
+    law="sampler-bracket",
 )
 _law(
     "sampler/brackets-u~non-strict",
     "mutant: counting c < target instead of c <= target breaks the bracket",
     REAL,
     f"V={V}",
-    lambda: bracket_query(Real(), mutate(sampler.sample, *BRACKET_NON_STRICT)),
+    lambda: bracket_query(Real(), catalogue("bracket-inclusive", "sampler.sample")),
     MUT,
     "sampler/brackets-u",
+    mutant="bracket-inclusive",
 )
 _law(
     "sampler/zero-prob-never-chosen",
@@ -203,15 +194,17 @@ _law(
     REAL.replace("0 <= u < 1", "0 <= u <= 1"),
     f"V={V}, temperature 1, top_k 0, top_p 1",
     lambda: zero_prob_query(Real()),
+    law="sampler-no-zero-prob",
 )
 _law(
     "sampler/zero-prob-never-chosen~fallback-any-kept",
     "mutant: a fallback to the last kept rank (not the last positive one)",
     REAL.replace("0 <= u < 1", "0 <= u <= 1"),
     f"V={V}",
-    lambda: zero_prob_query(Real(), mutate(sampler.sample, *FALLBACK_ANY_KEPT)),
+    lambda: zero_prob_query(Real(), catalogue("fallback-any-kept", "sampler.sample")),
     MUT,
     "sampler/zero-prob-never-chosen",
+    mutant="fallback-any-kept",
 )
 _law(
     "sampler/kept-set",
@@ -219,15 +212,17 @@ _law(
     REAL + "; any top_k >= 0, top_p in (0, 1]",
     f"V={V}, temperature 1",
     lambda: kept_query(Real()),
+    law="sampler-keep-set",
 )
 _law(
     "sampler/kept-set~top-k-off-by-one",
     "mutant: rank <= k keeps one token too many",
     REAL,
     f"V={V}",
-    lambda: kept_query(Real(), mutate(sampler.sample, *TOP_K_OFF_BY_ONE)),
+    lambda: kept_query(Real(), catalogue("top-k-off-by-one", "sampler.sample")),
     MUT,
     "sampler/kept-set",
+    mutant="top-k-off-by-one",
 )
 _law(
     "sampler/greedy-lowest-max",
@@ -235,13 +230,15 @@ _law(
     REAL,
     f"V={V}, symbolic temperature = 0 (the graph's where)",
     lambda: greedy_query(Real()),
+    law="sampler-greedy",
 )
 _law(
     "sampler/greedy-lowest-max~last-index",
-    "mutant: an ArgMax that breaks ties to the highest index",
+    "mutant: greedy breaks ties to the highest index",
     REAL,
     f"V={V}",
-    lambda: greedy_query(Real(), LastIndexArgmax),
-    "spec: sampler.sample with a mutated argmax primitive",
+    lambda: greedy_query(Real(), catalogue("greedy-last-index", "sampler.sample")),
+    MUT,
     "sampler/greedy-lowest-max",
+    mutant="greedy-last-index",
 )

@@ -24,18 +24,18 @@ from lmstep.runtime import mamba_scan
 from lmstep.spec import mamba
 
 from .domains import Real
-from .mutants import mutate
-from .obligations import Obligation, Query, register
+from .obligations import Obligation, Query, catalogue, register
 from .symbolic import Z3Ops, all_equal
 
 Pair = tuple[np.ndarray, np.ndarray]  # (a, b), each [E, N]: one scan element (a diagonal transition)
 
-SWAPPED = ("o.add(o.mul(a, b_prev), b)", "o.add(o.mul(a, b), b_prev)")  # the classic operand swap
+SCHEDULE = "lmstep.runtime.mamba_scan"
 
 
 def swapped_scan() -> Callable[..., Any]:
-    """mamba._scan with b_prev and b exchanged in the combine: (a1,b1).(a2,b2) = (a2 a1, a2 b2 + b1)."""
-    return mutate(mamba._scan, *SWAPPED)
+    """mamba._scan with b_prev and b exchanged in the combine: (a1,b1).(a2,b2) = (a2 a1, a2 b2 + b1) (the mutant
+    catalogue's scan-swapped)."""
+    return catalogue("scan-swapped", "mamba._scan")
 
 
 def pairing_scan(o: Any, a: Any, b: Any, h0: Any = None) -> Any:
@@ -44,13 +44,8 @@ def pairing_scan(o: Any, a: Any, b: Any, h0: Any = None) -> Any:
 
 
 def swapped_pairing_scan() -> Callable[..., Any]:
-    """mamba_scan.scan with the same operand swap in its combine."""
-    return mutate(mamba_scan.scan, *SWAPPED)
-
-
-# The reference scan written for 32 tokens: its rounds stop at distance 16 whatever T is (a round mutant that
-# only sequences longer than 32 can expose).
-ROUNDS_CAPPED = ("while d < o.static_len(a, 1, SCAN_BOUND):", "while d < min(o.static_len(a, 1, SCAN_BOUND), 32):")
+    """mamba_scan.scan with the same operand swap in its combine (the catalogue's pairing-swapped)."""
+    return catalogue("pairing-swapped", f"{SCHEDULE}.scan")
 
 
 def spec_scan(o: Any, elems: list[Pair], scan: Callable[..., Any] | None = None, h0: Any = None) -> list[Pair]:
@@ -150,18 +145,6 @@ def spec_scan_query(n: int, shape: tuple[int, ...] = (1, 1), scan: Callable[...,
     return _query(o, pairs_equal(o, spec_scan(o, elems, scan), recurrence(o, elems)), _inputs(elems))
 
 
-LAST_PAIR_PADDED = ("o.less_equal(twice, n)", "o.less(twice, n)")
-
-
-def _with_plan(plan_fn: Callable[..., Any]) -> Callable[..., Any]:
-    """mamba_scan.scan run with the index plan from ``plan_fn`` (a mutated scan_plan)."""
-
-    def scan(o: Any, a: Any, b: Any, h0: Any = None) -> Any:
-        return mamba_scan.scan(o, a, b, h0, plan=plan_fn(o, o.shape(a, 1), a.shape[1]))
-
-    return scan
-
-
 def hillis_steele(elems: list[Pair], op: Callable[[Pair, Pair], Pair], stride: int = 2) -> list[Pair]:
     """Hillis & Steele's scan (1986): in the round with distance d every element t >= d becomes x[t-d] . x[t]."""
     x, d = list(elems), 1
@@ -224,11 +207,6 @@ def initial_state_query(n: int, scan: Callable[..., Any] | None = None) -> Query
     want = recurrence(o, elems, h0)
     goal = z3.And(*[all_equal(o, h[0, t], want[t][1]) for t in range(n)])
     return _query(o, goal, {**_inputs(elems), "h0": h0})
-
-
-# h0 not decayed: added to the first drive (reference) or to every top prefix (pairing) without the decay product.
-H0_UNDECAYED = ("o.mul(o.slice(a, 1, 0, 1), o.unsqueeze(h0, 1))", "o.unsqueeze(h0, 1)")
-PAIRING_H0_UNDECAYED = ("o.add(o.mul(x[0], o.unsqueeze(h0, 1)), x[1])", "o.add(o.unsqueeze(h0, 1), x[1])")
 
 
 def closed_form_queries(drop_lemma: bool = False) -> list[Query]:
@@ -298,6 +276,7 @@ register(
         "spec: mamba._scan on 2 elements",
         "proved",
         lambda: assoc_query((1, 1)),
+        law="unrolled-eq-recurrent",
     )
 )
 register(
@@ -310,6 +289,7 @@ register(
         "spec: mamba._scan on 2 elements",
         "proved",
         lambda: assoc_query((2, 2)),
+        law="unrolled-eq-recurrent",
     )
 )
 register(
@@ -323,6 +303,7 @@ register(
         "refuted",
         lambda: assoc_query((2, 2), swapped_scan()),
         mutant_of="scan/combine-assoc-diagonal",
+        mutant="scan-swapped",
     )
 )
 register(
@@ -335,6 +316,7 @@ register(
         "algebra: the spec's transition is diagonal (elementwise), full matrices are not in it",
         "proved",
         lambda: matrix_assoc_query(3),
+        law="unrolled-eq-recurrent",
     )
 )
 register(
@@ -361,6 +343,7 @@ register(
         "refuted",
         lambda: assoc_query((1, 1), swapped_scan()),
         mutant_of="scan/combine-assoc-scalar",
+        mutant="scan-swapped",
     )
 )
 register(
@@ -373,6 +356,7 @@ register(
         "spec: mamba._scan as combine",
         "proved",
         lambda: brackets_query(6),
+        law="unrolled-eq-recurrent",
     )
 )
 register(
@@ -386,6 +370,7 @@ register(
         "refuted",
         lambda: brackets_query(4, swapped_scan()),
         mutant_of="scan/brackets-T6",
+        mutant="scan-swapped",
     )
 )
 register(
@@ -398,6 +383,7 @@ register(
         "spec: mamba._scan",
         "proved",
         lambda: spec_scan_query(64),
+        law="unrolled-eq-recurrent",
     )
 )
 register(
@@ -409,8 +395,9 @@ register(
         "T=64, scalar",
         "spec: mutated mamba._scan",
         "refuted",
-        lambda: spec_scan_query(64, scan=mutate(mamba._scan, *ROUNDS_CAPPED)),
+        lambda: spec_scan_query(64, scan=catalogue("scan-rounds-capped", "mamba._scan")),
         mutant_of="scan/reference-T64",
+        mutant="scan-rounds-capped",
     )
 )
 register(
@@ -424,6 +411,7 @@ register(
         "proved",
         lambda: spec_scan_query(128, (2, 2)),
         timeout_s=120,
+        law="unrolled-eq-recurrent",
     )
 )
 register(
@@ -437,6 +425,7 @@ register(
         "refuted",
         lambda: spec_scan_query(8, (2, 2), swapped_scan()),
         mutant_of="scan/reference-T128-diagonal",
+        mutant="scan-swapped",
     )
 )
 register(
@@ -449,6 +438,7 @@ register(
         "spec: mamba._scan",
         "proved",
         lambda: [spec_scan_query(n) for n in range(1, 34)],
+        law="unrolled-eq-recurrent",
     )
 )
 register(
@@ -462,6 +452,7 @@ register(
         "refuted",
         lambda: [spec_scan_query(n, scan=swapped_scan()) for n in range(1, 5)],
         mutant_of="scan/reference-lengths",
+        mutant="scan-swapped",
     )
 )
 register(
@@ -474,6 +465,7 @@ register(
         "runtime: lmstep.runtime.mamba_scan.scan (op vocabulary, run on Z3 terms)",
         "proved",
         lambda: spec_scan_query(64, scan=pairing_scan),
+        law="unrolled-eq-recurrent",
     )
 )
 register(
@@ -487,6 +479,7 @@ register(
         "proved",
         lambda: spec_scan_query(128, (2, 2), pairing_scan),
         timeout_s=120,
+        law="unrolled-eq-recurrent",
     )
 )
 register(
@@ -499,6 +492,7 @@ register(
         "runtime: lmstep.runtime.mamba_scan.scan",
         "proved",
         lambda: [spec_scan_query(n, scan=pairing_scan) for n in range(1, 34)],
+        law="unrolled-eq-recurrent",
     )
 )
 register(
@@ -512,9 +506,10 @@ register(
         "runtime: mutated mamba_scan.scan_plan",
         "refuted",
         lambda: [
-            spec_scan_query(n, scan=_with_plan(mutate(mamba_scan.scan_plan, *LAST_PAIR_PADDED))) for n in range(1, 5)
+            spec_scan_query(n, scan=catalogue("pairing-last-pair-padded", f"{SCHEDULE}.scan")) for n in range(1, 5)
         ],
         mutant_of="scan/pairing-odd-lengths",
+        mutant="pairing-last-pair-padded",
     )
 )
 register(
@@ -528,6 +523,7 @@ register(
         "refuted",
         lambda: spec_scan_query(8, scan=swapped_pairing_scan()),
         mutant_of="scan/pairing-T64",
+        mutant="pairing-swapped",
     )
 )
 register(
@@ -541,6 +537,7 @@ register(
         "refuted",
         lambda: spec_scan_query(8, (2, 2), swapped_pairing_scan()),
         mutant_of="scan/pairing-T128-diagonal",
+        mutant="pairing-swapped",
     )
 )
 register(
@@ -553,6 +550,7 @@ register(
         "runtime: lmstep.runtime.mamba_scan.scan(a, b, h0)",
         "proved",
         lambda: [initial_state_query(n, pairing_scan) for n in range(1, 18)],
+        law="split-invariance",
     )
 )
 register(
@@ -564,8 +562,9 @@ register(
         "T=1..4",
         "runtime: mutated mamba_scan.scan",
         "refuted",
-        lambda: [initial_state_query(n, mutate(mamba_scan.scan, *PAIRING_H0_UNDECAYED)) for n in range(1, 5)],
+        lambda: [initial_state_query(n, catalogue("pairing-h0-undecayed", f"{SCHEDULE}.scan")) for n in range(1, 5)],
         mutant_of="scan/pairing-initial-state",
+        mutant="pairing-h0-undecayed",
     )
 )
 register(
@@ -578,6 +577,7 @@ register(
         "spec: mamba._scan as combine; the rounds are written here",
         "proved",
         lambda: hillis_steele_query(64),
+        law="unrolled-eq-recurrent",
     )
 )
 register(
@@ -603,6 +603,7 @@ register(
         "spec: mamba._scan as combine; the sweep itself is written here",
         "proved",
         lambda: blelloch_query(64),
+        law="unrolled-eq-recurrent",
     )
 )
 register(
@@ -628,6 +629,7 @@ register(
         "spec: mamba._scan(a, b, h0)",
         "proved",
         lambda: [initial_state_query(n) for n in range(1, 18)],
+        law="split-invariance",
     )
 )
 register(
@@ -639,8 +641,9 @@ register(
         "T=1..4",
         "spec: mutated mamba._scan",
         "refuted",
-        lambda: [initial_state_query(n, mutate(mamba._scan, *H0_UNDECAYED)) for n in range(1, 5)],
+        lambda: [initial_state_query(n, catalogue("scan-h0-undecayed", "mamba._scan")) for n in range(1, 5)],
         mutant_of="scan/initial-state",
+        mutant="scan-h0-undecayed",
     )
 )
 register(
@@ -653,6 +656,7 @@ register(
         "algebra: a sum over a symbolic range",
         "proved",
         closed_form_queries,
+        law="unrolled-eq-recurrent",
     )
 )
 register(

@@ -3,11 +3,11 @@
 Each query becomes one self-contained file: ``(set-logic ALL)``, the declarations, the assumptions and the
 claim Z3 checked (the negated law, or the law itself for a witness), ``(check-sat)``, and ``:status`` saying
 what Z3 answered is expected (unsat = proved, sat = refuted or witnessed). Z3's ``to_smt2()`` can print text
-other solvers reject (DESIGN.md §8); :func:`lint` rewrites it to standard SMT-LIB 2.6:
+other solvers reject (docs/design.md §8); :func:`lint` rewrites it to standard SMT-LIB 2.6:
 - unary ``(+ x)`` / ``(* x)`` become ``x``, and empty ``(and)`` / ``(or)`` become ``true`` / ``false``;
 - Z3's own ``(set-info :status ...)`` is dropped (ours is written instead);
 - ``define-funs-rec`` and other Z3-only commands are refused (no obligation here uses recursive functions:
-  they timed out from T = 4, DESIGN.md §8).
+  they timed out from T = 4, docs/design.md §8).
 cvc5 needs ``--fp-exp`` for the non-standard float sizes (float16 and bfloat16).
 """
 

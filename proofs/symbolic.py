@@ -1,16 +1,17 @@
-"""The symbolic interpretation of the ops vocabulary (DESIGN.md §1): the spec's own functions run over numpy
+"""The symbolic interpretation of the ops vocabulary (docs/design.md §1): the spec's own functions run over numpy
 object arrays of Z3 terms, so a proof is about *our* code, not a retyped formula.
 
 :class:`Z3Ops` has the method names and signatures of :class:`lmstep.spec.ops.NumpyOps`. Conventions:
 - float data (activations, scores, probabilities) are object arrays of terms of a :mod:`~lmstep.proofs.domains`
   domain (reals, IEEE floats or bit-vectors); concrete float arrays are lifted lazily, elementwise, exactly;
-- index data (positions, ranks, counts, masks) stays concrete numpy where it is (so ``causal_mask`` or the scan's
-  ``t > d - 1`` select concretely) and becomes z3 ``Int``/``Bool`` terms only where it depends on symbolic data;
+- index data (positions, ranks, counts, masks) stays concrete numpy where it is (so ``causal_mask`` selects and
+  the scan's index plan gathers concretely) and becomes z3 ``Int``/``Bool`` terms only where it depends on
+  symbolic data;
 - everything an op must assume to be sound is recorded in :attr:`Z3Ops.facts` (lemma instances, the TopK
   permutation), and everything ONNX requires to be *defined* (a divisor != 0, a gather index in range) in
   :attr:`Z3Ops.checks`: the runner assumes the facts and proves the checks together with the law.
 
-Encodings (each chosen so Z3 answers in milliseconds, DESIGN.md §8):
+Encodings (each chosen so Z3 answers in milliseconds, docs/design.md §8):
 - ``exp`` is an uninterpreted function with, per application, the facts of one of three models: ``field``
   (reals): exp(x) > 0 and the instances of exp(a + b) = exp(a) exp(b) along the top-level sums/differences of x
   (so exp(s - c) exp(c) = exp(s)); ``positive``: exp(x) > 0 only - the mutant that must make shift invariance
@@ -18,7 +19,7 @@ Encodings (each chosen so Z3 answers in milliseconds, DESIGN.md §8):
 - ``reduce_max`` over domain values returns, with ``shift="fresh"``, a fresh term per distinct set of finite row
   values: a function of the row, as max is, but otherwise unconstrained. A law proved this way holds for *any*
   such shift function, in particular the max (sound: no property of max is assumed; cheap: no max-ite, which
-  timed out in DESIGN.md §8). Use it only where the max is a softmax shift; ``shift="exact"`` folds ``max``.
+  timed out, docs/design.md §8). Use it only where the max is a softmax shift; ``shift="exact"`` folds ``max``.
 - ``layers.MASKED`` (the lowest finite float32) is read as -inf over the reals (``mask_as_neg_inf``): in float32
   exp(MASKED - max) underflows to exactly 0 whenever the row has a visible key (layers.py), which is what the
   extended-real -inf gives: exp(-inf) = 0, max(-inf, x) = x. A row with *no* visible key keeps float32's

@@ -23,7 +23,7 @@ Examples:
 """
 
 # Subcommand modules, in help order; each defines register(app).
-COMMANDS = ["models", "step", "trace", "replay", "generate", "export", "check", "prove"]
+COMMANDS = ["models", "step", "trace", "replay", "generate", "export", "check", "prove", "laws"]
 
 app = typer.Typer(
     help=HELP,

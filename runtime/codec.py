@@ -1,6 +1,6 @@
 """Bit-exact JSON encodings shared by the JSON-lines protocol, the counterexample traces and the golden traces.
 
-- a float32 scalar:  {"f32": "0x3f000000"}   (its IEEE-754 bit pattern; DESIGN.md §4, ITF style)
+- a float32 scalar:  {"f32": "0x3f000000"}   (its IEEE-754 bit pattern; docs/design.md §5)
 - a float32 array:   {"dtype": "f32", "shape": [2, 3], "b64": "<base64 of little-endian bytes, C order>"}
 """
 

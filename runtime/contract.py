@@ -1,6 +1,6 @@
 """The ONNX input/output contract of exported graphs: names, dtypes and shapes, in one place.
 
-Names follow onnxruntime-genai's decoder contract (DESIGN.md §6) so ``model.onnx`` also runs there:
+Names follow onnxruntime-genai's decoder contract (docs/design.md §7) so ``model.onnx`` also runs there:
 
     inputs   input_ids [batch, seq] int64
              attention_mask [batch, total] int64       (transformers only: 1 = real key, 0 = padding)

@@ -1,4 +1,4 @@
-"""Build the ONNX graphs of a model from the spec's own functions (DESIGN.md §1: one source of truth).
+"""Build the ONNX graphs of a model from the spec's own functions (docs/design.md §1: one source of truth).
 
     step graph     = arch.decode(GraphOps, ...) then sampler.sample(GraphOps, ...)   -> step.onnx
     unrolled graph = unrolled_forward(model)(GraphOps, ...)                           -> model.onnx

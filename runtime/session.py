@@ -1,6 +1,6 @@
 """onnxruntime sessions with pinned options, provider choice, and one IO-bound graph call.
 
-Pinned for reproducibility (DESIGN.md §4, §6): graph optimization level (fusions change bits), intra/inter-op
+Pinned for reproducibility (docs/design.md §7): graph optimization level (fusions change bits), intra/inter-op
 thread counts, sequential execution, deterministic compute; on CUDA, TF32 off (it is on by default there and
 changes matmul bits far beyond our tolerances).
 """

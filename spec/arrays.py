@@ -1,6 +1,6 @@
 """Immutable arrays for attrs classes, and the append-only sequence buffer behind every KV cache.
 
-Two facts drive this file (DESIGN.md §2):
+Two facts drive this file (docs/design.md §2):
 - attrs ``frozen=True`` stops ``s.k = x`` but not ``s.k[0] = 5``, and ``==`` on arrays is elementwise, which
   breaks attrs equality. Every array field therefore goes through :func:`array_options`: one copy, then
   ``writeable=False``, compared with ``np.array_equal``.

@@ -1,6 +1,6 @@
 """The sampler, specified to the bit: logits z (float32 [V]) and one rand u in [0, 1) -> a token id.
 
-Written against the ops vocabulary so the ONNX step graph contains exactly this computation (DESIGN.md §3).
+Written against the ops vocabulary so the ONNX step graph contains exactly this computation (docs/design.md §4).
 Every step is float32; ``T``, ``top_p`` are float32, ``top_k`` int64.
 
     0. T == 0 (greedy): return argmax(z), the lowest index among maxima. u is ignored. Also greedy when step 1

@@ -1,6 +1,6 @@
 """A second implementation of the sampler, written from SPEC.md's text with scalar loops (no ops vocabulary, no
 vectorised selection), so that agreement with ``lmstep.spec.sampler.sample`` is evidence about the written
-spec, not a copy of the code. ``variant`` selects deliberately broken readings for the negative controls."""
+spec, not a copy of the code. (The negative controls mutate spec/sampler.py itself: lmstep/mutants.py.)"""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import numpy as np
 F32 = np.float32
 
 
-def reference_sample(logits, u, temperature, top_k, top_p, variant: str = "") -> int:
+def reference_sample(logits, u, temperature, top_k, top_p) -> int:
     with np.errstate(over="ignore", invalid="ignore"):  # z / T may overflow; step 0 handles it
-        return _sample(logits, u, temperature, top_k, top_p, variant)
+        return _sample(logits, u, temperature, top_k, top_p)
 
 
-def _sample(logits, u, temperature, top_k, top_p, variant: str) -> int:
+def _sample(logits, u, temperature, top_k, top_p) -> int:
     z = [F32(v) for v in np.asarray(logits, np.float32)]
     V = len(z)
     t, p, u = F32(temperature), F32(top_p), F32(u)
@@ -22,7 +22,7 @@ def _sample(logits, u, temperature, top_k, top_p, variant: str) -> int:
     if t == 0 or np.isinf(y_max):  # greedy, also when the largest z / T overflows (SPEC.md §3 step 1)
         best = 0
         for i in range(1, V):
-            if z[i] > z[best] or (variant == "greedy-last" and z[i] == z[best]):
+            if z[i] > z[best]:
                 best = i
         return best
     y = np.asarray(z, np.float32) / t  # step 1, elementwise float32
@@ -40,21 +40,12 @@ def _sample(logits, u, temperature, top_k, top_p, variant: str) -> int:
     for r in range(k):  # step 5
         prev = c[r - 1] if r > 0 else F32(0)
         threshold = F32(total * p)
-        inside = prev <= threshold if variant == "top-p-inclusive" else prev < threshold
-        if p < 1 and not inside:
+        if p < 1 and not prev < threshold:
             break
         m = r + 1
-    if variant == "normalised-fallback-last":  # a 'probabilities sum to 1' sampler, falling back to rank m-1
-        probs = [F32(e[r] / c[m - 1]) for r in range(m)]
-        acc = F32(0)
-        for r in range(m):
-            acc = F32(acc + probs[r])
-            if u < acc:
-                return order[r]
-        return order[m - 1]
     target = F32(u * c[m - 1])  # step 6
     for r in range(m):
-        if (c[r] >= target) if variant == "bracket-inclusive" else (c[r] > target):
+        if c[r] > target:
             return order[r]
     last = max(r for r in range(m) if e[r] > 0)  # step 7
     return order[last]

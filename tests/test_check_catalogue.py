@@ -1,27 +1,36 @@
-"""The checker has teeth: every injected bug in the catalogue is caught with a short counterexample, and the
-correct implementations (the spec itself, an independent external one) pass."""
+"""The checker has teeth: every mutant of the catalogue (lmstep/mutants.py) the checker runs is caught, with a short
+counterexample, by a checker law that checks one of the laws the mutant breaks; and the correct implementations
+(the spec itself, an independent external one, a batched engine) pass."""
 
 import sys
 from pathlib import Path
 
 import pytest
 
+from lmstep.mutants import CHECKED, MUTANTS
 from lmstep.runtime.check import Level, check, open_impl
-from lmstep.runtime.check.mutants import MUTANTS
+from lmstep.runtime.check.adapters import ModelImpl
+from lmstep.runtime.check.engines import ENGINES, BatchedImpl, mutant_impl
+from lmstep.runtime.check.lockstep import LAWS
 from lmstep.spec import load
 
 EXTERNAL = f"cmd:{sys.executable} {Path(__file__).parent / 'external_impl.py'}"
 
 
-@pytest.mark.parametrize("name", sorted(MUTANTS))
+@pytest.mark.parametrize("name", sorted(CHECKED))
 def test_every_mutant_is_caught(name):
     mutant = MUTANTS[name]
-    s = mutant.sampler
-    model = load(mutant.model, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
-    report = check(model, mutant.build(model), max_examples=60, shrink_seconds=5)
+    model = load(mutant.model, **mutant.sampler)
+    report = check(model, mutant_impl(name, model), max_examples=60, shrink_seconds=5)
     assert not report.passed, f"{name} was not caught"
     assert report.failed_law and report.counterexample
+    laws = LAWS[report.failed_law][0]  # the laws that checker law checks
+    assert set(laws) & set(mutant.breaks), f"{name}: caught by {report.failed_law} ({laws}), not by its laws"
     assert len(report.counterexample) <= 6, report.counterexample  # shrunk to a handful of operations
+
+
+def test_every_mutant_names_an_engine_of_the_checker():
+    assert {m.engine for m in MUTANTS.values()} <= set(ENGINES)
 
 
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba"])
@@ -106,9 +115,7 @@ class OwnRng:
     afresh each run: the test failed now and then under load."""
 
     def __init__(self, model, scale=1.0):
-        from lmstep.runtime.check.mutants import Engine
-
-        self.engine, self.scale = Engine(model, "own-rng"), scale
+        self.engine, self.scale = ModelImpl(model, "own-rng"), scale
         self.name, self.vocab_size, self.capabilities = "own-rng", model.vocab_size, self.engine.capabilities
         self.model = model.with_sampler(temperature=model.sampler.temperature * scale)
 
@@ -145,10 +152,8 @@ def test_the_onnxruntime_backend_passes_at_l1(name):
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
 def test_a_correct_batched_implementation_passes_the_batch_law(name):
     """Positive control of the batch law: real batching (padded caches and chunks, a key mask) conforms; the
-    same engine without the mask is the batch-padding-leak mutant, caught above."""
-    from lmstep.runtime.check.mutants import BatchedEngine
-
+    same engine on a spec whose attention ignores the mask is the batch-padding-leak mutant, caught above."""
     model = load(name)
-    report = check(model, BatchedEngine(model, "batched"), required=Level.L1, max_examples=25)
+    report = check(model, BatchedImpl(model, "batched"), required=Level.L1, max_examples=25)
     assert report.passed, report.message
     assert report.laws["batch"]["n"] > 0 and report.laws["batch"]["level"] >= Level.L1

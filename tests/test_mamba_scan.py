@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from strategies import BOUNDARY_LENGTHS, models, token_batches
 from tolerances import FORMS, rel_err
 
-from lmstep.proofs.mutants import mutate
+from lmstep.mutants import MUTANTS
 from lmstep.runtime import mamba_scan
 from lmstep.spec import NP, Model, builtin, mamba
 
@@ -61,6 +61,7 @@ def cases(draw):
     return model, tokens, draw(st.integers(0, tokens.shape[1]))
 
 
+@pytest.mark.export("numeric-tolerance", "split-invariance")
 @given(cases())
 @example((small_mamba(1), batch(33), 0))  # past 32 tokens the pairing schedule's top rounds run: 1 at 33,
 @example((small_mamba(2), batch(65), 31))  # 2 at 65 (a carried state from 31 tokens), 3 at 129
@@ -75,14 +76,13 @@ def test_runtime_schedule_equals_the_spec_reference_at_scan_boundaries(n):
     assert schedule_vs_reference(small_mamba(n), batch(n), n // 2) <= FORMS["mamba"]
 
 
-# A top Hillis-Steele round that reads one row too far back (a mutated round of the pairing schedule's top).
-TOP_ROUND_OFF_BY_ONE = ("rounds.append(o.max(o.sub(rows, e), 0))", "rounds.append(o.max(o.sub(rows, o.add(e, 1)), 0))")
-
-
+@pytest.mark.control("unrolled-eq-recurrent")
 def test_a_mutated_top_round_is_caught_by_the_quick_profile(monkeypatch):
-    """The top rounds run only past 32 tokens, so shorter sequences cannot see the mutant; the @given test, under
-    the active (default quick) profile, catches it."""
-    monkeypatch.setattr(mamba_scan, "scan_plan", mutate(mamba_scan.scan_plan, *TOP_ROUND_OFF_BY_ONE))
+    """A top Hillis-Steele round that reads one row too far back (the catalogue's pairing-top-round-off-by-one):
+    the top rounds run only past 32 tokens, so shorter sequences cannot see it; the @given test, under the active
+    (default quick) profile, catches it."""
+    for obj, attr, fn in MUTANTS["pairing-top-round-off-by-one"].patches():
+        monkeypatch.setattr(obj, attr, fn)
     assert schedule_vs_reference(small_mamba(), batch(32), 16) <= FORMS["mamba"]  # 32 tokens: invisible
     with pytest.raises(AssertionError):
         test_runtime_schedule_equals_the_spec_reference_at_l1()

@@ -22,6 +22,7 @@ def _model(name):
     return result
 
 
+@pytest.mark.law("numeric-tolerance")
 @pytest.mark.parametrize("fmt", DTYPES)
 def test_add_assoc_counterexample_replays_in_numpy(fmt):
     result = _model(f"floats/add-assoc-{fmt}")
@@ -31,6 +32,7 @@ def test_add_assoc_counterexample_replays_in_numpy(fmt):
     assert any(line.startswith(f"numpy {fmt}") and "!=" in line for line in result.replay)
 
 
+@pytest.mark.law("numeric-tolerance")
 @pytest.mark.parametrize("fmt", DTYPES)
 def test_scan_counterexample_replays_through_the_numpy_spec(fmt):
     result = _model(f"floats/scan-vs-recurrence-{fmt}")
@@ -54,6 +56,7 @@ def test_onnxruntime_replay_is_reported():
     )
 
 
+@pytest.mark.law("split-invariance")
 @pytest.mark.parametrize("name", ["integers/chunked-scan-saturate8", "integers/chunked-scan-q4.4"])
 def test_integer_counterexamples_replay(name):
     result = _model(name)

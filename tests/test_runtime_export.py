@@ -57,6 +57,7 @@ def contract_problems(model, folder) -> list[str]:
     return problems
 
 
+@pytest.mark.export("state-contract")
 @pytest.mark.parametrize("name", BUILTINS)
 def test_builtin_export_is_checked_and_follows_the_contract(name):
     model = load(name)
@@ -77,6 +78,7 @@ def test_random_exports_follow_the_contract(model):
     assert contract_problems(model, exported(model)) == []
 
 
+@pytest.mark.control("state-contract")
 def test_negative_control_contract_check_sees_a_renamed_input(tmp_path):
     model = load("tiny-gpt2")
     folder = exported(model)

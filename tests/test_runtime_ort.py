@@ -55,12 +55,14 @@ def cases(draw):
     return model, [seq[:cut], seq[cut:]] if cut < len(seq) else [seq], steps
 
 
+@pytest.mark.export("numeric-tolerance", "state-contract")
 @given(cases())
 def test_ort_matches_spec_within_tolerance(case):
     model, chunks, steps = case
     assert divergences(model, onnx_model(model), chunks, steps) == []
 
 
+@pytest.mark.control("numeric-tolerance")
 def test_negative_control_wrong_weights_exceed_tolerance():
     """An export of slightly different weights (the embedding scaled by 1.001) fails the same check."""
     for name in BUILTINS:
@@ -88,6 +90,7 @@ def bitwise_equal(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
     )
 
 
+@pytest.mark.export("determinism")
 @pytest.mark.parametrize("name", BUILTINS)
 def test_ort_bitwise_run_to_run_and_across_threads(name):
     model = load(name, temperature=0.9, top_k=50)
@@ -97,6 +100,7 @@ def test_ort_bitwise_run_to_run_and_across_threads(name):
     assert bitwise_equal(first, trace(onnx_model(model, threads=2), tokens))
 
 
+@pytest.mark.control("determinism")
 def test_negative_control_one_ulp_is_not_bitwise_equal():
     """The bitwise check sees a one-ulp change of one weight tensor."""
     model = load("tiny-llama")
@@ -119,12 +123,14 @@ def unrolled_vs_steps(om, seq, offset=0) -> float:
     return worst
 
 
+@pytest.mark.export("unrolled-eq-recurrent")
 @given(models(), st.data())
 def test_unrolled_graph_equals_repeated_step_graph(model, data):
     seq = data.draw(st.lists(st.integers(0, model.vocab_size - 1), min_size=1, max_size=16))
     assert unrolled_vs_steps(onnx_model(model), seq) <= LOGITS_RTOL[model.arch]
 
 
+@pytest.mark.control("unrolled-eq-recurrent")
 def test_negative_control_steps_off_by_one_token_are_caught():
     om = onnx_model(load("tiny-llama"))
     assert unrolled_vs_steps(om, [72, 105, 33, 10], offset=1) > LOGITS_RTOL["llama"]
@@ -143,6 +149,7 @@ def step_is_pure(om, state, token) -> bool:
     return unchanged and same
 
 
+@pytest.mark.export("states-are-values")
 @pytest.mark.parametrize("name", BUILTINS)
 def test_states_are_values(name):
     om = onnx_model(load(name))
@@ -158,6 +165,7 @@ def test_states_are_values(name):
     assert all(np.array_equal(before[k], v) for k, v in state.arrays().items())
 
 
+@pytest.mark.control("states-are-values")
 def test_alias_guard_and_negative_control(monkeypatch):
     """One buffer bound as both input and output is refused; with the guard off, the purity check catches it."""
     om = onnx_model(load("tiny-mamba"))
@@ -182,10 +190,11 @@ def test_alias_guard_and_negative_control(monkeypatch):
 
 
 # -- generation: the same tokens as the spec --------------------------------------------------------------
+@pytest.mark.export("sampler", "rand-by-position")
 @pytest.mark.parametrize("name", BUILTINS)
 @pytest.mark.parametrize("settings", [{}, {"temperature": 0.8, "top_k": 40, "top_p": 0.95}, {"temperature": 1.0}])
 def test_generate_same_tokens_as_spec(name, settings):
-    """Measured equal on these cases; the sampler's margins (DESIGN.md §4, L2) were never needed here."""
+    """Measured equal on these cases; the sampler's margins (docs/design.md §5, L2) were never needed here."""
     model = load(name, **settings)
     prompt = list(b"Hello, world")
     assert onnx_model(model).generate(prompt, 24, seed=7) == model.generate(prompt, 24, seed=7)
@@ -248,6 +257,7 @@ def test_cuda_unavailable_is_a_clear_error():
     )
 
 
+@pytest.mark.export("split-invariance")
 def test_a_prompt_longer_than_the_graphs_scan_runs_in_chunks(monkeypatch):
     """The unrolled Mamba graph is built for up to mamba_scan.MAX_UNROLLED_LEN tokens (its scan's level count is
     static); longer prompts are prefilled in chunks with the state carried. Shown with the limit lowered to 7 tokens:

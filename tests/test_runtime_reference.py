@@ -106,6 +106,7 @@ def cases(draw):
     return model, tokens, rands, sequence, draw(st.integers(0, len(sequence)))
 
 
+@pytest.mark.export("sampler", "state-contract", "split-invariance")
 @given(cases())
 def test_graphs_equal_spec_bitwise(case):
     """Both graphs of one exported model (export is the slow part, so one test checks both)."""
@@ -122,6 +123,7 @@ def add_to_sub(proto: onnx.ModelProto) -> onnx.ModelProto:
     return broken
 
 
+@pytest.mark.control("state-contract")
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba"])
 def test_negative_control_mutated_graph_is_caught(name):
     model = load(name, temperature=0.8)
@@ -130,6 +132,7 @@ def test_negative_control_mutated_graph_is_caught(name):
     assert unrolled_mismatches(model, add_to_sub(unrolled_proto), [72, 105, 33], 2)
 
 
+@pytest.mark.export("batch-invariance")
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
 def test_attention_mask_is_the_specs_key_mask_bitwise(name):
     """Left padding through genai's attention_mask equals the spec's forward with that key_mask, bit for bit,

@@ -1,13 +1,16 @@
 """Sampler laws (spec/sampler.py) over random logits, rands and settings, checked against an independent
-scalar implementation of SPEC.md (tests/reference_sampler.py); each law has a broken variant it catches."""
+scalar implementation of SPEC.md (tests/reference_sampler.py). The negative controls are the catalogue's sampling
+mutants (edits of spec/sampler.py in lmstep/mutants.py), each caught by the same checks in test_spec_mutants.py."""
 
 import numpy as np
 import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
+from laws import HARD_CASES, check_laws, sampler_violations
 from reference_sampler import reference_sample
 
 from lmstep.spec import InputError, Sampler, load
+from lmstep.spec import sampler as spec_sampler
 from lmstep.spec.sampler import sample_one
 
 F32 = np.float32
@@ -31,39 +34,10 @@ def sampler_cases(draw):
     return z, u, Sampler(temperature=t, top_k=k, top_p=p)
 
 
-def ranks(z, s: Sampler):
-    """Descending order of z / T with ties by lower index, the kept-prefix size m, e and c (float32)."""
-    y = z / F32(s.temperature if s.temperature else 1.0)
-    order = sorted(range(len(z)), key=lambda i: (-float(y[i]), i))
-    ys = np.array([y[i] for i in order], np.float32)
-    k = len(z) if s.top_k == 0 else min(s.top_k, len(z))
-    e = np.where(np.arange(len(z)) < k, np.exp(ys - ys[0]), F32(0)).astype(np.float32)
-    return order, k, e, np.cumsum(e, dtype=np.float32)
+SAMPLER_LAWS = ("sampler", "sampler-bracket", "sampler-keep-set", "sampler-no-zero-prob", "sampler-greedy")
 
 
-def check_laws(z, u, s: Sampler, token: int) -> list[str]:
-    """Every law of SPEC.md's sampler section that the chosen token must satisfy; returns the violations."""
-    if not 0 <= token < len(z):
-        return [f"token {token} outside vocabulary"]
-    with np.errstate(over="ignore"):
-        overflow = s.temperature > 0 and np.isinf((z / F32(s.temperature)).max())  # +inf, or -inf everywhere
-    if s.temperature == 0 or overflow:
-        top = int(np.flatnonzero(z == z.max())[0])
-        return [] if token == top else [f"greedy chose {token}, lowest argmax is {top}"]
-    order, k, e, c = ranks(z, s)
-    threshold = F32(c[-1] * F32(s.top_p))
-    m = k if s.top_p >= 1 else sum(1 for i in range(k) if (c[i - 1] if i else F32(0)) < threshold)
-    r, bad = order.index(token), []
-    if r >= m:
-        bad.append(f"rank {r} outside the kept set (top-k {k}, top-p prefix {m})")
-    if e[r] == 0:
-        bad.append(f"zero-probability token {token} (rank {r})")
-    prev, target = (c[r - 1] if r else F32(0)), F32(F32(u) * c[m - 1])
-    if not prev <= target < c[r]:
-        bad.append(f"rank {r} bucket [{prev}, {c[r]}) does not contain target {target}")
-    return bad
-
-
+@pytest.mark.law(*SAMPLER_LAWS)
 @given(sampler_cases())
 @settings(max_examples=300)
 @pytest.mark.filterwarnings(
@@ -78,34 +52,20 @@ def test_sampler_laws_and_agreement_with_reference(case):
     assert token == reference_sample(z, u, s.temperature, s.top_k, s.top_p)
 
 
-# -- negative controls: broken readings of the spec that the same checks catch ------------------------------
-BROKEN = {
-    # (variant, input that exposes it)
-    "greedy-last": (np.array([1.0, 3.0, 3.0], np.float32), 0.0, Sampler()),
-    "top-p-inclusive": (np.array([0.0, 0.0, 0.0, 0.0], np.float32), 0.9, Sampler(temperature=1.0, top_p=0.5)),
-    "bracket-inclusive": (np.array([0.0, 0.0], np.float32), 0.5, Sampler(temperature=1.0)),
-    # 12 fl(1/12) sum to 0.9999999 < u, so the normalised sampler runs past its CDF onto a zero-probability token
-    "normalised-fallback-last": (
-        np.array([0.0] * 12 + [-200.0], np.float32),
-        1 - 2**-24,
-        Sampler(temperature=1.0),
-    ),
-}
+@pytest.mark.law(*SAMPLER_LAWS)
+def test_the_spec_passes_the_hard_cases():
+    """Positive control of the sampling mutants' check (laws.sampler_violations): draws exactly on a bucket
+    boundary, on the top-p threshold, at rank k, with ties, an overflowing z / T and u = 1 break no law."""
+    assert sampler_violations(spec_sampler.sample) == set()
+    assert len(HARD_CASES) >= 8
 
 
-@pytest.mark.parametrize("variant", sorted(BROKEN))
-def test_broken_sampler_is_caught(variant):
-    z, u, s = BROKEN[variant]
-    broken = reference_sample(z, u, s.temperature, s.top_k, s.top_p, variant=variant)
-    assert broken != sample_one(z, u, s) or check_laws(z, u, s, broken)
-    assert broken != reference_sample(z, u, s.temperature, s.top_k, s.top_p)
-
-
+@pytest.mark.law("sampler-no-zero-prob")
 @given(st.integers(0, 2**24 - 1), st.floats(1.0, float(np.finfo(np.float32).max), width=32))
 def test_fallback_is_unreachable_with_float32_rands(bits, total):
     """Step 7 never fires for a spec rand: u = i / 2^24 < 1 and c_{m-1} >= e_0 = 1 give fl(u * c) < c, so
     some kept bucket always exceeds the target. (The rule exists for implementations whose target is computed
-    differently; the negative control 'normalised-fallback-last' shows why it must be explicit.)"""
+    differently; the catalogue's 'normalised-fallback-last' mutant shows why it must be explicit.)"""
     assert F32(F32(bits / 2**24) * F32(total)) < F32(total)
 
 
@@ -139,25 +99,12 @@ def test_rand_outside_unit_interval_is_refused(u):
         sample_one(np.zeros(4, np.float32), u, Sampler(temperature=1.0))
 
 
+@pytest.mark.law("sampler-greedy")
 def test_overflowing_temperature_is_greedy():
     """Found by the proofs work: T = 1e-30 with a logit of 3e38 used to make every e_r NaN and return the least
-    likely token. SPEC.md §3 step 0 makes it the T -> 0 limit: greedy."""
+    likely token. SPEC.md §3 step 1 makes it the T -> 0 limit: greedy. (Without the rule: the catalogue's
+    'no-overflow-rule' mutant, which picks token 3 here.)"""
     z = np.array([3e38, 1, 0, -1], np.float32)
     for top_p in (0.9, 1.0):
         assert sample_one(z, 0.5, Sampler(temperature=1e-30, top_p=top_p)) == 0
     assert reference_sample(z, 0.5, 1e-30, 0, 0.9) == 0
-
-
-def test_without_the_overflow_rule_the_least_likely_token_comes_out():
-    """Negative control: the same computation without step 0's overflow branch picks token 3."""
-    from lmstep.spec import sampler as sampler_mod
-    from lmstep.spec.ops import NP
-
-    src = __import__("inspect").getsource(sampler_mod.sample)
-    broken_src = src.replace("token = o.where(o.squeeze(o.equal(o.sub(top, top), 0.0), -1), token, greedy)", "pass")
-    assert broken_src != src
-    ns = dict(sampler_mod.__dict__)
-    exec(__import__("textwrap").dedent(broken_src), ns)
-    z = np.array([[3e38, 1, 0, -1]], np.float32)
-    with np.errstate(all="ignore"):
-        assert int(ns["sample"](NP, z, np.array([0.5], np.float32), 1e-30, 0, 0.9)[0]) == 3

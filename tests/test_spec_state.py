@@ -14,6 +14,7 @@ from lmstep.spec.arrays import MIN_CAPACITY, SeqBuffer, frozen_array
 from lmstep.spec.model import StepOutput
 
 
+@pytest.mark.law("states-are-values")
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba"])
 def test_state_and_output_arrays_are_read_only(name):
     model = load(name)
@@ -35,6 +36,7 @@ def test_constructing_from_a_users_array_copies_it():
     assert out.logits[0] == 1  # ... and our value does not change
 
 
+@pytest.mark.law("states-are-values")
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba"])
 def test_step_never_changes_its_input_state(name):
     model = load(name)
@@ -65,6 +67,7 @@ def test_capacity_doubles_so_copies_are_logarithmic():
     assert len(stores) <= int(np.log2(5000 / MIN_CAPACITY)) + 2  # 10 stores for 5000 appends
 
 
+@pytest.mark.law("states-are-values")
 def test_fork_copies_once_and_both_branches_are_right():
     _, base = SeqBuffer.empty((3,), axis=0).append(np.arange(6, dtype=np.float32).reshape(2, 3))
     a_view, a = base.append(np.full((1, 3), 7, np.float32))
@@ -73,6 +76,7 @@ def test_fork_copies_once_and_both_branches_are_right():
     assert a_view[2, 0] == 7 and b_view[2, 0] == 8 and base.shape == (2, 3)
 
 
+@pytest.mark.law("states-are-values")
 @given(st.lists(st.tuples(st.integers(0, 30), st.integers(1, 4)), min_size=1, max_size=40))
 def test_any_sequence_of_appends_and_forks_reads_back_what_was_written(ops):
     """Model-checks SeqBuffer against plain lists: ops are (index of an earlier value to extend, rows)."""
@@ -88,6 +92,7 @@ def test_any_sequence_of_appends_and_forks_reads_back_what_was_written(ops):
         assert buf.view().tolist() == [[float(a), float(b)] for a, b in rows]
 
 
+@pytest.mark.law("states-are-values")
 def test_concurrent_forks_from_one_state():
     """Threads stepping the same state at once each get their own correct branch."""
     model = load("tiny-gpt2")
@@ -112,6 +117,7 @@ def test_concurrent_forks_from_one_state():
         assert s == ref and np.array_equal(logits, ref_out.logits)
 
 
+@pytest.mark.law("state-contract")
 def test_state_equality_is_exact():
     model = load("tiny-mamba")
     s1, _ = model.prefill(model.init_state(), [1, 2, 3])

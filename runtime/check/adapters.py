@@ -5,7 +5,7 @@ onnx                    the --model exported to ONNX and run by onnxruntime (lms
 onnx:DIR                an exported ONNX folder following lmstep's IO contract
 cmd:"program args"      any program speaking the JSON-lines protocol (external.py)
 python:module:factory   factory(model) -> an object with init/run/decode (+ optional fork/state/run_batch)
-mutant:NAME             one of the injected-bug implementations in mutants.py
+mutant:NAME             a mutant of the catalogue (lmstep/mutants.py) in its engine (engines.py)
 hf / hf:FOLDER          transformers on a checkpoint folder (the --model folder by default; the hf extra)
 """
 
@@ -72,11 +72,9 @@ def open_impl(spec: str, model: Model, timeout: float = 30.0, provider: str = "a
     if kind == "spec" and not arg:
         return SpecImpl(model)
     if kind == "mutant":
-        from .mutants import MUTANTS
+        from .engines import mutant_impl
 
-        if arg not in MUTANTS:
-            raise InputError(f"unknown mutant {arg!r}; choose from: {', '.join(MUTANTS)}")
-        return MUTANTS[arg].build(model)
+        return mutant_impl(arg, model)
     if kind == "cmd":
         from .external import CommandImpl
 

@@ -1,4 +1,4 @@
-"""Conformance levels (DESIGN.md §4) and how one observation is graded.
+"""Conformance levels (docs/design.md §5) and how one observation is graded.
 
     L0 bitwise      the implementation's float32 logits (or state) have exactly the spec's bits
     L1 numeric      within the spec's measured tolerance: rel_err <= FORMS[arch] (lmstep.spec.conformance)

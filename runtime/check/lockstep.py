@@ -27,16 +27,23 @@ from lmstep.spec.conformance import FORMS
 from ..codec import f32_value
 from .levels import Grade, Level, grade_distribution, grade_logits, grade_numbers, grade_token, kept_distribution
 
-LAWS = {
-    "unrolled": "a chunk from the initial state (prefill) = spec",
-    "split": "a chunk after a cache (any prefill split) = spec",
-    "recurrent": "one decode step = spec",
-    "sampler": "the token sampled with the same rand = spec",
-    "state": "the whole state after each operation = spec",
-    "fork": "a resumed snapshot continues like the spec",
-    "batch": "a sequence in a batch = the same sequence alone",
-    "determinism": "the same operation twice gives the same bits",
-    "causality": "appending tokens never changes earlier logits",
+# The checker's laws by their user-facing names: the laws each checks (lmstep.spec.laws ids, `lmstep laws`; the
+# first is the one it is about) and what one comparison is. Each compares the implementation with the spec on one
+# kind of operation, so the spec's own laws carry over: an implementation that matches the spec on chunks from
+# the initial state (unrolled), on chunks after a cache (split) and on single steps (recurrent) obeys unrolled =
+# recurrent and split invariance within the tolerances. Every numeric comparison with the spec is also one of
+# numeric-tolerance (L1: within the measured tolerance).
+NUMERIC = "numeric-tolerance"
+LAWS: dict[str, tuple[tuple[str, ...], str]] = {
+    "unrolled": (("unrolled-eq-recurrent", NUMERIC), "a chunk from the initial state (prefill) = spec"),
+    "split": (("split-invariance", NUMERIC), "a chunk after a cache (any prefill split) = spec"),
+    "recurrent": (("unrolled-eq-recurrent", NUMERIC), "one decode step = spec"),
+    "sampler": (("sampler",), "the token sampled with the same rand = spec"),
+    "state": (("state-contract", NUMERIC), "the whole state after each operation = spec"),
+    "fork": (("states-are-values", NUMERIC), "a resumed snapshot continues like the spec"),
+    "batch": (("batch-invariance", NUMERIC), "a sequence in a batch = the same sequence alone"),
+    "determinism": (("determinism",), "the same operation twice gives the same bits"),
+    "causality": (("causality",), "appending tokens never changes earlier logits"),
 }
 
 # Laws that compare two different computations inside the implementation (a prefix vs its extension runs

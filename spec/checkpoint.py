@@ -1,5 +1,5 @@
 """Load a Hugging Face checkpoint folder as a ``Model``: config.json + model.safetensors (or sharded with
-model.safetensors.index.json), for GPT2LMHeadModel, LlamaForCausalLM and MambaForCausalLM.
+model.safetensors.index.json), for the architectures of spec/hf_config.py (GPT-2, the Llama-style families, Mamba).
 
     config.json        -> hf_config.read_config: architecture + Config, refusing what we do not implement
     *.safetensors      -> safetensors_io: validated, memory-mapped, widened to float32 (bf16 / f16 exactly)
@@ -105,21 +105,25 @@ def _no_weights_message(folder: str) -> str:
 
 def read_params(arch: str, cfg: Config, src: TensorSource) -> dict[str, np.ndarray]:
     """Our parameters (float32, our layout) from the checkpoint's tensors, every name and shape checked."""
-    in_file = hf_names.with_base_prefix(arch, src.names())  # canonical HF name -> name in the file
+    family = hf_names.family(arch, cfg)
+    in_file = hf_names.with_base_prefix(family, src.names())  # canonical HF name -> name in the file
     params: dict[str, np.ndarray] = {}
     used: set[str] = set()
+    last: tuple[str, np.ndarray] | None = None  # a fused tensor (Phi-3) is read once for its consecutive blocks
     for ours, shape in ARCHITECTURES[arch].param_shapes(cfg).items():
-        hf, layout = hf_names.hf_name(arch, ours)
+        hf, layout = hf_names.hf_name(family, ours, cfg)
         if hf not in in_file:
             raise CheckpointError(
                 f"{src.where}: tensor {hf!r} is missing, but config.json needs it (shape "
                 f"{list(hf_names.hf_shape(shape, layout))}); the weights do not match config.json"
             )
-        params[ours] = hf_names.to_ours(_read(src, in_file[hf], hf_names.hf_shape(shape, layout)), layout)
+        if last is None or last[0] != hf:
+            last = (hf, _read(src, in_file[hf], hf_names.hf_shape(shape, layout)))
+        params[ours] = hf_names.to_ours(last[1], layout)
         used.add(hf)
     tied = isinstance(cfg, gpt2.Config) or cfg.tie_word_embeddings  # untied, lm_head was read above like any parameter
     if tied and hf_names.LM_HEAD in in_file:  # a tied checkpoint may still store the (identical) output projection
-        emb, head = in_file[hf_names.EMBEDDING[arch]], in_file[hf_names.LM_HEAD]
+        emb, head = in_file[hf_names.EMBEDDING[family]], in_file[hf_names.LM_HEAD]
         emb_file = src.files[emb]
         if not np.array_equal(_read(src, head, emb_file.tensors[emb].shape), emb_file.read_float32(emb)):
             fix = (
@@ -131,7 +135,7 @@ def read_params(arch: str, cfg: Config, src: TensorSource) -> dict[str, np.ndarr
             )
         used.add(hf_names.LM_HEAD)
     for hf in sorted(set(in_file) - used):
-        if not hf_names.IGNORED[arch].fullmatch(hf):
+        if not hf_names.IGNORED[family].fullmatch(hf):
             raise CheckpointError(
                 f"{src.files[in_file[hf]].path}: unexpected tensor {in_file[hf]!r}, which config.json does not use "
                 "(e.g. a bias with attention_bias=false); fix config.json or remove the tensor"

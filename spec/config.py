@@ -20,6 +20,16 @@ def positive_float(inst: object, attr: attrs.Attribute[float], value: object) ->
         raise ConfigError(f"{type(inst).__name__}.{attr.name} must be a positive finite number, got {value!r}")
 
 
+def optional_positive_int(inst: object, attr: attrs.Attribute[int | None], value: object) -> None:
+    if value is not None:
+        positive_int(inst, attr, value)  # type: ignore[arg-type]
+
+
+def optional_positive_float(inst: object, attr: attrs.Attribute[float | None], value: object) -> None:
+    if value is not None:
+        positive_float(inst, attr, value)  # type: ignore[arg-type]
+
+
 def boolean(inst: object, attr: attrs.Attribute[bool], value: object) -> None:
     if not isinstance(value, bool):
         raise ConfigError(f"{type(inst).__name__}.{attr.name} must be true or false, got {value!r}")
@@ -39,3 +49,5 @@ def _to_float(v: object) -> object:
 POSITIVE_INT: dict[str, Any] = {"validator": positive_int}
 POSITIVE_FLOAT: dict[str, Any] = {"converter": _to_float, "validator": positive_float}
 BOOLEAN: dict[str, Any] = {"validator": boolean}
+OPTIONAL_INT: dict[str, Any] = {"validator": optional_positive_int}  # None: not used by this configuration
+OPTIONAL_FLOAT: dict[str, Any] = {"converter": _to_float, "validator": optional_positive_float}

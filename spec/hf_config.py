@@ -295,7 +295,8 @@ def _qwen_windows(f: Fields, ctx: Any, d: dict[str, Any]) -> None:
     from max_window_layers on), and only when use_sliding_window: the window is ``sliding_window`` keys. Accepted
     when no layer slides, or the window covers every position (>= max_position_embeddings): the same math."""
     use = f.expect("use_sliding_window", (False, True), False)
-    window = f.take("sliding_window", 4096) if use else None
+    window = f.take("sliding_window", 4096) if use else None  # Qwen2Config: None unless use_sliding_window
+    f.inert("sliding_window")  # so without use_sliding_window it is read by nothing
     first = f.take("max_window_layers", 28)
     layers = f.raw.get("num_hidden_layers", d["layers"])
     kinds = f.take("layer_types", None)

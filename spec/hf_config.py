@@ -329,13 +329,14 @@ def _rope(f: Fields, family: str, ctx: Any) -> dict[str, Any]:
 
     As transformers' ``convert_rope_params_to_dict``: a non-null rope_scaling wins over rope_parameters; keys
     inside the dict win over top-level ones; theta defaults to 10000. A llama3 dict without
-    original_max_position_embeddings takes max_position_embeddings (``standardize_rope_params``), and a top-level
-    original_max_position_embeddings wins over the dict's (transformers gives the attribute priority; it is read
-    by no other RoPE type lmstep implements, so it is inert otherwise).
+    original_max_position_embeddings takes max_position_embeddings (``standardize_rope_params``). A top-level
+    original_max_position_embeddings is inert: Phi3Config's own field is read only by longrope (refused), and
+    for the other families it becomes an attribute after the dict was standardised, so the dict's value stands
+    (measured with transformers 5.25: a top-level 16 beside a dict's 999 leaves 999).
     """
     scaling, params = f.take("rope_scaling", None), f.take("rope_parameters", None)
     top_theta, top_factor = f.take("rope_theta", None), f.take("partial_rotary_factor", None)
-    top_original = f.take("original_max_position_embeddings", None)
+    f.inert("original_max_position_embeddings")
     params = scaling or params or {}
     name = "rope_scaling" if scaling else "rope_parameters"
     if not isinstance(params, dict):
@@ -366,7 +367,7 @@ def _rope(f: Fields, family: str, ctx: Any) -> dict[str, Any]:
     }
     for key in ROPE_KEYS[kind] & set(rope.LLAMA3_KEYS):
         if key == "original_max_position_embeddings":
-            out[key] = top_original if top_original is not None else params.get(key, ctx)
+            out[key] = params.get(key, ctx)
         elif key not in params:
             raise f.error(f"{name} of rope_type {json.dumps(kind)} lacks {key!r}; transformers needs it too")
         else:

@@ -1,5 +1,6 @@
-"""transformers as an implementation under check (the optional hf extra): Llama and GPT-2 conform at L1, and
-the checker pins down where transformers' Mamba diverges. Skipped, with the reason, without torch."""
+"""transformers as an implementation under check (the optional hf extra): Llama, GPT-2 and one fixture of each
+Llama-style family (Llama 3.x RoPE, Qwen2, Qwen3, Gemma, Phi-3) conform at L1, and the checker pins down where
+transformers' Mamba diverges. Skipped, with the reason, without torch."""
 
 from pathlib import Path
 
@@ -14,7 +15,16 @@ from lmstep.spec import load  # noqa: E402
 FIXTURES = Path(__file__).parent / "fixtures" / "hf"
 
 
-@pytest.mark.parametrize("name", ["llama-gqa-theta-sharded", "llama-mqa-headdim-bias-bf16", "gpt2-base"])
+FAMILIES = [
+    "llama3-rope-gqa",
+    "qwen2-gqa-window-sharded",
+    "qwen3-mqa-tied-bias-llama3-f16-sharded",
+    "gemma-mqa-headdim",
+    "phi3-partial-rotary-tied-bf16",
+]
+
+
+@pytest.mark.parametrize("name", ["llama-gqa-theta-sharded", "llama-mqa-headdim-bias-bf16", "gpt2-base", *FAMILIES])
 def test_transformers_conforms_at_l1(name):
     model = load(FIXTURES / name, temperature=0.8, top_k=20)
     report = check(model, open_impl("hf", model), required=Level.L1, max_examples=10)

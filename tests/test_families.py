@@ -7,6 +7,7 @@ tests/test_families_hf.py (optional torch) and, through recorded fixtures, in te
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from decimal import Decimal, getcontext
 
@@ -198,3 +199,19 @@ def test_family_batches_and_forks(name):
 def test_family_onnxruntime_matches_spec(name):
     model = load(name)
     assert divergences(model, onnx_model(model), [PROMPT[:7], PROMPT[7:20]], PROMPT[20:24]) == []
+
+
+# -- the stepper and traces, through the command line ------------------------------------------------------------
+@pytest.mark.parametrize("name", FAMILIES)
+def test_family_stepper_and_trace_replay(name, tmp_path, capsys):
+    from lmstep.runtime.cli import main
+
+    args = ["-m", name, "--prompt", "Hi", "--steps", "4", "-T", "0.8", "--seed", "3"]
+    assert main(["step", *args, "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    expected = load(name, temperature=0.8).generate(list(b"Hi"), 4, seed=3)
+    assert [r["sampled"] for r in rows[1:]] == expected
+    path = tmp_path / "t.jsonl"
+    assert main(["trace", *args, "--out", str(path)]) == 0
+    assert main(["replay", str(path)]) == 0
+    assert "OK: 4 of 4 ops bitwise" in capsys.readouterr().out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import attrs
 import numpy as np
 
 from . import gpt2, llama, mamba
@@ -18,7 +19,7 @@ from .rand import uniform_array
 
 SEED = 20261126
 
-_TINY = dict(  # tiny-llama's shape, which the Llama-style families below vary
+TINY_LLAMA = llama.Config(
     vocab_size=256,
     hidden_size=64,
     intermediate_size=176,
@@ -28,12 +29,13 @@ _TINY = dict(  # tiny-llama's shape, which the Llama-style families below vary
     head_dim=16,
     max_position_embeddings=4096,
     rms_norm_eps=1e-5,
+    rope_theta=10000.0,
 )
 
 CONFIGS: dict[str, tuple[str, Config, str]] = {
     "tiny-llama": (
         "llama",
-        llama.Config(**_TINY, rope_theta=10000.0),
+        TINY_LLAMA,
         "Llama-style: 2 layers, width 64, 4 query heads sharing 2 kv heads (GQA), RoPE, SwiGLU; bytes",
     ),
     "tiny-gpt2": (
@@ -54,11 +56,11 @@ CONFIGS: dict[str, tuple[str, Config, str]] = {
         ),
         "Mamba-style selective SSM: 2 layers, width 64, inner 128, state 16, conv 4, tied embeddings; bytes",
     ),
-    # The families of the Llama-style decoder (SPEC.md §5): tiny-llama's shape with each family's switches.
+    # The families of the Llama-style decoder (SPEC.md §5): tiny-llama with each family's switches.
     "tiny-llama3": (
         "llama",
-        llama.Config(
-            **_TINY,
+        attrs.evolve(
+            TINY_LLAMA,
             rope_theta=500000.0,
             rope_type="llama3",
             factor=8.0,
@@ -70,34 +72,26 @@ CONFIGS: dict[str, tuple[str, Config, str]] = {
     ),
     "tiny-qwen2": (
         "llama",
-        llama.Config(
-            **{**_TINY, "rms_norm_eps": 1e-6},
-            model_type="qwen2",
-            qkv_bias=True,
-            rope_theta=1e6,
-            tie_word_embeddings=True,
+        attrs.evolve(
+            TINY_LLAMA, model_type="qwen2", qkv_bias=True, rope_theta=1e6, rms_norm_eps=1e-6, tie_word_embeddings=True
         ),
         "Qwen2: q/k/v biases (no o bias), GQA 4/2, theta 1e6, tied embeddings; bytes",
     ),
     "tiny-qwen3": (
         "llama",
-        llama.Config(
-            **{**_TINY, "head_dim": 32, "rms_norm_eps": 1e-6}, model_type="qwen3", qk_norm=True, rope_theta=1e6
-        ),
+        attrs.evolve(TINY_LLAMA, model_type="qwen3", head_dim=32, qk_norm=True, rope_theta=1e6, rms_norm_eps=1e-6),
         "Qwen3: RMSNorm on each head's q and k before RoPE, head_dim 32 (4 x 32 != width 64), GQA 4/2; bytes",
     ),
     "tiny-gemma": (
         "llama",
-        llama.Config(
-            **{
-                **_TINY,
-                "hidden_size": 48,
-                "intermediate_size": 128,
-                "num_key_value_heads": 1,
-                "head_dim": 32,
-                "rms_norm_eps": 1e-6,
-            },
+        attrs.evolve(
+            TINY_LLAMA,
             model_type="gemma",
+            hidden_size=48,
+            intermediate_size=128,
+            num_key_value_heads=1,
+            head_dim=32,
+            rms_norm_eps=1e-6,
             hidden_act="gelu_pytorch_tanh",
             norm_unit_offset=True,
             scale_embeddings=True,
@@ -107,7 +101,7 @@ CONFIGS: dict[str, tuple[str, Config, str]] = {
     ),
     "tiny-phi3": (
         "llama",
-        llama.Config(**{**_TINY, "num_key_value_heads": 4}, model_type="phi3", partial_rotary_factor=0.75),
+        attrs.evolve(TINY_LLAMA, model_type="phi3", num_key_value_heads=4, partial_rotary_factor=0.75),
         "Phi-3: RoPE on the first 12 of 16 dims of each head (partial_rotary_factor 0.75), 4 heads; bytes",
     ),
 }

@@ -118,9 +118,8 @@ def hf_name(family: str, ours: str, cfg: Any = None) -> tuple[str, Layout]:
     """Our dotted parameter name -> (HF tensor name, layout: "copy" | "linear" | "conv" | a block of rows)."""
     m = _LAYER_NAME.fullmatch(ours)
     if m:
-        suffix, layout = LAYER_LEAVES[family][m.group(2)]
-        if layout == "rows":
-            layout = fused_rows(m.group(2), cfg)
+        suffix, named = LAYER_LEAVES[family][m.group(2)]
+        layout: Layout = fused_rows(m.group(2), cfg) if named == "rows" else named
         return LAYER[family].format(i=m.group(1)) + suffix, layout
     return TOP[family][ours]
 

@@ -23,7 +23,8 @@ Layer 2, MLP: g_v = [remaining(v) > 0] = relu(M a) - relu(M a - 1) with a = rem_
   remaining(v) >= 1 and t + 1 <= 2 max_len + 2, M a >= 2. It writes the output scores into tok (after
   cancelling the input's one-hot there): score_v = g_v - 2 sum_{u<v} g_u, score_EOS = 1 - 2 sum_u g_u,
   score_BOS = score_SEP = -1. The smallest v with g_v = 1 scores 1 and every other token <= 0; with no
-  symbol left EOS scores 1 and the rest <= 0.
+  symbol left EOS scores 1 and the rest <= 0. The input token's one-hot is cancelled by clamped switches
+  too, so the scores do not depend on LayerNorm's scale here (which rem moves by up to ~15%).
 Final LayerNorm reads tok only (its weight is 0 elsewhere); the tied unembedding wte^T turns tok_v into logit v.
 """
 
@@ -37,6 +38,9 @@ from lmstep.spec import gpt2
 
 from .kit import EPS, HARD, SWITCH, Stream, gpt2_zeros, ln_sigma, to_float32, zero_sum_reads
 
+# The LayerNorm scale w / sigma that layer 2's MLP sees ranges over this interval (rem moves sigma; with the
+# ln_2 weight set for the three one-hot blocks it is 1 where rem = 0): proofs/algorithm.py proves it.
+LAMBDA = (0.8, 1.25)
 FINAL_SCALE = 8.0  # ln_f weight on tok, in units of the final sigma: a score gap of 1 becomes a logit gap of ~4+
 
 
@@ -49,7 +53,7 @@ def build(k: int, max_len: int) -> tuple[gpt2.Config, dict[str, np.ndarray], Str
     V = k + 3
     BOS, SEP, EOS = k, k + 1, k + 2
     s = Stream([("tok", V), ("flag", 2), ("io", 2 * k + 1), ("rem", k)])
-    C, F = s.width, 2 * k + V
+    C, F = s.width, 2 * k + 2 * V
     n_pos = 2 * max_len + 2  # BOS x_1..x_n SEP y_1..y_n: the last decision (EOS) is made at position 2n + 1
     cfg = gpt2.Config(vocab_size=V, n_embd=C, n_layer=2, n_head=1, n_positions=n_pos, n_inner=F, layer_norm_epsilon=EPS)
     p = gpt2_zeros(cfg)
@@ -92,7 +96,7 @@ def build(k: int, max_len: int) -> tuple[gpt2.Config, dict[str, np.ndarray], Str
         p[L + "c_attn_weight"][OUT(v), vv + s.at("rem", v)] = -1.0
         p[L + "attn_c_proj_weight"][s.at("rem", v), s.at("rem", v)] = 1.0
     p[L + "ln_2_weight"][:] = ln_sigma(3, C)  # plus rem, which moves sigma by a bounded factor (docs/algorithms.md)
-    M = 2.0 * (2 * max_len + 2) / 0.8  # M * remaining / (t + 1) >= 2 even if LayerNorm shrinks rem by 0.8
+    M = 2.0 * (2 * max_len + 2) / LAMBDA[0]  # M * remaining / (t + 1) >= 2 at the smallest LayerNorm scale
     score = np.zeros((k, V))  # d score / d g_v: g_v itself, -2 on every later symbol and on EOS
     for v in range(k):
         score[v, v] = 1.0
@@ -105,9 +109,14 @@ def build(k: int, max_len: int) -> tuple[gpt2.Config, dict[str, np.ndarray], Str
         for u in range(V):
             p[L + "mlp_c_proj_weight"][v, tok(u)] = score[v, u] / K
             p[L + "mlp_c_proj_weight"][k + v, tok(u)] = -score[v, u] / K
-    for u in range(V):  # unit 2k + u cancels the input token's one-hot in tok
-        p[L + "c_fc_weight"][tok(u), 2 * k + u] = K
-        p[L + "mlp_c_proj_weight"][2 * k + u, tok(u)] = -1.0 / K
+    for u in range(V):  # units 2k + 2u, 2k + 2u + 1 cancel the input token's one-hot in tok, clamped like g: the
+        # LayerNorm scale lambda here is not 1 (rem moves sigma), so relu(3K lambda) - relu(3K lambda - K) = K
+        # (3K: both inputs stay >= 8 (3 lambda - 1) >= 11 for lambda >= 0.8, where GELU is the identity)
+        p[L + "c_fc_weight"][tok(u), 2 * k + 2 * u] = 3 * K
+        p[L + "c_fc_weight"][tok(u), 2 * k + 2 * u + 1] = 3 * K
+        p[L + "c_fc_bias"][2 * k + 2 * u + 1] = -K
+        p[L + "mlp_c_proj_weight"][2 * k + 2 * u, tok(u)] = -1.0 / K
+        p[L + "mlp_c_proj_weight"][2 * k + 2 * u + 1, tok(u)] = 1.0 / K
     p[L + "mlp_c_proj_bias"][tok(EOS)] = 1.0
     p[L + "mlp_c_proj_bias"][tok(BOS)] = p[L + "mlp_c_proj_bias"][tok(SEP)] = -1.0
 

@@ -30,7 +30,7 @@ from lmstep.spec.ops import NP
 
 from .rounding import Enclosure, RoundingOps, fresh_cache
 
-CHUNK = 4096  # prompts per forward pass: bounds memory (the enclosure pass holds ~20 float64 [B, T, C] arrays)
+CHUNK = 256  # prompts per forward pass: small arrays stay in cache (measured: 4096 took 2x longer)
 
 
 @dataclass

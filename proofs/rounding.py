@@ -83,12 +83,12 @@ def lift(x: Any) -> Enclosure:
     return x if isinstance(x, Enclosure) else Enclosure(np.asarray(x, np.float64))
 
 
-def _rounded(mid: np.ndarray, rad: np.ndarray, rel: float = U) -> Enclosure:
+def _rounded(mid: np.ndarray, rad: np.ndarray, rel: float | None = None) -> Enclosure:
     """Add the rounding of a result whose exact value lies in mid +- rad. An exact 0 (mid = rad = 0, e.g.
     0 * x or 0 - 0) stays exact: IEEE arithmetic on exact zeros has no rounding."""
     err = np.abs(mid)
     err += rad
-    err *= rel
+    err *= U if rel is None else rel
     err += rad
     np.add(err, TINY, out=err, where=err != 0)
     return Enclosure(mid, err)

@@ -271,10 +271,11 @@ def reverse_structure(algo: Algorithm) -> list[Query]:
 STRUCTURE = {"sort": sort_structure, "reverse": reverse_structure}
 # One entry each, chosen to break the mechanism the structure proof is about:
 #   sort: the score g_0 gives symbol 1 flips from -2/K to +2/K, so "1" outranks "0" when both remain;
-#   reverse: layer 2's key no longer reads position 3, so no key matches a target of 3.
+#   reverse: layer 2's output projection drops the copied symbol 1 (a matrix the zero-sum rule does not touch, so
+#   the change is local: every other symbol is still copied).
 PERTURB: dict[str, tuple[str, Callable[[Algorithm], tuple[int, ...]], float]] = {
     "sort": ("layers.1.mlp_c_proj_weight", lambda a: (0, a.stream.at("tok", 1)), 2.0 / SWITCH),
-    "reverse": ("layers.1.c_attn_weight", lambda a: (a.stream.at("pos", 3), a.stream.width + 3), 0.0),
+    "reverse": ("layers.1.attn_c_proj_weight", lambda a: (a.stream.at("out", 1), a.stream.at("out", 1)), 0.0),
 }
 # A near tie that float32 still decides correctly but no enclosure can: BOS scores 1 - 2^-14 instead of -1 (sort),
 # and 1 - 2^-14 instead of 0 (reverse; BOS is never an answer).
@@ -384,7 +385,7 @@ for name in ("sort", "reverse"):
             "as the law",
             VIA_STRUCTURE,
             "refuted",
-            lambda name=name: STRUCTURE[name](_mutant(name, PERTURB)),
+            lambda name=name: STRUCTURE[name](_mutant(name, PERTURB))[::-1],  # the readouts it breaks come last
             mutant_of=structure,
             timeout_s=120,
         )

@@ -20,6 +20,7 @@ Everything else is Z3Ops over the reals (proofs/symbolic.py): the proofs are abo
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -48,18 +49,23 @@ def _fold_ground(x: Any) -> Any:
     folds and a uniform head's weights are the constants 1/n."""
     if not (isinstance(x, np.ndarray) and x.dtype == object):
         return x
-    out = x.copy()
+    out, seen = x.copy(), {}
     for idx in np.ndindex(*x.shape):
         t = x[idx]
-        if z3.is_expr(t) and not z3.is_rational_value(t) and not _has_constants(t):
+        if z3.is_expr(t) and not z3.is_rational_value(t) and _ground(t, seen):
             out[idx] = z3.simplify(t)
     return out
 
 
-def _has_constants(t: Any) -> bool:
-    if z3.is_const(t) and t.decl().kind() == z3.Z3_OP_UNINTERPRETED:
-        return True
-    return any(_has_constants(c) for c in t.children())
+def _ground(t: Any, seen: dict[int, bool]) -> bool:
+    """No uninterpreted constant below t; memoized on term ids, since max terms share subterms (a DAG)."""
+    key = t.get_id()
+    if key not in seen:
+        if z3.is_const(t):
+            seen[key] = t.decl().kind() != z3.Z3_OP_UNINTERPRETED
+        else:
+            seen[key] = all(_ground(c, seen) for c in t.children())
+    return seen[key]
 
 
 class SaturationOps(Z3Ops):
@@ -97,6 +103,22 @@ class SaturationOps(Z3Ops):
             self._gelu_of[t.get_id()] = g_in
             out[idx] = t
         return out
+
+    def matmul(self, a: Any, b: Any) -> Any:
+        """Activations times a constant weight matrix: a sum over the weight's nonzero entries only (the reals
+        do not care about the order, and 0 * x = 0 is what Z3Ops folds anyway). Constructed weights are sparse,
+        so this builds ~10x fewer terms than the dense product."""
+        if not (isinstance(b, np.ndarray) and b.dtype.kind == "f" and b.ndim == 2 and isinstance(a, np.ndarray)):
+            return super().matmul(a, b)
+        a = self._objects(a)
+        rows = a.reshape(-1, a.shape[-1])
+        out = np.empty((rows.shape[0], b.shape[1]), dtype=object)
+        for j in range(b.shape[1]):
+            nonzero = [(i, self.dom.const(float(b[i, j]))) for i in np.flatnonzero(b[:, j])]
+            for r in range(rows.shape[0]):
+                terms = [self._arith("mul", rows[r, i], w) for i, w in nonzero]
+                out[r, j] = functools.reduce(functools.partial(self._arith, "add"), terms) if terms else 0.0
+        return out.reshape(*a.shape[:-1], b.shape[1])
 
     def reduce_max(self, x: Any, axis: int, keepdims: bool = True) -> Any:
         return _fold_ground(super().reduce_max(x, axis, keepdims))

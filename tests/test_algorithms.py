@@ -155,3 +155,22 @@ def test_prompts_are_enumerated_exactly_once():
     xs = prompts_of_length(3, 4)
     assert xs.shape == (81, 4) and len({tuple(r) for r in xs.tolist()}) == 81 and xs.min() == 0 and xs.max() == 2
     assert prompts_of_length(3, 0).shape == (1, 0)
+
+
+@pytest.mark.parametrize("name", ALGOS)
+def test_onnx_runtime_gives_the_same_answers(tmp_path, name):
+    """The folder on onnxruntime (`--runtime onnx`: exported on first use): every prompt within a small bound."""
+    import runtime_helpers  # noqa: F401  (exports go to a per-run cache)
+
+    from lmstep.runtime import load as load_onnx
+
+    algo = compile_algorithm(name, symbols=3, max_len=3)
+    folder = write_folder(algo, tmp_path / name)
+    ort = load_onnx(str(folder), provider="cpu")
+    for n in range(algo.max_len + 1):
+        for xs in prompts_of_length(algo.symbols, n).tolist():
+            answer = algo.answer(xs)
+            assert ort.generate(algo.prompt(xs), len(answer)) == answer
+    seq = algo.prompt([2, 0, 1]) + algo.expected([2, 0, 1])
+    ours, theirs = algo.model.unrolled(seq), ort.unrolled(seq)
+    assert np.max(np.abs(ours - theirs)) <= runtime_helpers.LOGITS_RTOL["gpt2"] * np.max(np.abs(ours))

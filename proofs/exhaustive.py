@@ -56,6 +56,7 @@ class Report:
     max_error: float = 0.0  # the largest enclosure radius of a decision's logits (the float32 error bound)
     max_logit: float = 0.0  # the largest |logit|, for relative numbers
     seconds: float = 0.0
+    robust_checked: bool = False  # the enclosure pass ran (items 2 and 3 of the module docstring)
     failures: list[Failure] = field(default_factory=list)
 
     @property
@@ -73,10 +74,10 @@ class Report:
                 f"{head}; {len(self.failures)} failed, first: prompt {f.prompt} step {f.step}: expected "
                 f"{f.expected}, {f.why} (chose {f.chosen}, margin {f.margin:.3g})"
             )
-        return (
-            f"{head}; all correct. Min float32 margin {self.min_margin:.4g} (prompt {self.min_margin_prompt}), "
-            f"float32 error bound <= {self.max_error:.3g}, robust margin >= {self.min_robust:.4g}"
-        )
+        text = f"{head}; all correct. Min float32 margin {self.min_margin:.4g} (prompt {self.min_margin_prompt})"
+        if self.robust_checked:
+            text += f", float32 error bound <= {self.max_error:.3g}, robust margin >= {self.min_robust:.4g}"
+        return text + f"; max |logit| {self.max_logit:.3g}"
 
 
 def prompts_of_length(k: int, n: int) -> np.ndarray:
@@ -93,7 +94,7 @@ def check(algo: Any, max_len: int | None = None, *, robust: bool = True, stop_af
     once that many failures are found (a mutant needs one counterexample, not all of them)."""
     start = time.perf_counter()
     bound = algo.max_len if max_len is None else max_len
-    report = Report(algo.name, algo.symbols, bound)
+    report = Report(algo.name, algo.symbols, bound, robust_checked=robust)
     for n in range(bound + 1):
         xs = prompts_of_length(algo.symbols, n)
         for lo in range(0, len(xs), CHUNK):

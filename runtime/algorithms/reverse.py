@@ -3,7 +3,7 @@
 Positions: BOS at 0, x_i at i, SEP at s = n + 1, the output y_j at s + j. At position t >= s the next token is
 the input at position m = 2s - t - 1 (t = s gives m = n, the last input; each step moves one left), and when m
 reaches 0 (BOS) the answer is EOS. So the model must know s at every position, compute m from (s, t), and
-copy the token at m: RASP's ``reverse`` (Weiss et al. 2021, §3: ``select(indices, length - indices - 1, ==)``
+copy the token at m: RASP's ``reverse`` (Weiss et al. 2021: ``select(indices, length - indices - 1, ==)``
 then ``aggregate``), with SEP's position playing ``length``.
 
 Residual stream (every block one-hot; kit.py):

@@ -1,6 +1,6 @@
 """sort: ``BOS x_1 .. x_n SEP`` -> ``sorted(x) EOS`` for symbols 0 .. k-1, by counting (a 2-layer GPT-2).
 
-The idea (a histogram sort, as RASP's ``sort`` via ``make_hist`` in Weiss et al. 2021, §4): the next output
+The idea (counting, like the histogram ``make_hist`` of RASP, Weiss et al. 2021): the next output
 is the smallest symbol of which the prompt holds more copies than the output so far. So at each position
 after SEP the model needs, per symbol v, ``remaining(v) = #v in the prompt - #v already output``, and then the
 first v with remaining(v) > 0 (EOS when there is none). The outputs are emitted in order, so remaining counts

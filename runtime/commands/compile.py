@@ -15,9 +15,9 @@ each greedy decision by more than any float32 rounding (minutes at --max-len 8).
 \b
 Examples:
   lmstep compile sort --out out/sort
-  lmstep generate -m out/sort --tokens 4,3,1,2,1,5 --steps 5       # -> 1,1,2,3,6
+  lmstep generate -m out/sort --tokens 4,3,1,2,1,5 --steps 5   # -> 1,1,2,3,6
   lmstep compile reverse --out out/rev --symbols 3 --max-len 6 --check
-  lmstep step -m out/rev --tokens 4,0,1,2,5 --steps 4               # shows where each head attends
+  lmstep step -m out/rev --tokens 3,0,1,2,4 --steps 4     # where each head attends
 """
 
 

@@ -101,9 +101,14 @@ def _small_integers(x: Enclosure) -> np.ndarray:
 
 
 class RoundingOps:
-    """The ops vocabulary (method names of lmstep.spec.ops.NumpyOps) over enclosures; index data stays numpy."""
+    """The ops vocabulary (spec/vocabulary.py) over enclosures; index data stays numpy. It implements the
+    subset GPT-2's forward uses (ENCLOSURE_OPS, same signatures as ``Ops``: tests/test_algorithms.py)."""
 
-    name = "rounding"
+    ENCLOSURE_OPS = frozenset(
+        "const cast shape arange add sub mul div neg reciprocal sqrt exp tanh less less_equal logical_and where "
+        "reduce_sum reduce_mean reduce_max matmul gather reshape transpose unsqueeze squeeze slice concat "
+        "split".split()
+    )
 
     # -- values and index data --------------------------------------------------------------------------------
     def const(self, value: Any, dtype: Any = None) -> Any:

@@ -174,3 +174,21 @@ def test_onnx_runtime_gives_the_same_answers(tmp_path, name):
     seq = algo.prompt([2, 0, 1]) + algo.expected([2, 0, 1])
     ours, theirs = algo.model.unrolled(seq), ort.unrolled(seq)
     assert np.max(np.abs(ours - theirs)) <= runtime_helpers.LOGITS_RTOL["gpt2"] * np.max(np.abs(ours))
+
+
+def test_rounding_ops_keep_the_vocabulary_contract():
+    """RoundingOps is a partial interpretation: its declared subset has Ops' signatures, nothing else is public."""
+    from protocols import members, mismatches
+
+    from lmstep.spec.vocabulary import Ops
+
+    declared = rounding.RoundingOps.ENCLOSURE_OPS
+    public = {n for n in dir(rounding.RoundingOps) if not n.startswith("_") and n != "ENCLOSURE_OPS"}
+    assert public == set(declared) and declared <= set(members(Ops))
+    assert mismatches(Ops, rounding.RoundingOps, only=declared) == []
+
+    class Renamed(rounding.RoundingOps):  # negative control: a parameter renamed is flagged
+        def reduce_sum(self, x, axis, keep=True):
+            return super().reduce_sum(x, axis, keep)
+
+    assert [p.split("(")[0] for p in mismatches(Ops, Renamed, only=declared)] == ["Renamed.reduce_sum"]

@@ -192,3 +192,17 @@ def test_rounding_ops_keep_the_vocabulary_contract():
             return super().reduce_sum(x, axis, keep)
 
     assert [p.split("(")[0] for p in mismatches(Ops, Renamed, only=declared)] == ["Renamed.reduce_sum"]
+
+
+def test_check_refuses_a_folder_that_is_not_a_compiled_algorithm(tmp_path):
+    from lmstep.spec.errors import InputError
+
+    with pytest.raises(InputError, match="no algorithm.json"):
+        read_folder(tmp_path)
+    write_folder(small("sort"), tmp_path / "s")
+    (tmp_path / "s" / "algorithm.json").write_text('{"format": "lmstep-algorithm", "format_version": 1}')
+    with pytest.raises(InputError, match="list of symbols"):
+        read_folder(tmp_path / "s")
+    (tmp_path / "s" / "algorithm.json").write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        read_folder(tmp_path / "s")

@@ -154,7 +154,9 @@ def read_folder(folder: str | os.PathLike) -> Algorithm:
         raise InputError(f"{path} is not valid JSON ({err}); compile the folder again") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
         raise InputError(f"{path} is not a {FORMAT} v{FORMAT_VERSION} contract; compile the folder again")
-    fresh = compile_algorithm(meta.get("algorithm"), len(meta.get("symbols", [])), meta.get("max_len"))
+    if not isinstance(meta.get("symbols"), list):
+        raise InputError(f"{path}: needs a list of symbols; compile the folder again")
+    fresh = compile_algorithm(meta.get("algorithm"), len(meta["symbols"]), meta.get("max_len"))
     model = load(folder)
     if model.arch != "gpt2" or model.vocab_size != fresh.model.vocab_size:
         raise InputError(f"{folder}: config.json does not fit {CONTRACT} (vocabulary {model.vocab_size})")

@@ -75,7 +75,8 @@ def test_cli_shows_attention_lines_and_json(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "  attend L0h0 -> 3 (1.000) | L1h0 -> 2 (1.000)" in out  # at SEP (position 3): copy x_2 from 2
     assert main(["step", "-m", str(tmp_path / "r"), "--tokens", "3,2,0,4", "--steps", "3", "--json"]) == 0
-    last = json.loads(capsys.readouterr().out.splitlines()[-1])
-    assert [(a["layer"], a["top"]) for a in last["attention"]] == [(0, 3), (1, 0)]  # BOS: the answer is EOS
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["sampled"] for r in rows[3:]] == [0, 2, 5]  # the stepper decodes the same answer: reverse, then EOS
+    assert [(a["layer"], a["top"]) for a in rows[-1]["attention"]] == [(0, 3), (1, 0)]  # BOS: the answer is EOS
     assert main(["step", "-m", "tiny-mamba", "--tokens", "1,2", "--steps", "1", "--json"]) == 0
     assert all(json.loads(line)["attention"] == [] for line in capsys.readouterr().out.splitlines())

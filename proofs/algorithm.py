@@ -35,6 +35,7 @@ from .saturation import SaturationOps
 # The default suite keeps to seconds (it shares 2 cores with ~70 other obligations, some with heavy-tailed solver
 # times): float32 for all prompts of 0..6 symbols (5461), enclosures for 0..5 (1365). --long covers the bound,
 # max_len = 8: 87381 prompts, float32 and enclosures (~5 min each).
+LAW = "compiled-algorithm"  # lmstep.spec.laws; SPEC.md §10
 EVERY_BOUND = 6
 ROBUST_BOUND = 5
 
@@ -321,6 +322,7 @@ for name in ("sort", "reverse"):
             lambda name=name: verdict_query(default(name), EVERY_BOUND, robust=False),
             replay=lambda model, name=name: replay_prompt(default(name))(model),
             timeout_s=60,
+            law=LAW,
         )
     )
     register(
@@ -352,6 +354,7 @@ for name in ("sort", "reverse"):
                 "proved",
                 lambda name=name, bound=bound: verdict_query(default(name), bound, robust=True),
                 long=long,
+                law=LAW,
             )
         )
         register(
@@ -379,6 +382,7 @@ for name in ("sort", "reverse"):
             "proved",
             lambda name=name: STRUCTURE[name](default(name)),
             timeout_s=120,
+            law=LAW,
         )
     )
     register(

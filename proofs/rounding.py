@@ -1,7 +1,7 @@
 """A fourth interpretation of the ops vocabulary: float32 rounding-error enclosures (midpoint-radius arithmetic).
 
 The spec's model code runs unchanged on :class:`RoundingOps` (as on numpy, on a graph builder and on Z3 terms,
-DESIGN.md §1); every float value becomes an :class:`Enclosure` ``mid +- rad`` (float64 arrays) that contains
+docs/design.md §1); every float value becomes an :class:`Enclosure` ``mid +- rad`` (float64 arrays) that contains
 
 * the exact real-number result of the computation on the model's float32 weights, and
 * the result of **every** float32 evaluation of it in which each operation has the error IEEE-754 round-to-

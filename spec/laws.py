@@ -146,6 +146,13 @@ LAWS: tuple[Law, ...] = (
         kind="fact",
     ),
     _law(
+        "compiled-algorithm",
+        "§10",
+        "A folder `lmstep compile` writes computes its algorithm: for every prompt BOS x_1 .. x_n SEP within the "
+        "bound, greedy decoding gives the answer and EOS, each decision by more than float32 rounding in any order.",
+        ("test", "control", "proof", "export"),
+    ),
+    _law(
         "depth-needs-nonlinearity",
         "§4",
         "Linear layers compose to one linear layer; the nonlinearities are what depth buys (XOR needs one).",

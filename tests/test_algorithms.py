@@ -42,6 +42,7 @@ def broken(name: str):
     return algo.with_params(params)
 
 
+@pytest.mark.law("compiled-algorithm")
 @pytest.mark.parametrize("name", ALGOS)
 def test_compiled_folder_generates_the_answer(tmp_path, capsys, name):
     out = tmp_path / name
@@ -95,6 +96,7 @@ def test_compile_never_clobbers(tmp_path, capsys):
         assert code == 2 and why in err and err.count("\n") == 1 and not (tmp_path / "new").exists()
 
 
+@pytest.mark.law("compiled-algorithm")
 def test_compile_check_proves_the_written_folder(tmp_path, capsys):
     code, text, _ = run(capsys, "compile", "reverse", "-o", str(tmp_path / "r"), "-k", "2", "--max-len", "3", "--check")
     assert code == 0 and "15 prompts (lengths 0..3, 2 symbols), 49 greedy decisions" in text and "all correct" in text
@@ -105,6 +107,7 @@ def test_compile_check_proves_the_written_folder(tmp_path, capsys):
     assert not check(read_folder(tmp_path / "bad"), robust=False).ok
 
 
+@pytest.mark.law("compiled-algorithm")
 @pytest.mark.parametrize("name", ALGOS)
 def test_every_small_prompt_is_answered_robustly(name):
     report = check(small(name))
@@ -113,6 +116,7 @@ def test_every_small_prompt_is_answered_robustly(name):
     assert 0 < report.max_error < report.min_robust <= report.min_margin
 
 
+@pytest.mark.control("compiled-algorithm")
 @pytest.mark.parametrize("name", ALGOS)
 def test_check_finds_a_perturbed_weight(name):
     report = check(broken(name), stop_after=3)
@@ -122,6 +126,7 @@ def test_check_finds_a_perturbed_weight(name):
     assert algo.model.generate(algo.prompt(f.prompt), len(algo.answer(f.prompt))) != algo.answer(f.prompt)
 
 
+@pytest.mark.control("compiled-algorithm")
 def test_enclosures_hold_float32_and_need_the_rounding_terms(monkeypatch):
     algo = small("sort")
     assert check(algo, 2).ok  # the spec's float32 logits lie inside every enclosure
@@ -158,6 +163,7 @@ def test_prompts_are_enumerated_exactly_once():
     assert prompts_of_length(3, 0).shape == (1, 0)
 
 
+@pytest.mark.export("compiled-algorithm")
 @pytest.mark.parametrize("name", ALGOS)
 def test_onnx_runtime_gives_the_same_answers(tmp_path, name):
     """The folder on onnxruntime (`--runtime onnx`: exported on first use): every prompt within a small bound."""

@@ -55,6 +55,7 @@ def mismatches(algo, expected: dict, logits: dict[str, np.ndarray]) -> list[str]
     return out
 
 
+@pytest.mark.law("compiled-algorithm")
 @pytest.mark.parametrize("name", list(ALGORITHMS))
 def test_spec_agrees_with_transformers_fixture(name):
     expected, logits = fixture(name)
@@ -69,6 +70,7 @@ def test_spec_agrees_with_transformers_fixture(name):
     assert every["min_top2_margin"] > 1.0
 
 
+@pytest.mark.control("compiled-algorithm")
 @pytest.mark.parametrize("name", list(ALGORITHMS))
 def test_a_perturbed_model_disagrees_with_the_fixture(name):
     """Negative control: the same comparison fails for a model with one weight entry changed."""
@@ -80,6 +82,7 @@ def test_a_perturbed_model_disagrees_with_the_fixture(name):
     assert found and all(m.startswith("logits") for m in found)
 
 
+@pytest.mark.law("compiled-algorithm")
 def test_live_transformers_runs_the_folders(tmp_path):
     torch = pytest.importorskip("torch", reason="torch not installed (optional: pip install -e '.[hf]')")
     transformers = pytest.importorskip("transformers", reason="transformers not installed (pip install -e '.[hf]')")

@@ -42,6 +42,7 @@ def _walk(model, tokens):
     return rows
 
 
+@pytest.mark.law("compiled-algorithm")
 def test_reverse_heads_point_at_sep_and_at_the_copied_position():
     algo = compile_algorithm("reverse", 3, 4)
     xs = [2, 0, 1, 1]

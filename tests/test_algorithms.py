@@ -48,7 +48,8 @@ def test_compiled_folder_generates_the_answer(tmp_path, capsys, name):
     out = tmp_path / name
     code, text, err = run(capsys, "compile", name, "--out", str(out), "--symbols", "3", "--max-len", "4")
     assert code == 0 and err == "" and f"compiled {name}" in text
-    assert sorted(p.name for p in out.iterdir()) == ["algorithm.json", "config.json", "model.safetensors"]
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["algorithm.json", "config.json", "model.safetensors", "tokenizer.json"]
     meta = json.loads((out / "algorithm.json").read_text())
     assert (meta["symbol_ids"], meta["bos"], meta["sep"], meta["eos"], meta["max_len"]) == ([0, 1, 2], 3, 4, 5, 4)
     assert meta["weights_sha256"] == small(name).model.weights_digest()
@@ -60,6 +61,11 @@ def test_compiled_folder_generates_the_answer(tmp_path, capsys, name):
         assert model.generate(algo.prompt(xs), len(answer)) == answer  # prefill, then recurrent steps
     code, text, _ = run(capsys, "generate", "-m", str(out), "--tokens", "3,2,0,1,4", "--steps", "4")
     assert code == 0 and text.strip() == ("0,1,2,5" if name == "sort" else "1,0,2,5")
+    # the tokenizer names the tokens: a text prompt, and the stepper shows names, not ids
+    code, text, _ = run(capsys, "generate", "-m", str(out), "--prompt", "<bos> 2 0 1 <sep>", "--steps", "4")
+    assert code == 0 and text.strip() == ("2 0 1 0 1 2" if name == "sort" else "2 0 1 1 0 2")  # prompt, answer
+    code, text, _ = run(capsys, "step", "-m", str(out), "--prompt", "<bos> 2 <sep>", "--steps", "1")
+    assert code == 0 and "in 3 '<bos>'" in text and "in 4 '<sep>'" in text, text
     # negative control: the same check on a folder with one weight changed
     write_folder(broken(name), tmp_path / "broken")
     bad = load(str(tmp_path / "broken"))

@@ -3,6 +3,7 @@
     config.json          GPT2LMHeadModel's config (spec/hf_config.py reads it; transformers' from_pretrained too)
     model.safetensors    the float32 weights under transformers' tensor names (spec/hf_names.py)
     algorithm.json       the contract: token ids of the symbols, BOS, SEP, EOS; max_len; prompt and answer shape
+    tokenizer.json       a word-level tokenizer naming the tokens (symbols by their digits, <bos>, <sep>, <eos>)
 
 The folder is written into a temporary sibling and renamed into place: a reader never sees half a folder, and
 an existing folder is only replaced with ``force`` and only if it is an earlier compiled algorithm.
@@ -76,6 +77,19 @@ def contract(algo: Algorithm) -> dict[str, Any]:
     }
 
 
+def tokenizer_json(algo: Algorithm) -> str:
+    """A word-level tokenizers file: the symbols by their digits and <bos>, <sep>, <eos> as special tokens, split
+    on whitespace, so prompts can be written as text (``--prompt "<bos> 3 1 2 <sep>"``) and the stepper and traces
+    show token names instead of ids. Transformers' ``PreTrainedTokenizerFast(tokenizer_file=...)`` reads it too."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    names = [str(v) for v in range(algo.symbols)] + ["<bos>", "<sep>", "<eos>"]
+    tok = Tokenizer(models.WordLevel({name: i for i, name in enumerate(names)}, unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.add_special_tokens(names[algo.symbols :])
+    return tok.to_str()
+
+
 def write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
     """The safetensors format (8-byte little-endian header length, JSON header, raw little-endian data), F32 only;
     tensors in name order, back to back, as spec/safetensors_io.py and the safetensors library read it."""
@@ -125,6 +139,7 @@ def write_folder(algo: Algorithm, out: str | os.PathLike, force: bool = False) -
         (tmp / "config.json").write_text(json.dumps(config_json(algo), indent=2) + "\n")
         write_safetensors(tmp / "model.safetensors", hf_tensors(algo))
         (tmp / CONTRACT).write_text(json.dumps(contract(algo), indent=2) + "\n")
+        (tmp / "tokenizer.json").write_text(tokenizer_json(algo) + "\n")
         if out.exists():  # replaced only after the new one is complete; an empty folder is simply replaced
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
             os.rename(out, old / "folder")

@@ -19,6 +19,8 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
+from .stored import StoredArray, is_leaf, values_equal
+
 
 def frozen_array(value: npt.ArrayLike, dtype: npt.DTypeLike | None = None) -> np.ndarray:
     """A read-only copy of ``value`` (always a copy, so the caller's array can never change ours)."""
@@ -51,15 +53,20 @@ def _weight(v: object) -> object:
 
 
 def _leaf_eq(a: object, b: object) -> bool:
+    if isinstance(a, StoredArray) or isinstance(b, StoredArray):
+        return values_equal(a, b)  # a stored tensor equals any tensor of the same float32 values
     if isinstance(a, np.ndarray):
         return _array_eq(a, b)
     return a is b
 
 
-WEIGHT: dict[str, Any] = {"converter": _weight, "eq": attrs.cmp_using(eq=_leaf_eq)}
-"""Options for an attrs field holding a weight: a numpy array (frozen) or another interpretation's value (a
-graph or symbolic value) as is, so one ``Weights[T]`` class serves every interpretation: :func:`tree_map`
-replaces each array by the other interpretation's value. ``w: T = attrs.field(**WEIGHT)``."""
+# require_same_type=False: a StoredArray (a checkpoint's bf16 weight, spec/stored.py) equals a plain array of the
+# same float32 values.
+WEIGHT: dict[str, Any] = {"converter": _weight, "eq": attrs.cmp_using(eq=_leaf_eq, require_same_type=False)}
+"""Options for an attrs field holding a weight: a numpy array (frozen), a StoredArray (spec/stored.py), or another
+interpretation's value (a graph or symbolic value) as is, so one ``Weights[T]`` class serves every
+interpretation: :func:`tree_map` replaces each tensor by the other interpretation's value.
+``w: T = attrs.field(**WEIGHT)``."""
 
 
 def as_tuple(items: Iterable[Any]) -> tuple[Any, ...]:
@@ -67,10 +74,10 @@ def as_tuple(items: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(items)
 
 
-def tree_map(fn: Callable[[np.ndarray], Any], tree: Any) -> Any:
-    """Apply ``fn`` to every numpy array leaf of a tree of attrs instances, tuples and lists (any such tree: the
-    result's type depends on ``fn``)."""
-    if isinstance(tree, np.ndarray):
+def tree_map(fn: Callable[[Any], Any], tree: Any) -> Any:
+    """Apply ``fn`` to every tensor leaf (numpy array or StoredArray) of a tree of attrs instances, tuples and
+    lists (any such tree: the result's type depends on ``fn``)."""
+    if is_leaf(tree):
         return fn(tree)
     if attrs.has(type(tree)):
         changes = {}
@@ -82,11 +89,12 @@ def tree_map(fn: Callable[[np.ndarray], Any], tree: Any) -> Any:
     return tree
 
 
-def tree_leaves(tree: Any, prefix: str = "") -> list[tuple[str, np.ndarray]]:
-    """(dotted name, leaf) for every array leaf, in field order; names follow the attrs field names."""
-    if isinstance(tree, np.ndarray) or not (attrs.has(type(tree)) or isinstance(tree, (tuple, list))):
-        return [(prefix, tree)] if isinstance(tree, np.ndarray) else []
-    out: list[tuple[str, np.ndarray]] = []
+def tree_leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted name, leaf) for every tensor leaf (numpy array or StoredArray), in field order; names follow the
+    attrs field names."""
+    if is_leaf(tree) or not (attrs.has(type(tree)) or isinstance(tree, (tuple, list))):
+        return [(prefix, tree)] if is_leaf(tree) else []
+    out: list[tuple[str, Any]] = []
     if attrs.has(type(tree)):
         items = [(f.name, getattr(tree, f.name)) for f in attrs.fields(type(tree))]
     else:

@@ -14,7 +14,8 @@ grows in amortized O(1) without copying), so any state can be stepped again, for
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -29,6 +30,18 @@ from .ops import NP
 from .sampler import Sampler, check_rand, sample_one
 
 ARCHITECTURES: dict[str, ModuleType] = {"llama": llama, "gpt2": gpt2, "mamba": mamba}
+_DIGESTS: dict[int, tuple[weakref.ref[Any], str]] = {}  # id(weights) -> (weak reference to them, digest)
+
+
+def _forget(key: int) -> Callable[[weakref.ref[Any]], None]:
+    """The callback that drops a digest when its weights are collected (so an id reused later cannot hit it)."""
+
+    def forget(_: weakref.ref[Any]) -> None:
+        _DIGESTS.pop(key, None)
+
+    return forget
+
+
 STATE_KINDS = {"llama": ("key", "value"), "gpt2": ("key", "value"), "mamba": ("conv_state", "recurrent_state")}
 Config: TypeAlias = llama.Config | gpt2.Config | mamba.Config
 Weights: TypeAlias = llama.Weights[np.ndarray] | gpt2.Weights[np.ndarray] | mamba.Weights[np.ndarray]
@@ -107,18 +120,27 @@ class Model:
     def context_limit(self) -> int | None:
         return self.config.context_limit
 
-    def named_weights(self) -> dict[str, np.ndarray]:
-        """Every parameter by its dotted name, in the architecture's ``param_shapes`` order."""
+    def named_weights(self) -> dict[str, Any]:
+        """Every parameter by its dotted name, in the architecture's ``param_shapes`` order: read-only float32
+        arrays, or StoredArrays (a checkpoint's bf16 / f16 / f64 tensors, widened to float32 on use)."""
         leaves = dict(tree_leaves(self.weights))
         return {name: leaves[name] for name in self.module.param_shapes(self.config)}
 
     def weights_digest(self) -> str:
-        """sha256 over (name, shape, float32 little-endian bytes) of every parameter in ``param_shapes`` order."""
+        """sha256 over (name, shape, float32 little-endian bytes) of every parameter in ``param_shapes`` order.
+
+        Computed once per weights value (weights are immutable; hashing a 1B-parameter model takes seconds)."""
+        key = id(self.weights)
+        known = _DIGESTS.get(key)
+        if known is not None and known[0]() is self.weights:
+            return known[1]
         h = hashlib.sha256()
-        for name, a in self.named_weights().items():
+        for name, a in self.named_weights().items():  # one tensor widened at a time, hashed without a bytes copy
             h.update(f"{name}{tuple(a.shape)}".encode())
-            h.update(np.ascontiguousarray(a, "<f4").tobytes())
-        return h.hexdigest()
+            h.update(np.ascontiguousarray(a, "<f4").data)
+        digest = h.hexdigest()
+        _DIGESTS[key] = (weakref.ref(self.weights, _forget(key)), digest)
+        return digest
 
     def with_sampler(self, **settings: float) -> Model:
         return attrs.evolve(self, sampler=attrs.evolve(self.sampler, **settings))

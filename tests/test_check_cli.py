@@ -57,3 +57,20 @@ def test_pytest_plugin_fixture(pytester):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*does not conform at L1*", "*replay it with: lmstep replay*"])
+
+
+def test_progress_without_a_terminal_is_a_plain_line_for_long_checks(capsys, monkeypatch):
+    """A check that runs long (a real-size checkpoint) prints a progress line on stderr every PROGRESS_EVERY_S
+    seconds when stderr is not a terminal; stdout (the report) is unchanged. Control: a short check prints none."""
+    from lmstep.runtime.commands import check
+
+    argv = ["check", "-m", "tiny-gpt2", "--impl", "spec", "--examples", "3", "--json"]
+    assert main(argv) == 0
+    quiet = capsys.readouterr()
+    assert "lmstep: checking" not in quiet.err
+    monkeypatch.setattr(check, "PROGRESS_EVERY_S", 0.0)
+    assert main(argv) == 0
+    loud = capsys.readouterr()
+    lines = [line for line in loud.err.splitlines() if line.startswith("lmstep: checking spec")]
+    assert lines and all(" operations, " in line and "example " in line for line in lines)
+    assert json.loads(loud.out)["passed"] and json.loads(loud.out)["examples"] == json.loads(quiet.out)["examples"]

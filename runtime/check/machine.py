@@ -58,6 +58,8 @@ class Recorder:
         self.first_failure: tuple[int, float] | None = None  # (examples run, seconds) when first caught
         self.impl_error: ImplementationError | None = None
         self.on_example: Callable[[int], None] = lambda n: None
+        self.on_op: Callable[[int], None] = lambda n: None  # operations applied so far, over all examples
+        self.n_ops = 0
         self.t0 = time.perf_counter()
 
     def new_example(self) -> None:
@@ -95,6 +97,8 @@ def build_machine(model: Model, impl: Any, rec: Recorder, max_chunk: int = 12) -
             if rec.impl_error is not None:
                 raise rec.impl_error  # a dead implementation stays dead
             rec.ops.append(op)
+            rec.n_ops += 1
+            rec.on_op(rec.n_ops)
             try:
                 self.ex.apply(op, f"op {len(rec.ops) - 1} {op['op']}")
             except NotApplicable:

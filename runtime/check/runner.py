@@ -53,11 +53,15 @@ def check(
     max_chunk: int = 12,
     shrink_seconds: float = 10.0,
     on_example: Callable[[int], None] | None = None,
+    on_op: Callable[[int], None] | None = None,
 ) -> Report:
-    """Drive ``impl`` and the spec in lockstep; shrink any failure to a short operation sequence."""
+    """Drive ``impl`` and the spec in lockstep; shrink any failure to a short operation sequence.
+    ``on_example(n)`` / ``on_op(n)`` are told how many examples / operations have started (for progress)."""
     rec = Recorder(required)
     if on_example is not None:
         rec.on_example = on_example
+    if on_op is not None:
+        rec.on_op = on_op
     config = settings(
         max_examples=max_examples,
         stateful_step_count=steps,

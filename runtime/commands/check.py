@@ -81,22 +81,56 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(0 if report.passed else 1)
 
 
+# Without a terminal (a log, CI) progress is a plain line on stderr this often, once a check runs that long: a
+# quick profile on a 1B-parameter checkpoint takes minutes (docs/checking.md has the cost per operation).
+PROGRESS_EVERY_S = 30.0
+
+
 def _run(run_check, model, impl, required, examples, steps):
     import sys
+    import time
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (TextColumn("checking {task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task(impl.name, total=examples)
+    tty = sys.stderr.isatty()
+    columns = (
+        TextColumn("checking {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("examples, {task.fields[ops]} operations"),
+        TimeElapsedColumn(),
+    )
+    t0 = last = time.perf_counter()
+    state = {"example": 0}
+
+    def on_op(n: int) -> None:
+        nonlocal last
+        bar.update(task, ops=n)
+        now = time.perf_counter()
+        if not tty and now - last >= PROGRESS_EVERY_S:
+            last = now
+            print(
+                f"lmstep: checking {impl.name}: example {state['example']}/{examples}, {n} operations, "
+                f"{now - t0:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def on_example(n: int) -> None:
+        state["example"] = min(n, examples)
+        bar.update(task, completed=state["example"])
+
+    with Progress(*columns, console=Console(stderr=True), transient=True, disable=not tty) as bar:
+        task = bar.add_task(impl.name, total=examples, ops=0)
         return run_check(
             model,
             impl,
             required=required,
             max_examples=examples,
             steps=steps,
-            on_example=lambda n: bar.update(task, completed=min(n, examples)),
+            on_example=on_example,
+            on_op=on_op,
         )
 
 

@@ -58,12 +58,12 @@ class Recorder:
         self.first_failure: tuple[int, float] | None = None  # (examples run, seconds) when first caught
         self.impl_error: ImplementationError | None = None
         self.on_example: Callable[[int], None] = lambda n: None
-        self.on_op: Callable[[int], None] = lambda n: None  # operations applied so far, over all examples
+        self.on_op: Callable[[int], None] = lambda n: None  # operations started so far, over all examples
         self.n_ops = 0
         self.t0 = time.perf_counter()
 
     def new_example(self) -> None:
-        self.ops = []
+        self.ops = _Ops(self)
         self.examples += 1
         self.on_example(self.examples)
 
@@ -74,6 +74,21 @@ class Recorder:
                 self.failing = list(self.ops)
                 self.first_failure = (self.examples, time.perf_counter() - self.t0)
             raise Failure(law, g, where, self.required)
+
+
+class _Ops(list):  # type: ignore[type-arg]
+    """An example's operations; each one appended is counted and reported (``Recorder.on_op``: progress of a
+    long check). Counted here rather than in the state machine's rules: Hypothesis derives its derandomized seed
+    from the machine's source, so editing a rule would change every check's operation sequence."""
+
+    def __init__(self, rec: Recorder):
+        super().__init__()
+        self.rec = rec
+
+    def append(self, op: dict[str, Any]) -> None:
+        super().append(op)
+        self.rec.n_ops += 1
+        self.rec.on_op(self.rec.n_ops)
 
 
 def build_machine(model: Model, impl: Any, rec: Recorder, max_chunk: int = 12) -> type[RuleBasedStateMachine]:
@@ -97,8 +112,6 @@ def build_machine(model: Model, impl: Any, rec: Recorder, max_chunk: int = 12) -
             if rec.impl_error is not None:
                 raise rec.impl_error  # a dead implementation stays dead
             rec.ops.append(op)
-            rec.n_ops += 1
-            rec.on_op(rec.n_ops)
             try:
                 self.ex.apply(op, f"op {len(rec.ops) - 1} {op['op']}")
             except NotApplicable:

@@ -174,6 +174,59 @@ _CATALOGUE = [
         models=["tiny-mamba"],
         checked=False,
     ),
+    # -- sliding window (Mistral): the band and the bounded state ---------------------------------------------
+    Mutant(
+        "window-band-off-by-one",
+        ["sliding-window", "unrolled-eq-recurrent", "split-invariance"],
+        "model code",
+        "the unrolled form's band lets each query see W + 1 keys (rank > query - W - 1), decode sees W",
+        [
+            Edit(
+                "layers.window_mask",
+                "o.sub(o.unsqueeze(query_rank, -1), window)",
+                "o.sub(o.unsqueeze(query_rank, -1), window + 1)",
+            )
+        ],
+        models=["tiny-mistral"],
+    ),
+    Mutant(
+        "window-only-in-decode",
+        ["sliding-window", "unrolled-eq-recurrent", "split-invariance"],
+        "model code",
+        "the window is applied in decode (the bounded cache) but not in prefill: a chunk attends to all of "
+        "[cache; chunk] under the plain causal mask",
+        [
+            Edit(
+                "llama.forward",
+                "visible = window_mask(o, n_new, n_all, cfg.sliding_window, mask)",
+                "visible = causal_mask(o, n_new, n_all, mask)",
+            )
+        ],
+        models=["tiny-mistral"],
+    ),
+    Mutant(
+        "window-state-keeps-w",
+        ["sliding-window", "unrolled-eq-recurrent", "state-contract"],
+        "state handling",
+        "the state keeps the last W keys instead of W - 1, so decode attends to W + 1 keys",
+        [Edit("llama.empty_cache", "cfg.kept_keys", "cfg.sliding_window")],
+        models=["tiny-mistral"],
+    ),
+    Mutant(
+        "window-wrap-off-by-one",
+        ["unrolled-eq-recurrent", "state-contract"],
+        "state handling",
+        "when the window's buffer wraps (its kept rows move to the front of a new store), the rows are read one "
+        "slot behind: the newest key is lost and an evicted one comes back",
+        [
+            Edit(
+                "arrays.SeqBuffer._append_and_wrap",
+                "_rows(seen, self.axis, total - kept, total)",
+                "_rows(seen, self.axis, total - kept - (total > kept), total - (total > kept))",
+            )
+        ],
+        models=["tiny-mistral"],
+    ),
     # -- state handling: what is carried between calls -----------------------------------------------------
     Mutant(
         "prefill-ignores-cache",

@@ -41,14 +41,18 @@ PRODUCER = "lmstep"
 
 class GraphCache:
     """One layer's key or value cache as a graph value: ``append`` is a Concat along the sequence axis, so the
-    spec's ``k_all, k_cache = k_cache.append(k)`` yields the present tensor (it is both)."""
+    spec's ``k_all, k_cache = k_cache.append(k)`` yields the present tensor (it is both). A sliding-window cache
+    (``keep`` = W - 1, as arrays.SeqBuffer) presents only the last ``keep`` rows of it (a Slice)."""
 
-    def __init__(self, past: Var):
-        self.past = past
+    def __init__(self, past: Var, keep: int | None = None):
+        self.past, self.keep = past, keep
 
     def append(self, rows: Var) -> tuple[Var, Var]:
         all_rows = GRAPH.concat([self.past, rows], axis=2)
-        return all_rows, all_rows
+        if self.keep is None:
+            return all_rows, all_rows
+        kept = GRAPH.slice(all_rows, 2, -self.keep, None) if self.keep else GRAPH.slice(all_rows, 2, 0, 0)
+        return all_rows, kept
 
 
 # Where each external weight lives in the weights file: name -> (offset, length) in bytes.
@@ -122,13 +126,16 @@ def _state_args(model: Model) -> dict[str, Var]:
     }
 
 
-def _spec_cache(model: Model, past: dict[str, Var]) -> tuple:
-    """The per-layer cache tuple that the spec's decode/forward expect, over graph values."""
+def _spec_cache(model: Model, past: dict[str, Var], bounded: bool = True) -> tuple:
+    """The per-layer cache tuple that the spec's decode/forward expect, over graph values. ``bounded``: a
+    sliding-window cache presents only its last W - 1 rows (step.onnx); model.onnx presents [past; new] whole,
+    as onnxruntime-genai allocates it (contract.py)."""
     values = list(past.values())
     pairs = [tuple(values[i : i + 2]) for i in range(0, len(values), 2)]
     if model.arch == "mamba":
         return tuple(pairs)
-    return tuple((GraphCache(k), GraphCache(v)) for k, v in pairs)
+    keep = io.kept_rows(model.config) if bounded else None  # Mistral: W - 1
+    return tuple((GraphCache(k, keep), GraphCache(v, keep)) for k, v in pairs)
 
 
 def _contract_inputs(model: Model, seq: Any) -> dict[str, Var]:
@@ -191,7 +198,7 @@ def build_unrolled(
     past = _state_args(model)
     position = args.get("position_ids", args["input_ids"])  # an SSM ignores positions (spec: accepted, unused)
     logits, cache = (forward or unrolled_forward(model))(
-        GRAPH, model.config, w, args["input_ids"], position, _spec_cache(model, past), _key_mask(args)
+        GRAPH, model.config, w, args["input_ids"], position, _spec_cache(model, past, bounded=False), _key_mask(args)
     )
     proto = build(args | past | weights.args, {"logits": logits} | _presents(past, cache))
     return _finish(weights.to_initializers(proto), model, "unrolled")

@@ -180,10 +180,23 @@ class OnnxModel:
                 parts.append(part)
             return state, frozen_array(np.concatenate(parts), np.float32)
         out = self._unrolled.run(self._contract_feeds(ids, state.pos), state.values, host_outputs=("logits",))
-        new = OnnxState(self.arch, state.pos + ids.shape[1], {name: out[io.present_of(name)] for name in state.values})
+        values = {name: out[io.present_of(name)] for name in state.values}
+        if io.kept_rows(self.config) is not None:  # model.onnx presents [past; new] whole (genai's contract)
+            values = self._kept(values)
+        new = OnnxState(self.arch, state.pos + ids.shape[1], values)
         logits = out["logits"].numpy()[0]  # a fresh host copy, ours alone: frozen in place, not copied again
         logits.flags.writeable = False
         return new, logits
+
+    def _kept(self, values: dict[str, ort.OrtValue]) -> dict[str, ort.OrtValue]:
+        """A sliding-window state: the last W - 1 rows of model.onnx's presents (contract.kept_state), copied once
+        through the host: a prefill's present holds the whole chunk, the state keeps W - 1 rows of it."""
+        kept = io.kept_state(self.config, {name: v.numpy() for name, v in values.items()})
+        out = {}
+        for name, a in kept.items():  # an OrtValue that owns its buffer (ortvalue_from_numpy would borrow `a`'s)
+            out[name] = ort.OrtValue.ortvalue_from_shape_and_type(a.shape, np.float32, self._step.device, 0)
+            out[name].update_inplace(np.ascontiguousarray(a))
+        return out
 
     def unrolled(self, tokens: Sequence[int]) -> np.ndarray:
         return self.prefill(self.init_state(), tokens)[1]

@@ -1,5 +1,5 @@
 """Load a Hugging Face checkpoint folder as a ``Model``: config.json + model.safetensors (or sharded with
-model.safetensors.index.json), for GPT2LMHeadModel, LlamaForCausalLM and MambaForCausalLM.
+model.safetensors.index.json), for GPT2LMHeadModel, LlamaForCausalLM, MambaForCausalLM and MistralForCausalLM.
 
     config.json        -> hf_config.read_config: architecture + Config, refusing what we do not implement
     *.safetensors      -> safetensors_io: validated, memory-mapped

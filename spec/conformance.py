@@ -13,13 +13,14 @@ draws per architecture (numpy 2.4 + OpenBLAS, float32 throughout):
                                                                    of 1..40 tokens: 99.9% 1.5e-6, worst 1.9e-6)
     gpt2 (width >= 8)             3.6e-7    1.7e-6    3.2e-6      (682 draws, 1..129 tokens; earlier, 3000 draws
                                                                    of 1..40 tokens: 99.9% 3.0e-6, worst 4.2e-6)
+    llama with a sliding window   2.3e-7    1.3e-6    1.8e-6      (Mistral: 400 draws, windows 1..16, 1..129 tokens)
     mamba (Hillis-Steele scan)    4.5e-7    7.3e-6    1.75e-5     (3000 draws, 1..129 tokens; earlier, 1..40
                                                                    tokens: 99.9% 2.2e-5, worst 3.1e-5)
     mamba runtime schedule        4.5e-7    5.4e-6    1.4e-5      (the same 3000 draws: runtime/mamba_scan.py's
                                                                    pairing scan, what model.onnx computes)
     runtime schedule vs reference 3.5e-7    4.7e-6    1.4e-5      (the same draws: two bracketings of one scan)
     (sequences of 1024 tokens on the built-in models: llama 2.3e-6, gpt2 1.3e-6, mamba 9.6e-6, runtime
-    schedule 9.6e-6, schedule vs reference 2.7e-6)
+    schedule 9.6e-6, schedule vs reference 2.7e-6, tiny-mistral 2.7e-6)
 
 Why these sizes: a logit is a dot product of width C after L residual blocks; float32 rounding is eps = 6e-8
 per op and the two forms sum in different orders (batched GEMM vs one row; masked softmax over S keys vs the

@@ -13,6 +13,7 @@ grows in amortized O(1) without copying), so any state can be stepped again, for
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -52,8 +53,10 @@ StateTensor: TypeAlias = SeqBuffer | np.ndarray  # a KV buffer (transformers) or
 class State:
     """What carries over between steps: ``pos`` tokens consumed, and per layer two tensors with batch dim 1.
 
-    Transformers: (key, value) SeqBuffers, [1, K, pos, D] each. Mamba: (conv_state [1, E, W-1],
-    recurrent_state [1, E, N]) read-only arrays. ``arrays()`` names them as the ONNX contract does.
+    Transformers: (key, value) SeqBuffers, [1, K, pos, D] each (with a sliding window W, Mistral:
+    [1, K, min(pos, W - 1), D], the keys of positions pos - min(pos, W - 1) .. pos - 1, oldest first).
+    Mamba: (conv_state [1, E, W-1], recurrent_state [1, E, N]) read-only arrays. ``arrays()`` names them as the
+    ONNX contract does.
     """
 
     arch: str
@@ -192,9 +195,29 @@ class Model:
             raise InputError(f"state must be a State of this {self.arch} model; get one from model.init_state()")
         if len(state.cache) != len(self.weights.layers):
             raise InputError("state has a different number of layers than the model; use model.init_state()")
+        if _layout(state.cache) != _empty_layout(self.module, self.config):
+            # e.g. a full-attention state given to a sliding-window model, whose decode would then see every key
+            raise InputError(
+                "state has other tensor shapes or another window than this model's; use model.init_state()"
+            )
 
     def _check_tokens(self, tokens: Sequence[int], pos: int) -> list[int]:
         return check_tokens(tokens, pos, self.vocab_size, self.context_limit)
+
+
+def _layout(cache: Iterable[tuple[StateTensor, StateTensor]]) -> tuple[tuple[object, ...], ...]:
+    """Per state tensor, what a model fixes: a KV buffer's shape without its sequence axis and its window (keep),
+    or an array's whole shape."""
+    return tuple(
+        (t.shape[: t.axis] + t.shape[t.axis + 1 :], t.keep) if isinstance(t, SeqBuffer) else (t.shape,)
+        for pair in cache
+        for t in pair
+    )
+
+
+@functools.cache
+def _empty_layout(module: ModuleType, config: Config) -> tuple[tuple[object, ...], ...]:
+    return _layout(module.empty_cache(config, 1))
 
 
 def freeze_cache(cache: Iterable[tuple[StateTensor, StateTensor]]) -> tuple[tuple[StateTensor, StateTensor], ...]:

@@ -33,7 +33,7 @@ def test_every_mutant_names_an_engine_of_the_checker():
     assert {m.engine for m in MUTANTS.values()} <= set(ENGINES)
 
 
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba"])
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral"])
 def test_the_spec_passes_at_l0(name):
     model = load(name, temperature=0.9, top_k=40, top_p=0.8)
     report = check(model, open_impl("spec", model), required=Level.L0, max_examples=20)
@@ -141,7 +141,7 @@ def test_wrong_distribution_fails_even_at_l3():
     assert not report.passed and "distribution differs" in report.message
 
 
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba"])
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral"])
 def test_the_onnxruntime_backend_passes_at_l1(name):
     model = load(name, temperature=0.8, top_k=30)
     report = check(model, open_impl("onnx", model, provider="cpu"), required=Level.L1, max_examples=10)
@@ -149,7 +149,7 @@ def test_the_onnxruntime_backend_passes_at_l1(name):
     assert report.laws["state"]["level"] >= Level.L1 and report.laws["sampler"]["level"] >= Level.L2
 
 
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mistral"])
 def test_a_correct_batched_implementation_passes_the_batch_law(name):
     """Positive control of the batch law: real batching (padded caches and chunks, a key mask) conforms; the
     same engine on a spec whose attention ignores the mask is the batch-padding-leak mutant, caught above."""

@@ -28,22 +28,25 @@ class BatchedImpl(ModelImpl):
     cut back out of the batch.
 
         row i:  [pad (P - P_i) | past_i | pad (T - n_i) | new_i]      P = max P_i, T = max n_i
+
+    P_i is the rows sequence i's cache holds: pos, or min(pos, W - 1) with a sliding window, whose band counts
+    real keys only (layers.window_mask), so the padding between past_i and new_i takes no place in it. The
+    batch runs on unbounded buffers (the batch's trailing W - 1 slots may be padding); each sequence's state
+    keeps its own last W - 1 real rows.
     """
 
     capabilities = frozenset({"fork", "state", "immutable", "batch"})
 
     def run_batch(self, states: Sequence[Any], chunks: Sequence[Sequence[int]]) -> list[tuple[Any, np.ndarray]]:
         m = self.model
-        P, T = max(s.pos for s in states), max(len(c) for c in chunks)
+        held = [s.cache[0][0].shape[2] for s in states]  # P_i
+        P, T = max(held), max(len(c) for c in chunks)
         toks = np.array([[0] * (T - len(c)) + list(c) for c in chunks], np.int64)
         positions = np.array(
             [[0] * (T - len(c)) + list(range(s.pos, s.pos + len(c))) for s, c in zip(states, chunks)], np.int64
         )
         real = np.array(
-            [
-                [False] * (P - s.pos) + [True] * s.pos + [False] * (T - len(c)) + [True] * len(c)
-                for s, c in zip(states, chunks)
-            ]
+            [[False] * (P - p) + [True] * p + [False] * (T - len(c)) + [True] * len(c) for p, c in zip(held, chunks)]
         )
         cache = tuple(
             tuple(
@@ -55,9 +58,13 @@ class BatchedImpl(ModelImpl):
         logits, cache = m.module.forward(NP, m.config, m.weights, toks, positions, cache, real)
         out = []
         for i, (s, c) in enumerate(zip(states, chunks)):
-            keep = np.flatnonzero(real[i])  # the sequence's own slots, in order
+            slots = np.flatnonzero(real[i])  # the sequence's own slots, in order
             mine = tuple(
-                tuple(SeqBuffer.from_array(buf.view()[i : i + 1][:, :, keep], 2) for buf in pair) for pair in cache
+                tuple(
+                    SeqBuffer.from_array(buf.view()[i : i + 1][:, :, slots], 2, own.keep)
+                    for buf, own in zip(pair, s.cache[layer])
+                )
+                for layer, pair in enumerate(cache)
             )
             out.append((type(s)(s.arch, s.pos + len(c), mine), np.asarray(logits[i, T - len(c) :], np.float32)))
         return out

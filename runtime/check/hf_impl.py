@@ -6,7 +6,8 @@ transformers would continue a sequence. Handles are (position, cache) values: ev
 of the cache, so old handles stay valid ("immutable"). Tokens are drawn from transformers' logits by the spec's
 sampler with the given rand (transformers has no explicit-rand sampler). The state is exposed under the spec's
 names; transformers' Mamba conv state holds the last W inputs, the spec's the last W - 1, so its oldest column
-is dropped.
+is dropped. Its Mistral cache (``DynamicSlidingWindowLayer``) holds the spec's last W - 1 keys, except for a window
+of 1, where its slice ``[-W + 1:]`` keeps every key: the adapter presents the last W - 1 rows (contract.kept_state).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from lmstep.runtime.contract import kept_state
 from lmstep.spec import Model
 from lmstep.spec.errors import InputError
 from lmstep.spec.sampler import sample_one
@@ -83,7 +85,7 @@ class HfImpl:
                 conv, rec = next(iter(layer.conv_states.values())), next(iter(layer.recurrent_states.values()))
                 out[f"past_key_values.{i}.conv_state"] = conv.numpy()[..., 1:].astype(np.float32)
                 out[f"past_key_values.{i}.recurrent_state"] = rec.numpy().astype(np.float32)
-        return out
+        return kept_state(self.spec_model.config, out)
 
     def close(self) -> None:
         pass

@@ -91,6 +91,13 @@ class _Ops(list):  # type: ignore[type-arg]
         self.rec.on_op(self.rec.n_ops)
 
 
+def window_edges(model: Model, max_chunk: int) -> list[int]:
+    """Chunk lengths that cross a sliding window inside one chunk or straddle it after a full one (SPEC.md §5):
+    W - 1, W, W + 1, 2W + 1, those beyond what the plain prefill rule draws. Empty without a window."""
+    window = getattr(model.config, "sliding_window", None)
+    return sorted({n for n in (window - 1, window, window + 1, 2 * window + 1) if n > max_chunk} if window else ())
+
+
 def build_machine(model: Model, impl: Any, rec: Recorder, max_chunk: int = 12) -> type[RuleBasedStateMachine]:
     caps = impl.capabilities
     keep = "immutable" in caps
@@ -183,4 +190,16 @@ def build_machine(model: Model, impl: Any, rec: Recorder, max_chunk: int = 12) -
             if rec.impl_error is not None:
                 raise rec.impl_error
 
-    return Lockstep
+    edges = window_edges(model, max_chunk)
+    if not edges:
+        return Lockstep
+
+    class WindowLockstep(Lockstep):
+        """A sliding-window model: also chunks that cross the window (a subclass, so the plain machine's source,
+        from which Hypothesis derives its derandomized seed, and its runs stay as they are for other models)."""
+
+        @rule(target=Lockstep.sessions, sid=take(Lockstep.sessions), n=st.sampled_from(edges), data=st.data())
+        def prefill_across_window(self, sid: int, n: int, data: st.DataObject) -> Any:
+            return self.prefill(sid, data.draw(st.lists(tokens, min_size=n, max_size=n)))
+
+    return WindowLockstep

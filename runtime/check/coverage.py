@@ -37,7 +37,7 @@ def run(d: Driver, depth: int, seed0: int = 0) -> None:
         if i == 2:
             a, fresh = side_work(d, a, seed)
             first = 1 << max(4, (depth // 2).bit_length() - 1)  # a first chunk across half the depth: 257, 1025
-            d.run(d.init(), tokens(next(seed), min(first + 1, d.ex.limit), vocab))
+            d.release(d.run(d.init(), tokens(next(seed), min(first + 1, d.ex.limit), vocab)))
         if d.pos(a) > depth:
             break
     caps = d.caps
@@ -72,7 +72,9 @@ def side_work(d: Driver, a: int, seed: Iterator[int]) -> tuple[int, int]:
         if new is not None:
             a, third, fresh = new
             branch = third if branch is not None else None
-    if branch is not None and "release" in caps:
-        d.release(branch)
+    if "release" in caps:  # the side sessions are done with
+        for s in (branch, f):
+            if s is not None and s in d.ex.sessions:
+                d.release(s)
     d.causality(tokens(next(seed), 33, vocab), tokens(next(seed), 9, vocab))
     return a, fresh

@@ -299,13 +299,12 @@ class Executor:
         if len(op["tokens"]) + 1 > self.limit:
             raise NotApplicable("beyond the context")
         settings, rand = self.settings(op), f32_value(op["rand"])
-        outs, handles = [], []
+        outs = []
         for _ in range(2):
             h, _ = self.impl.run(self.impl.init(), op["tokens"])
             h, z, t = self.impl.decode(h, op["token"], rand, settings)
             outs.append((z, t))
-            handles.append(h)
-        self._release_temp(handles)
+            self._release_temp([h])
         self._same("determinism", outs, op, settings, where)
 
     def _repeat(self, op: dict[str, Any], where: str) -> None:
@@ -314,15 +313,14 @@ class Executor:
         s = self._session(op["session"])
         self._fits(s, 1)
         settings, rand = self.settings(op), f32_value(op["rand"])
-        outs, temp = [], []
+        outs = []
         self._continue(op["session"])
         self._continue(op["session"])
         for _ in range(2):
             h = s.handle if self.keep else self.impl.fork(s.handle)
             h2, z, t = self.impl.decode(h, op["token"], rand, settings)
             outs.append((z, t))
-            temp += [] if self.keep else [h2]
-        self._release_temp(temp)
+            self._release_temp([] if self.keep else [h2])
         self._same("determinism", outs, op, settings, where, s)
 
     def _same(self, law: str, outs: list[Any], op: dict[str, Any], s: Sampler, where: str, at: Any = None) -> None:
@@ -349,8 +347,9 @@ class Executor:
         if len(prefix) + len(extra) > self.limit:
             raise NotApplicable("beyond the context")
         h1, short = self.impl.run(self.impl.init(), prefix)
+        self._release_temp([h1])
         h2, longer = self.impl.run(self.impl.init(), prefix + extra)
-        self._release_temp([h1, h2])
+        self._release_temp([h2])
         s32, s64 = self.model.unrolled(prefix), self.wide.prefill(self.wide.init_state(), prefix)[1]
         l32 = self.model.unrolled(prefix + extra)[: len(prefix)]
         l64 = self.wide.prefill(self.wide.init_state(), prefix + extra)[1][: len(prefix)]
@@ -364,7 +363,7 @@ class Executor:
             raise NotApplicable("distribution")
         self._fits(s, 1)
         settings, rands = self.settings(op), [f32_value(r) for r in op["rands"]]
-        tokens, logits, temp = [], [], []
+        tokens, logits = [], []
         forked = self._forked(op["session"], s)  # before its draws make it a shared state
         for rand in rands:
             self._continue(op["session"])
@@ -372,8 +371,7 @@ class Executor:
             h2, z, t = self.impl.decode(h, op["token"], rand, settings)
             tokens.append(t)
             logits.append(z)
-            temp += [] if self.keep else [h2]
-        self._release_temp(temp)
+            self._release_temp([] if self.keep else [h2])
         spec_z = self.model.step(s.spec, op["token"], 0.0)[1].logits
         wide_z = self.wide.step(s.wide, op["token"])[1]
         seen = Seen(pos=s.spec.pos, chunk=1, forked=forked)

@@ -101,8 +101,11 @@ def speaks_v2(impl: Any) -> bool:
 
 
 def _traceback_tail(err: BaseException, lines: int = 12) -> str:
-    frames = traceback.format_exception(type(err), err, err.__traceback__)
-    text = "".join(frames[1:] if len(frames) > 1 else frames).rstrip().splitlines()  # drop our guard's frame
+    """The traceback from the implementation's own frames on (the checker's call into it left out)."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(err), err, tb)).rstrip().splitlines()
     return "\n".join(text[-lines:])
 
 

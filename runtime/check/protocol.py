@@ -152,6 +152,7 @@ class Guarded:
                 f"{err.args[0]} (the checker held {self.live} handles; if the engine has a fixed number of "
                 f"sessions: {hint})",
             )
+            err.alive = False  # a refused session may depend on every earlier run: replaying one run proves nothing
             raise
         self.created += 1
         return handle

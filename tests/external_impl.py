@@ -9,7 +9,7 @@ place, or Mamba's conv window and SSM state), and tokens are sampled by tests/re
 settings each decode carries (protocol 2; ``--protocol 1`` answers as an older program: --model's settings from
 the hello). Capabilities: fork, state, batch (sequences run one after another), release. ``--bug`` injects a
 failure for the negative controls: crash, hang, garbage, wrong-shape, position (decode uses position + 1), noise
-(logits perturbed by 1e-3), top-k (keeps k + 1 tokens), raise (reports an error on the third decode).
+(logits perturbed by 1e-3), top-k (keeps k + 1 tokens), raise (reports an error for a decode past position 40).
 """
 
 from __future__ import annotations
@@ -210,7 +210,7 @@ def main() -> None:
     ap.add_argument("--bug", default="")
     ap.add_argument("--protocol", type=int, default=2)
     args = ap.parse_args()
-    bug, sessions, counter, decodes = args.bug, {}, 0, 0
+    bug, sessions, counter = args.bug, {}, 0
     m = W = sampler = None
     for line in sys.stdin:
         req = json.loads(line)
@@ -255,9 +255,8 @@ def main() -> None:
                 results.append({"handle": handle, "logits": enc(logits[:, :-1] if bug == "wrong-shape" else logits)})
             reply |= {"results": results} if op == "run_batch" else results[0]
         elif op == "decode":
-            decodes += 1
-            if bug == "raise" and decodes == 3:
-                reply = {"id": req.get("id"), "ok": False, "error": "out of sequence slots (simulated)"}
+            if bug == "raise" and sessions[req["handle"]].pos >= 40:
+                reply = {"id": req.get("id"), "ok": False, "error": "out of cache blocks (simulated)"}
             else:
                 s = sessions[req["handle"]]
                 z = forward_one(W, s, req["token"], s.pos + (1 if bug == "position" else 0))

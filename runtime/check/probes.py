@@ -44,11 +44,11 @@ DISTRIBUTION = Sampler(temperature=1.0, top_k=2)  # a cut with real mass beyond 
 
 def aim(z: np.ndarray, s: Sampler, kind: str, seed: int, pos: int) -> tuple[Sampler, float]:
     """The settings and rand for one decode whose spec logits are ``z`` at position ``pos``."""
+    if s.temperature == 0 or kind == "seed":
+        return s, rand_for(seed, pos + 1)
     if kind == "exact-top-p":
         s = exact_top_p(z, s, seed)
         kind = "top"
-    if s.temperature == 0 or kind == "seed":
-        return s, rand_for(seed, pos + 1)
     if kind == "top":
         return s, TOP
     return s, edge_rand(z, s, seed) if kind == "edge" else rand_for(seed, pos + 1)

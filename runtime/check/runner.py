@@ -104,7 +104,8 @@ def check(
 
     try:
         one_run(lambda d: coverage.run(d, depth, seed))
-        _explore(impl, rec, steps, max_examples, one_run, seed)
+        if max_examples > 0:
+            _explore(impl, rec, steps, max_examples, one_run, seed)
     except (Failure, ImplementationError):
         pass
     return _report(model, impl, rec, required, skip, shrink_seconds)

@@ -152,4 +152,23 @@ def shrink(
             if got is not None and _law(got[1]) == law:
                 ops, failure, improved = cand[: got[0] + 1], got, True
                 break
-    return ops, failure
+    return renumber(ops), failure
+
+
+def renumber(ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Session numbers 0, 1, 2, ... in the order the operations make them (the same sequence, easier to read)."""
+    names: dict[int, int] = {}
+
+    def name(s: int) -> int:
+        return names.setdefault(s, len(names))
+
+    out = []
+    for op in copy.deepcopy(ops):
+        for key in ("session", "new"):
+            if isinstance(op.get(key), int):
+                op[key] = name(op[key])
+        for key in ("sessions", "new"):
+            if isinstance(op.get(key), list):
+                op[key] = [name(s) for s in op[key]]
+        out.append(op)
+    return out

@@ -10,8 +10,10 @@ The logits at every position and the final state must be equal.
 The Llama-style families (SPEC.md §5) are the same decoder with switches, each proved on its own tiny config:
 Qwen3's RMSNorm of each head's q and k and Gemma's (1 + w) norms, scaled embedding and tanh GELU add
 normalisations and gates on both paths, partial RoPE (Phi-3) slices each head, llama3 RoPE scaling changes only
-the concrete frequencies, and Qwen2's biases enter the projections; none may break prefill = decode. Each has a
-catalogue mutant whose decode path skips the family's feature, which must come back refuted.
+the concrete frequencies, Qwen2's biases enter the projections, and Mistral's sliding window (3 tokens across a
+window of 2) bounds the state and bands the unrolled mask; none may break prefill = decode. Each has a catalogue
+mutant whose decode path skips the family's feature (for Mistral, a forward that ignores the window), which must
+come back refuted.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import z3
 
 from lmstep.spec import builtin, gpt2, llama, mamba
 from lmstep.spec.arrays import SeqBuffer
+from lmstep.spec.model import ARCHITECTURES
 
 from .domains import Real
 from .obligations import Obligation, Query, catalogue, register
@@ -72,6 +75,8 @@ CONFIGS: dict[str, Any] = {
         scale_embeddings=True,
     ),
     "phi3": llama.Config(**{**TINY_LLAMA, "head_dim": 4}, model_type="phi3", partial_rotary_factor=0.5),
+    # Mistral: a window of 2, so the 3 tokens cross it (the state keeps 1 key).
+    "mistral": llama.Config(**TINY_LLAMA, model_type="mistral", sliding_window=2),
 }
 ARCH = {name: "llama" if isinstance(cfg, llama.Config) else name for name, cfg in CONFIGS.items()}
 
@@ -86,7 +91,7 @@ def empty_cache(module: ModuleType, cfg: Any) -> Any:
 
     def objects(t: Any) -> Any:
         if isinstance(t, SeqBuffer):
-            return SeqBuffer.empty(t.shape[: t.axis] + t.shape[t.axis + 1 :], t.axis, dtype=object)
+            return SeqBuffer.empty(t.shape[: t.axis] + t.shape[t.axis + 1 :], t.axis, dtype=object, keep=t.keep)
         return np.zeros(t.shape, dtype=object) + 0.0  # float zeros as Python floats, lifted when used
 
     return tuple(tuple(objects(t) for t in pair) for pair in cache)
@@ -97,19 +102,25 @@ def _state_terms(cache: Any) -> list[np.ndarray]:
 
 
 def prefill_query(
-    name: str, decode: Any = None, tokens: list[int] = TOKENS, seeded: bool = False, attempt_s: float | None = None
+    name: str,
+    decode: Any = None,
+    tokens: list[int] = TOKENS,
+    seeded: bool = False,
+    attempt_s: float | None = None,
+    forward: Any = None,
 ) -> Query:
     """``name``: an architecture or a Llama-style family of CONFIGS. ``seeded``: the built-in generator's float32
     weights (seed 0) instead of symbolic ones - for mutants, whose counterexample Z3 then finds among the
-    uninterpreted functions' values alone (symbolic weights: > 120 s)."""
+    uninterpreted functions' values alone (symbolic weights: > 120 s). ``decode`` / ``forward``: a mutant's
+    (default: the architecture's own)."""
     arch = ARCH[name]
-    module = {"llama": llama, "gpt2": gpt2, "mamba": mamba}[arch]
-    decode = decode or module.decode
+    module = ARCHITECTURES[arch]
+    decode, forward = decode or module.decode, forward or module.forward
     cfg, o = CONFIGS[name], Z3Ops(Real(), normalize=True)
     w = builtin.init_weights(arch, cfg, 0) if seeded else symbolic_weights(o, module, cfg)
     positions = np.arange(len(tokens), dtype=np.int64)[None]
     tokens = np.array([tokens], np.int64)
-    logits, cache = module.forward(o, cfg, w, tokens, positions, empty_cache(module, cfg))
+    logits, cache = forward(o, cfg, w, tokens, positions, empty_cache(module, cfg))
     state, goals = empty_cache(module, cfg), []
     for t in range(tokens.shape[1]):
         step_logits, state = decode(o, cfg, w, tokens[:, t], positions[:, t], state)
@@ -123,6 +134,7 @@ def prefill_query(
 # unchanged; the catalogue's rope-decode-off-by-one is caught in float32 through the cached keys.)
 MUTANTS: dict[str, tuple[str, str, list[int], bool]] = {  # obligation suffix, catalogue mutant, tokens, seeded
     "llama": ("scale", "attention-decode-scale", TOKENS[:2], True),
+    "mistral": ("window-only-in-decode", "window-only-in-decode", TOKENS, True),  # mutates forward, not decode
     "gpt2": ("position-off-by-one", "decode-position-off-by-one", TOKENS[:1], False),
     "mamba": ("conv-window", "conv-not-shifted", TOKENS[:2], True),
     "llama3": ("unscaled-rope", "llama3-rope-unscaled-in-decode", TOKENS[:2], True),
@@ -131,6 +143,16 @@ MUTANTS: dict[str, tuple[str, str, list[int], bool]] = {  # obligation suffix, c
     "gemma": ("norm-offset-dropped", "norm-offset-dropped-in-decode", TOKENS[:1], True),
     "phi3": ("full-rotary", "partial-rotary-ignored-in-decode", TOKENS[:2], True),
 }
+
+
+def _mutated(variant: str, mutant: str) -> dict[str, Any]:
+    """``variant``'s decode, or for Mistral its forward (llama.py's: the window bug is in the unrolled form), with
+    the catalogue's ``mutant``."""
+    return {MUTATED_FORM[variant]: catalogue(mutant, f"{ARCH[variant]}.{MUTATED_FORM[variant]}")}
+
+
+MUTATED_FORM = {variant: "forward" if variant == "mistral" else "decode" for variant in CONFIGS}
+
 
 # -- the registry -----------------------------------------------------------------------------------------
 REAL = "the reals; weights symbolic; sqrt/reciprocal/sigmoid/softplus/tanh uninterpreted; MASKED as -inf"
@@ -153,17 +175,18 @@ for variant in CONFIGS:
         )
     )
     bug, mutant, tokens, seeded = MUTANTS[variant]
+    form = MUTATED_FORM[variant]
     register(
         Obligation(
             f"{name}~{bug}",
             "model",
-            f"mutant: {arch}.decode{family} with the {bug.replace('-', ' ')} bug differs from forward",
+            f"mutant: {arch}.{form}{family} with the {bug.replace('-', ' ')} bug: forward differs from decode",
             SEEDED if seeded else REAL,
             f"T={len(tokens)}",
-            f"spec: mutated {arch}.decode",
+            f"spec: mutated {arch}.{form}",
             "refuted",
-            lambda variant=variant, arch=arch, mutant=mutant, tokens=tokens, seeded=seeded: prefill_query(
-                variant, catalogue(mutant, f"{arch}.decode"), tokens, seeded, attempt_s=3.0
+            lambda variant=variant, mutant=mutant, tokens=tokens, seeded=seeded: prefill_query(
+                variant, tokens=tokens, seeded=seeded, attempt_s=3.0, **_mutated(variant, mutant)
             ),
             mutant_of=name,
             mutant=mutant,

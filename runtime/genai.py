@@ -1,11 +1,11 @@
 """genai_config.json for onnxruntime-genai, which runs ``model.onnx`` (the unrolled graph) as its decoder.
 
 Written for the transformer architectures: for the Llama-style decoder, genai's model type of the same name as the
-family (llama, qwen2, qwen3, gemma, phi3: each a decoder-only type of genai 0.18 that runs this same contract; the
-family's math is inside model.onnx), and genai's generic "decoder" type for GPT-2 (genai's "gpt2" type expects
-the older GPT-2 export layout with other input names; measured with genai 0.18: "decoder" runs our contract and
-gives our greedy tokens). Not for Mamba: genai 0.18 has no plain-SSM
-model type; its recurrent-state support is tied to the hybrid architectures it knows.
+family (llama, qwen2, qwen3, gemma, phi3, mistral: each a decoder-only type of genai 0.18 that runs this same
+contract; the family's math is inside model.onnx), and genai's generic "decoder" type for GPT-2 (genai's "gpt2"
+type expects the older GPT-2 export layout with other input names; measured with genai 0.18: "decoder" runs our
+contract and gives our greedy tokens). Not for Mamba: genai 0.18 has no plain-SSM model type; its recurrent-state
+support is tied to the hybrid architectures it knows.
 """
 
 from __future__ import annotations
@@ -15,6 +15,15 @@ from typing import Any
 from lmstep.spec.model import Model
 
 GENAI_TYPES = {"llama": "llama", "gpt2": "decoder"}
+
+
+def genai_type(model: Model) -> str:
+    """genai's model type: a Llama-style model with a sliding window is genai's "mistral" (the window is inside
+    model.onnx, so genai needs no "sliding_window" section, which describes fixed-shape ring buffers it would slide;
+    docs/runtime.md)."""
+    if getattr(model.config, "sliding_window", None) is not None:
+        return "mistral"
+    return model.config.model_type if model.arch == "llama" else GENAI_TYPES[model.arch]
 
 
 def genai_config(model: Model, eos_token_id: int | None = None) -> dict[str, Any] | None:
@@ -33,10 +42,9 @@ def genai_config(model: Model, eos_token_id: int | None = None) -> dict[str, Any
     # The built-in byte models have no end-of-text token: the last id stands in, so generation runs to max_length
     # unless that byte is produced.
     eos = cfg.vocab_size - 1 if eos_token_id is None else eos_token_id
-    kind = cfg.model_type if model.arch == "llama" else GENAI_TYPES[model.arch]
     return {
         "model": {
-            "type": kind,
+            "type": genai_type(model),
             "vocab_size": cfg.vocab_size,
             "context_length": cfg.context_limit,
             "bos_token_id": 0,

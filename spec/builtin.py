@@ -14,7 +14,7 @@ import attrs
 import numpy as np
 
 from . import gpt2, llama, mamba
-from .model import Config, Weights
+from .model import ARCHITECTURES, Config, Weights
 from .rand import uniform_array
 
 SEED = 20261126
@@ -104,6 +104,17 @@ CONFIGS: dict[str, tuple[str, Config, str]] = {
         attrs.evolve(TINY_LLAMA, model_type="phi3", num_key_value_heads=4, partial_rotary_factor=0.75),
         "Phi-3: RoPE on the first 12 of 16 dims of each head (partial_rotary_factor 0.75), 4 heads; bytes",
     ),
+    "tiny-mistral": (
+        "llama",
+        attrs.evolve(
+            TINY_LLAMA,
+            model_type="mistral",
+            intermediate_size=192,
+            num_key_value_heads=1,
+            sliding_window=16,  # small, so short sessions cross it: the state keeps 15 keys per layer
+        ),
+        "Mistral-style: tiny-llama's decoder with a sliding window of 16 (bounded state), 1 kv head; bytes",
+    ),
 }
 
 
@@ -139,7 +150,7 @@ def init_affine(name: str, shape: tuple[int, ...], cfg: Config | None = None) ->
 
 
 def init_weights(arch: str, cfg: Config, seed: int = SEED) -> Weights:
-    module = {"llama": llama, "gpt2": gpt2, "mamba": mamba}[arch]
+    module = ARCHITECTURES[arch]
     params, offset = {}, 0
     for name, shape in module.param_shapes(cfg).items():
         scale, shift = init_affine(name, shape, cfg)

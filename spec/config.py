@@ -21,8 +21,8 @@ def positive_float(inst: object, attr: attrs.Attribute[float], value: object) ->
 
 
 def optional_positive_int(inst: object, attr: attrs.Attribute[int | None], value: object) -> None:
-    if value is not None:
-        positive_int(inst, attr, value)  # type: ignore[arg-type]
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+        raise ConfigError(f"{type(inst).__name__}.{attr.name} must be a positive integer or null, got {value!r}")
 
 
 def optional_positive_float(inst: object, attr: attrs.Attribute[float | None], value: object) -> None:
@@ -49,5 +49,6 @@ def _to_float(v: object) -> object:
 POSITIVE_INT: dict[str, Any] = {"validator": positive_int}
 POSITIVE_FLOAT: dict[str, Any] = {"converter": _to_float, "validator": positive_float}
 BOOLEAN: dict[str, Any] = {"validator": boolean}
-OPTIONAL_INT: dict[str, Any] = {"validator": optional_positive_int}  # None: not used by this configuration
-OPTIONAL_FLOAT: dict[str, Any] = {"converter": _to_float, "validator": optional_positive_float}
+# None: the configuration does not use the field (a window, a RoPE scaling parameter)
+OPTIONAL_POSITIVE_INT: dict[str, Any] = {"validator": optional_positive_int}
+OPTIONAL_POSITIVE_FLOAT: dict[str, Any] = {"converter": _to_float, "validator": optional_positive_float}

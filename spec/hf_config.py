@@ -29,6 +29,7 @@ ARCHITECTURES = {
     "Qwen3ForCausalLM": "qwen3",
     "GemmaForCausalLM": "gemma",
     "Phi3ForCausalLM": "phi3",
+    "MistralForCausalLM": "mistral",
 }
 MODEL_TYPES = {
     "gpt2": "gpt2",
@@ -38,9 +39,10 @@ MODEL_TYPES = {
     "qwen3": "qwen3",
     "gemma": "gemma",
     "phi3": "phi3",
+    "mistral": "mistral",
 }
 # Families that another architecture's code runs: the Llama-style ones are spec/llama.py with switches.
-FAMILY_ARCH = {"qwen2": "llama", "qwen3": "llama", "gemma": "llama", "phi3": "llama"}
+FAMILY_ARCH = {"qwen2": "llama", "qwen3": "llama", "gemma": "llama", "phi3": "llama", "mistral": "llama"}
 
 # Fields of transformers' PretrainedConfig and generation defaults that older configs carry: none changes the
 # logits. dtype / torch_dtype only say how the weights were stored: we always compute in float32.
@@ -207,9 +209,9 @@ def gpt2_config(f: Fields) -> gpt2.Config:
     )
 
 
-# -- The Llama-style families: transformers' Llama, Qwen2, Qwen3, Gemma and Phi3 configs ------------------------
+# -- The Llama-style families: transformers' Llama, Qwen2, Qwen3, Gemma, Phi3 and Mistral configs ---------------
 # Each maps to spec/llama.py's Config with its family's switches (SPEC.md §5). Defaults per family, read from
-# transformers 5.24's configuration_{llama,qwen2,qwen3,gemma,phi3}.py. head_dim None: hidden // heads (Qwen2
+# transformers 5.24's configuration_{llama,qwen2,qwen3,gemma,phi3,mistral}.py. head_dim None: hidden // heads (Qwen2
 # and Phi3 have no head_dim field, but their attention reads ``getattr(config, "head_dim", hidden // heads)``, so
 # a head_dim in config.json is honoured). kv None: as many kv heads as heads; a null num_key_value_heads means the
 # same, except for Gemma, whose config has no such rule (a null is refused as not an integer).
@@ -219,11 +221,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "qwen3": dict(vocab=151936, hidden=4096, inter=22016, layers=32, heads=32, kv=32, head_dim=128, ctx=32768),
     "gemma": dict(vocab=256000, hidden=3072, inter=24576, layers=28, heads=16, kv=16, head_dim=256, ctx=8192),
     "phi3": dict(vocab=32064, hidden=3072, inter=8192, layers=32, heads=32, kv=None, head_dim=None, ctx=4096),
+    "mistral": dict(vocab=32000, hidden=4096, inter=14336, layers=32, heads=32, kv=8, head_dim=None, ctx=4096 * 32),
 }
 EPS = {"phi3": 1e-5}  # rms_norm_eps; 1e-6 for the others
 # The RoPE types each family's transformers code computes, of those lmstep implements (spec/rope.py). Phi3's
 # config accepts only "default" and "longrope" (its older names "su" and "yarn" become "longrope").
-ROPE_TYPES = {"llama": ("default", "linear", "llama3"), "phi3": ("default",)}
+ROPE_TYPES = {"llama": ("default", "linear", "llama3"), "phi3": ("default",), "mistral": ("default",)}
 ROPE_KEYS = {  # the keys of rope_parameters each type reads (transformers' _validate_*_rope_parameters)
     "default": {"rope_type", "type", "rope_theta", "partial_rotary_factor"},
     "linear": {"rope_type", "type", "rope_theta", "partial_rotary_factor", "factor"},
@@ -260,6 +263,12 @@ def decoder_config(f: Fields, family: str) -> llama.Config:
         switches["qk_norm"] = True
     if family in ("qwen2", "qwen3"):
         _qwen_windows(f, ctx, d)
+    if family == "mistral":
+        # MistralConfig: no attention_bias / mlp_bias (MistralAttention and MistralMLP have no biases: a
+        # config.json carrying them is refused as unknown); sliding_window null: full attention. layer_types
+        # (alternating windows) is what transformers' MistralModel ignores with a warning: refused as unknown,
+        # so lmstep never guesses.
+        switches["sliding_window"] = f.take("sliding_window", 4096)
     if family == "phi3":
         window = f.take("sliding_window", None)
         if window is not None and not (isinstance(window, int) and window >= ctx):

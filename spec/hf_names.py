@@ -24,7 +24,13 @@ import numpy as np
 # transformers' base_model_prefix per architecture: the backbone's tensors live under it.
 PREFIX = {"gpt2": "transformer.", "llama": "model.", "mamba": "backbone."}
 LAYER = {"gpt2": "transformer.h.{i}.", "llama": "model.layers.{i}.", "mamba": "backbone.layers.{i}."}
-DECODER_FAMILIES = ("qwen2", "qwen3", "gemma", "phi3")  # named like Llama (but for Phi-3's fused projections)
+DECODER_FAMILIES = (
+    "qwen2",
+    "qwen3",
+    "gemma",
+    "phi3",
+    "mistral",
+)  # named like Llama (but for Phi-3's fused projections)
 PREFIX |= dict.fromkeys(DECODER_FAMILIES, PREFIX["llama"])
 LAYER |= dict.fromkeys(DECODER_FAMILIES, LAYER["llama"])
 
@@ -62,7 +68,7 @@ LAYER_LEAVES: dict[str, dict[str, tuple[str, str]]] = {
     },
 }
 
-LAYER_LEAVES |= dict.fromkeys(("qwen2", "qwen3", "gemma"), LAYER_LEAVES["llama"])
+LAYER_LEAVES |= dict.fromkeys(("qwen2", "qwen3", "gemma", "mistral"), LAYER_LEAVES["llama"])
 LAYER_LEAVES["phi3"] = LAYER_LEAVES["llama"] | {  # the layout "rows" of these is set by fused_rows()
     **{f"{p}_proj": ("self_attn.qkv_proj.weight", "rows") for p in "qkv"},
     **{f"{p}_proj": ("mlp.gate_up_proj.weight", "rows") for p in ("gate", "up")},
@@ -148,14 +154,29 @@ def hf_shape(shape: tuple[int, ...], layout: Layout) -> tuple[int, ...]:
 
 
 def to_ours(a: np.ndarray, layout: Layout) -> np.ndarray:
-    """An HF tensor in our layout, C-contiguous."""
+    """An HF tensor in our layout, C-contiguous, in its own dtype (a fresh array unless ``layout`` is "copy" and
+    ``a`` is already contiguous)."""
     if isinstance(layout, tuple):
-        a = a[layout[0] : layout[1]].T
-    elif layout == "linear":
-        a = a.T
-    elif layout == "conv":
+        return transposed(a[layout[0] : layout[1]])
+    if layout == "linear":
+        return transposed(a)
+    if layout == "conv":
         a = a[:, 0, :].T
     return np.ascontiguousarray(a)
+
+
+# Rows of the source moved per block by :func:`transposed`: each block's columns land as runs of this many
+# contiguous values, which keeps both sides in cache. Measured on a 5632 x 2048 bf16 matrix: 30 ms with 16 rows
+# per block vs 177 ms for ``np.ascontiguousarray(a.T)`` (8 rows: 39 ms, 64 rows: 75 ms).
+TRANSPOSE_ROWS = 16
+
+
+def transposed(a: np.ndarray) -> np.ndarray:
+    """``np.ascontiguousarray(a.T)`` for a matrix, block by block (same values, ~6x faster for large ones)."""
+    out = np.empty(a.shape[::-1], a.dtype)
+    for i in range(0, a.shape[0], TRANSPOSE_ROWS):
+        out[:, i : i + TRANSPOSE_ROWS] = a[i : i + TRANSPOSE_ROWS].T
+    return out
 
 
 def with_base_prefix(family: str, names: Iterable[str]) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """Llama-style decoder (Touvron et al. 2023): RMSNorm, RoPE, SwiGLU MLP, grouped-query attention, KV cache; and the
 families that are this decoder with a few switches (SPEC.md §5): Llama 3.x (RoPE scaling), Qwen2 (q/k/v biases),
-Qwen3 (RMSNorm on each head's q and k), Gemma (scaled embeddings, (1 + w) norms, GeGLU) and Phi-3 (partial RoPE;
-its fused qkv / gate_up weights are split when the checkpoint is read, spec/hf_names.py).
+Qwen3 (RMSNorm on each head's q and k), Gemma (scaled embeddings, (1 + w) norms, GeGLU), Phi-3 (partial RoPE;
+its fused qkv / gate_up weights are split when the checkpoint is read, spec/hf_names.py) and Mistral (a sliding
+window, below).
 
 State carried between steps: for every layer the keys and values of all past tokens, [B, K, S, D] each (rotated
 keys, as Hugging Face caches them). Field names follow transformers' ``LlamaConfig`` so checkpoints map 1:1.
@@ -15,6 +16,10 @@ keys, as Hugging Face caches them). Field names follow transformers' ``LlamaConf
     logits  = RMSNorm(x_L) W_lm         (W_lm = E^T when tie_word_embeddings)
 
 RMSNorm multiplies by w, or by (1 + w) when norm_unit_offset (Gemma).
+
+Mistral (Jiang et al. 2023) is this decoder with ``sliding_window = W``: every query sees only the W most recent
+keys, its own included. The recurrent form keeps the last W - 1 keys and values (a bounded state, SPEC.md §5)
+and attends to all of them; the unrolled form attends to [cache; new] under a banded mask (layers.window_mask).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import numpy as np
 
 from . import rope
 from .arrays import WEIGHT, SeqBuffer, as_tuple
-from .config import BOOLEAN, OPTIONAL_FLOAT, OPTIONAL_INT, POSITIVE_FLOAT, POSITIVE_INT, require
+from .config import BOOLEAN, OPTIONAL_POSITIVE_FLOAT, OPTIONAL_POSITIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, require
 from .layers import (
     apply_rope,
     attention_decode,
@@ -36,16 +41,18 @@ from .layers import (
     gelu_tanh,
     linear,
     merge_heads,
+    recent_keys,
     rms_norm,
     rope_cos_sin,
     silu,
     split_heads,
+    window_mask,
 )
 from .vocabulary import Appendable, KVCache, Ops, T
 
 # The transformers model types this decoder runs (Config.model_type): a label that names the family, for the
 # checkpoint's tensor names (spec/hf_names.py) and onnxruntime-genai's model type; the math is in the switches.
-FAMILIES = ("llama", "qwen2", "qwen3", "gemma", "phi3")
+FAMILIES = ("llama", "qwen2", "qwen3", "gemma", "phi3", "mistral")
 ACTIVATIONS = {"silu": silu, "gelu_pytorch_tanh": gelu_tanh}  # the MLP gate: SwiGLU or GeGLU (tanh GELU)
 
 
@@ -72,12 +79,13 @@ class Config:
     norm_unit_offset: bool = attrs.field(default=False, **BOOLEAN)  # every RMSNorm scales by (1 + w) (Gemma)
     scale_embeddings: bool = attrs.field(default=False, **BOOLEAN)  # E[token] * sqrt(hidden_size) (Gemma)
     partial_rotary_factor: float = attrs.field(default=1.0, **POSITIVE_FLOAT)  # RoPE on part of each head (Phi-3)
+    sliding_window: int | None = attrs.field(default=None, **OPTIONAL_POSITIVE_INT)  # Mistral; None: full attention
     # -- RoPE scaling: transformers' rope_parameters (SPEC.md §4); the numbers only for the rope_type using them --
     rope_type: str = attrs.field(default="default", validator=attrs.validators.in_(rope.ROPE_TYPES))
-    factor: float | None = attrs.field(default=None, **OPTIONAL_FLOAT)  # linear, llama3
-    low_freq_factor: float | None = attrs.field(default=None, **OPTIONAL_FLOAT)  # llama3
-    high_freq_factor: float | None = attrs.field(default=None, **OPTIONAL_FLOAT)  # llama3
-    original_max_position_embeddings: int | None = attrs.field(default=None, **OPTIONAL_INT)  # llama3
+    factor: float | None = attrs.field(default=None, **OPTIONAL_POSITIVE_FLOAT)  # linear, llama3
+    low_freq_factor: float | None = attrs.field(default=None, **OPTIONAL_POSITIVE_FLOAT)  # llama3
+    high_freq_factor: float | None = attrs.field(default=None, **OPTIONAL_POSITIVE_FLOAT)  # llama3
+    original_max_position_embeddings: int | None = attrs.field(default=None, **OPTIONAL_POSITIVE_INT)  # llama3
 
     def __attrs_post_init__(self) -> None:
         require(
@@ -119,6 +127,11 @@ class Config:
         """Gemma's sqrt(hidden_size): the float64 power rounded once to float32 (SPEC.md §5), as transformers
         keeps it (``torch.tensor(hidden_size**0.5)``, a float32 buffer when the model computes in float32)."""
         return float(np.float32(self.hidden_size**0.5))
+
+    @property
+    def kept_keys(self) -> int | None:
+        """Keys per layer a state keeps: the W - 1 a next query can see besides its own (None: all of them)."""
+        return None if self.sliding_window is None else self.sliding_window - 1
 
 
 @attrs.frozen
@@ -184,9 +197,13 @@ def weights_from_dict(cfg: Config, params: dict[str, T]) -> Weights[T]:
 
 
 def empty_cache(cfg: Config, batch: int = 1) -> tuple[tuple[SeqBuffer, SeqBuffer], ...]:
-    """Numeric initial state: an empty [B, K, 0, D] key and value buffer per layer."""
-    shape = (batch, cfg.num_key_value_heads, cfg.head_dim)
-    return tuple((SeqBuffer.empty(shape, axis=2), SeqBuffer.empty(shape, axis=2)) for _ in range(cfg.num_hidden_layers))
+    """Numeric initial state: an empty [B, K, 0, D] key and value buffer per layer; with a sliding window each
+    keeps only its newest W - 1 rows (arrays.SeqBuffer ``keep``), [B, K, min(pos, W - 1), D]."""
+    shape, keep = (batch, cfg.num_key_value_heads, cfg.head_dim), cfg.kept_keys
+    return tuple(
+        (SeqBuffer.empty(shape, axis=2, keep=keep), SeqBuffer.empty(shape, axis=2, keep=keep))
+        for _ in range(cfg.num_hidden_layers)
+    )
 
 
 Attend = Callable[[T, T, T], T]  # (q [B,H,T,D], k_all, v_all) -> [B,H,T,D]
@@ -215,7 +232,7 @@ def _decoder(
         if layer.q_norm is not None and layer.k_norm is not None:  # qk_norm (Qwen3): each head over its D
             q, k = norm(q, layer.q_norm), norm(k, layer.k_norm)
         q, k = apply_rope(o, q, cos, sin, D, cfg.rotary_dim), apply_rope(o, k, cos, sin, D, cfg.rotary_dim)
-        k_all, k_cache = k_cache.append(k)  # [B, K, S, D]
+        k_all, k_cache = k_cache.append(k)  # [B, K, S, D]; a windowed cache then keeps only its last W - 1 rows
         v_all, v_cache = v_cache.append(v)
         new_cache.append((k_cache, v_cache))
         x = o.add(x, linear(o, merge_heads(o, attend(q, k_all, v_all)), layer.o_proj, layer.o_bias))
@@ -234,12 +251,18 @@ def forward(
 ) -> tuple[T, KVCache[T]]:
     """Unrolled form: T new tokens [B, T] at ``positions`` [B, T] after the cache -> logits [B, T, V], new cache.
 
-    Causal-masked attention over [cache; new] for all T queries at once. ``key_mask`` [B, S] marks real
-    (non-padding) cache slots; None means all are real.
+    Causal-masked attention over [cache; new] for all T queries at once (banded by the sliding window, if any).
+    ``key_mask`` [B, S] marks real (non-padding) cache slots; None means all are real. With a sliding window it
+    may cover the whole sequence, [B, pos + T]: its last S columns are those of the keys the cache holds.
     """
 
     def attend(q: T, k_all: T, v_all: T) -> T:
-        visible = causal_mask(o, o.shape(q, 2), o.shape(k_all, 2), key_mask)
+        n_new, n_all = o.shape(q, 2), o.shape(k_all, 2)
+        if cfg.sliding_window is None:
+            visible = causal_mask(o, n_new, n_all, key_mask)
+        else:
+            mask = None if key_mask is None else recent_keys(o, key_mask, n_all)
+            visible = window_mask(o, n_new, n_all, cfg.sliding_window, mask)
         return attention_unrolled(
             o, q, k_all, v_all, visible, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         )
@@ -250,11 +273,17 @@ def forward(
 def decode(
     o: Ops[T], cfg: Config, w: Weights[T], token: T, position: T, cache: KVCache[T], key_mask: T | None = None
 ) -> tuple[T, KVCache[T]]:
-    """Recurrent form: one token [B] at ``position`` [B] -> logits [B, V], cache grown by one slot."""
+    """Recurrent form: one token [B] at ``position`` [B] -> logits [B, V], cache grown by one slot.
+
+    The query attends to every key the cache holds: with a sliding window the cache holds W - 1 keys at most,
+    so nothing needs masking but padding (a whole-sequence ``key_mask`` is cut to its last S columns)."""
 
     def attend(q: T, k_all: T, v_all: T) -> T:
+        mask = key_mask
+        if key_mask is not None and cfg.sliding_window is not None:
+            mask = recent_keys(o, key_mask, o.shape(k_all, 2))
         return attention_decode(
-            o, q, k_all, v_all, key_mask, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+            o, q, k_all, v_all, mask, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         )
 
     logits, cache = _decoder(o, cfg, w, o.unsqueeze(token, 1), o.unsqueeze(position, 1), cache, attend)

@@ -13,7 +13,7 @@ import pytest
 from hf_fixtures import NAMES, errors, expected, folder
 
 from lmstep.runtime.cli import main
-from lmstep.spec import Model, load, safetensors_io
+from lmstep.spec import InputError, Model, load, safetensors_io
 
 # Tolerance on logits, relative to the largest |logit| of the sequence (python tests/hf_fixtures.py prints the
 # measured table, recorded in docs/checkpoints.md). Measured over all 7 fixtures, unrolled, recurrent and cached
@@ -71,7 +71,7 @@ def test_fixtures_cover_the_issue():
     """The fixture set exercises what the issue asks for (so a regenerated set cannot silently drop a case)."""
     configs = {n: json.load(open(f"{folder(n)}/config.json")) for n in NAMES}
     arch = {n: c["model_type"] for n, c in configs.items()}
-    families = ("gpt2", "llama", "mamba", "qwen2", "qwen3", "gemma", "phi3")
+    families = ("gpt2", "llama", "mamba", "qwen2", "qwen3", "gemma", "phi3", "mistral")
     assert set(families) <= set(arch.values())
     assert all(sum(a == x for a in arch.values()) >= 2 for x in families)
     llama = [c for c in configs.values() if c["model_type"] == "llama"]
@@ -84,6 +84,13 @@ def test_fixtures_cover_the_issue():
     mamba = [c for c in configs.values() if c["model_type"] == "mamba"]
     assert {(c["use_bias"], c["use_conv_bias"]) for c in mamba} >= {(False, True), (True, False)}
     assert any(c["time_step_rank"] != -(-c["hidden_size"] // 16) for c in mamba)
+    mistral = {n: c for n, c in configs.items() if c["model_type"] == "mistral"}
+    windows = [(c["sliding_window"], max(map(len, expected(n)[0]["sequences"]))) for n, c in mistral.items()]
+    assert sum(w is not None and 4 * w <= longest for w, longest in windows) >= 2  # far past the window
+    assert any(w is None for w, _ in windows)  # null: full attention
+    assert any(c["num_key_value_heads"] == 1 for c in mistral.values()) and any(
+        1 < c["num_key_value_heads"] < c["num_attention_heads"] for c in mistral.values()
+    )  # MQA and GQA
     dtypes = {c["dtype"] for c in configs.values()}
     assert {"float32", "bfloat16", "float16"} <= dtypes
     assert sum("-sharded" in n for n in NAMES) >= 2
@@ -176,6 +183,14 @@ def _qk_norms_swapped(model: Model) -> Model:  # Qwen3's q_norm and k_norm weigh
     return _evolve_layer(model, 0, q_norm=w.k_norm, k_norm=w.q_norm)
 
 
+def _window_ignored(model: Model) -> Model:  # sliding_window not read: full attention
+    return attrs.evolve(model, config=attrs.evolve(model.config, sliding_window=None))
+
+
+def _window_off_by_one(model: Model) -> Model:  # the window read as W + 1 keys per query (state W, not W - 1)
+    return attrs.evolve(model, config=attrs.evolve(model.config, sliding_window=model.config.sliding_window + 1))
+
+
 CONTROLS = {
     "no-transpose-llama": ("llama-mha-tied", _no_transpose),
     "no-transpose-gpt2": ("gpt2-base", _no_transpose),
@@ -195,6 +210,8 @@ CONTROLS = {
     "phi3-gate-up-swapped": ("phi3-gqa", _gate_up_swapped),
     "phi3-qkv-split-order": ("phi3-partial-rotary-tied-bf16", _qkv_split_as_kqv),
     "phi3-full-rotary": ("phi3-partial-rotary-tied-bf16", _config(partial_rotary_factor=1.0)),
+    "window-ignored": ("mistral-gqa-window4", _window_ignored),
+    "window-off-by-one": ("mistral-mqa-tied-headdim-window7-bf16-sharded", _window_off_by_one),
 }
 
 
@@ -212,17 +229,19 @@ def test_control_bf16_read_as_f16_fails_the_check(monkeypatch):
     monkeypatch.setattr(
         safetensors_io,
         "to_float32",
-        lambda a, dtype: widen(a.view(np.float16), "F16") if dtype == "BF16" else widen(a, dtype),
+        lambda a, dtype, out=None: widen(a.view(np.float16), "F16", out) if dtype == "BF16" else widen(a, dtype, out),
     )
     try:
         found = deviations(load(folder("llama-mqa-headdim-bias-bf16")), "llama-mqa-headdim-bias-bf16")
-    except Exception as err:  # values out of float16's range turn into inf, which the loader refuses: also caught
+    except InputError as err:  # values out of float16's range make inf / NaN logits, which the sampler refuses
         found = [str(err)]
     assert found
 
 
 # -- the CLI, through its real entry point ---------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["gpt2-base", "llama-gqa-theta-sharded", "mamba-bias-rank-f16-sharded"])
+@pytest.mark.parametrize(
+    "name", ["gpt2-base", "llama-gqa-theta-sharded", "mamba-bias-rank-f16-sharded", "mistral-gqa-window4"]
+)
 def test_generate_tokens_json_matches_transformers_greedy(name, capsys):
     g = expected(name)[0]["greedy"][0]
     argv = [

@@ -96,14 +96,17 @@ def test_models_lists_what_each_is(capsys):
         ("tiny-gpt2", "gpt2"),
         ("tiny-mamba", "mamba"),
         ("tiny-gemma", "gemma"),
+        ("tiny-mistral", "mistral"),
     ]:
         assert f"{name:<12} {arch}" in out
     assert "key [1, 2, T, 16]" in out and "recurrent_state [1, 128, 16]" in out and "GQA" in out
+    assert "key [1, 1, min(T, 15), 16]" in out  # tiny-mistral's window of 16 bounds its state
     code, out, _ = run(capsys, "models", "--json")
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["name"] for r in rows][:3] == ["tiny-llama", "tiny-gpt2", "tiny-mamba"] and rows[0]["params"] > 0
     families = {r["name"]: (r["arch"], r["family"]) for r in rows}
     assert families["tiny-qwen3"] == ("llama", "qwen3") and families["tiny-llama3"] == ("llama", "llama")
+    assert families["tiny-mistral"] == ("llama", "mistral")
 
 
 def test_the_readme_quick_start_command_runs(capsys):

@@ -29,6 +29,7 @@ CLASSES = {
     "qwen3": (tf.Qwen3Config, tf.Qwen3ForCausalLM),
     "gemma": (tf.GemmaConfig, tf.GemmaForCausalLM),
     "phi3": (tf.Phi3Config, tf.Phi3ForCausalLM),
+    "mistral": (tf.MistralConfig, tf.MistralForCausalLM),
 }
 # Gemma's RMSNorm scales by (1 + w): its norm weights are drawn around 0 (scale ~1) instead of around 1.
 UNIT_OFFSET_NORMS = {"gemma"}
@@ -39,7 +40,7 @@ GAINS = {"c_proj": 2.0, "o_proj": 2.0, "down_proj": 2.0, "out_proj": 2.0, "lm_he
 
 EMBEDDINGS = {"gpt2": "wte.weight", "mamba": "embeddings.weight"}
 FINAL_NORMS = {"gpt2": "ln_f.weight", "mamba": "norm_f.weight"}
-for _family in ("llama", "qwen2", "qwen3", "gemma", "phi3"):
+for _family in ("llama", "qwen2", "qwen3", "gemma", "phi3", "mistral"):
     EMBEDDINGS[_family], FINAL_NORMS[_family] = "embed_tokens.weight", "model.norm.weight"
 
 

@@ -32,6 +32,7 @@ from lmstep.runtime.check.engines import ENGINES, mutant_impl
 from lmstep.runtime.check.levels import Level
 from lmstep.runtime.check.lockstep import Executor
 from lmstep.runtime.check.recorder import Recorder
+from lmstep.runtime.threads import apply_policy
 from lmstep.spec import load
 from lmstep.spec.conformance import CEILING, FACTOR, FLOOR, STATE_FACTOR
 
@@ -104,6 +105,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="one seed, fewer fixtures")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
+    apply_policy()  # one BLAS thread, as `lmstep check` runs the spec (runtime/threads.py)
     seeds = 1 if args.quick else args.seeds
     print(
         f"FACTOR = {FACTOR:g} (state {STATE_FACTOR:g}), FLOOR = {FLOOR:.3g}, CEILING = {CEILING:g}; "

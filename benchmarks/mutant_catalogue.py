@@ -20,6 +20,7 @@ from lmstep.mutants import CHECKED
 from lmstep.runtime.check import Level, check, open_impl, parse_level
 from lmstep.runtime.check.engines import mutant_impl
 from lmstep.runtime.check.lockstep import LAWS
+from lmstep.runtime.threads import apply_policy
 from lmstep.spec import load
 
 EXTERNAL = f"cmd:{sys.executable} {Path(__file__).resolve().parent.parent / 'tests' / 'external_impl.py'}"
@@ -36,6 +37,7 @@ def main() -> int:
     ap.add_argument("--markdown", action="store_true", help="print a markdown table (docs/checking.md)")
     ap.add_argument("--only", nargs="*", default=None, help="these mutants only")
     args = ap.parse_args()
+    apply_policy()  # one BLAS thread, as `lmstep check` runs the spec (runtime/threads.py)
     rows, bad = [], 0
     names = [n for n in CHECKED if args.only is None or n in args.only]
     for name in names:
@@ -64,6 +66,7 @@ def main() -> int:
                 result,
                 _law(r, mutant.breaks),
                 r.seconds_to_find,
+                r.examples,
                 len(r.counterexample or []),
                 r.seconds,
                 mutant.bug,
@@ -72,7 +75,7 @@ def main() -> int:
         print(
             f"{name:<34} {mutant.kind:<15} {mutant.model:<12} {level.name} {result:<8} {_law(r, mutant.breaks):<40} "
             f"first {'-' if r.seconds_to_find is None else f'{r.seconds_to_find:.2f}s':<7} "
-            f"ops {len(r.counterexample or []):<3} total {r.seconds:.1f}s",
+            f"run {r.examples:<3} ops {len(r.counterexample or []):<3} total {r.seconds:.1f}s",
             file=sys.stderr,
             flush=True,
         )
@@ -97,6 +100,7 @@ def main() -> int:
                     "passes" if r.passed else "FAILS",
                     "",
                     None,
+                    r.examples,
                     0,
                     time.perf_counter() - t0,
                     "must pass",
@@ -104,21 +108,22 @@ def main() -> int:
             )
     if args.markdown:
         print(
-            "| mutant | class | model | level | result | caught by checker law (law) | time to catch (s) "
+            "| mutant | class | model | level | result | caught by checker law (law) | time to catch (s) | in run "
             "| counterexample ops | total (s) |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
-        for n, kind, m, lvl, res, law, first, ops, total, _bug in rows:
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for n, kind, m, lvl, res, law, first, run, ops, total, _bug in rows:
             first_s = "" if first is None else f"{first:.2f}"
-            print(f"| {n} | {kind} | {m} | {lvl} | {res} | {law} | {first_s} | {ops} | {total:.1f} |")
+            print(f"| {n} | {kind} | {m} | {lvl} | {res} | {law} | {first_s} | {run} | {ops} | {total:.1f} |")
     # without --markdown the per-mutant lines above (stderr) are the table
     caught = [r for r in rows if r[4] == "caught"]
     if caught:
         slow = max(caught, key=lambda r: r[6] or 0)
-        long = max(caught, key=lambda r: r[7])
+        long = max(caught, key=lambda r: r[8])
         print(
             f"\n{len(caught)} of {sum(1 for n in names if CHECKED[n].conforms_at is None)} mutants caught; "
-            f"slowest catch {slow[0]} {slow[6]:.2f} s; longest counterexample {long[0]} {long[7]} ops"
+            f"slowest catch {slow[0]} {slow[6]:.2f} s; longest counterexample {long[0]} {long[8]} ops; "
+            f"latest run {max(r[7] for r in caught)} (1 = the coverage run)"
         )
     return 1 if bad else 0
 

@@ -44,6 +44,7 @@ import numpy.typing as npt
 from .arrays import tree_map
 from .interface import ModelState
 from .ops import WideOps
+from .stored import StoredArray
 
 # Two forms of the same model (unrolled vs recurrent; any chunking of a prefill; prefix vs extended sequence).
 FORMS = {"llama": 2e-5, "gpt2": 2e-5, "mamba": 2e-4}
@@ -120,13 +121,46 @@ def widen(tree: Any) -> Any:
     """A model's weights or a state's cache with every float32 array (and KV buffer) widened to float64, exactly."""
     from .arrays import SeqBuffer
 
+    if isinstance(tree, StoredArray):  # a checkpoint's bf16 / f16 weight: widened on use, like the spec's own
+        return WideStored(tree.raw, tree.fmt)
     if isinstance(tree, SeqBuffer):
         return SeqBuffer.from_array(tree.view().astype(np.float64), tree.axis, tree.keep)  # a window keeps its bound
     if isinstance(tree, np.ndarray):
         return tree.astype(np.float64) if tree.dtype == np.float32 else tree
     if isinstance(tree, tuple):
         return tuple(widen(t) for t in tree)
-    return tree_map(lambda a: a.astype(np.float64) if a.dtype == np.float32 else a, tree)
+    return tree_map(lambda a: widen(a) if isinstance(a, StoredArray) else _wide(a), tree)
+
+
+def _wide(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.float64) if a.dtype == np.float32 else a
+
+
+class WideStored(StoredArray):
+    """A checkpoint's stored weight (spec/stored.py) as the float64 twin uses it: the same stored bits, widened on
+    every use to the float32 value the spec computes with and then, exactly, to float64. Widening the whole
+    checkpoint up front would hold 4x its bf16 size."""
+
+    __slots__ = ()
+    dtype = np.dtype(np.float64)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        out = _wide(super().__array__(None, copy))
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def take(self, indices: Any, axis: int | None = None, out: Any = None, mode: Any = "raise") -> np.ndarray:
+        rows = _wide(super().take(indices, axis=axis, mode=mode))
+        if out is not None:
+            np.copyto(out, rows)
+            return out
+        return rows
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return _wide(super().__getitem__(index))
+
+    @property
+    def nbytes(self) -> int:
+        return self.raw.size * 8
 
 
 # A float32 sigmoid or tanh kernel is commonly accurate to about one ulp of its output range, not of its output:

@@ -70,6 +70,31 @@ def test_the_float64_twin_computes_what_the_spec_computes(name):
         assert max(errs) > 100 * CEILING
 
 
+@pytest.mark.parametrize("name", ["gpt2-ninner-bf16", "mamba-bias-rank-f16-sharded"])
+def test_the_float64_twin_of_a_stored_checkpoint_widens_on_use(name):
+    """A checkpoint's bf16 / f16 weights stay stored (spec/stored.py) in the spec and in its float64 twin (the
+    twin widening the whole checkpoint would hold 4x its size; before WideStored it crashed every check of such a
+    checkpoint). The twin computes what the spec computes, in float64 from its first op (the embedding rows), and
+    a check of the spec against itself passes at L0."""
+    from pathlib import Path
+
+    from lmstep.spec.arrays import tree_leaves
+    from lmstep.spec.conformance import WideStored
+    from lmstep.spec.stored import StoredArray
+
+    model = load(Path(__file__).parent / "fixtures" / "hf" / name)
+    wide = Wide(model)
+    stored = [a for _, a in tree_leaves(wide.weights) if isinstance(a, StoredArray)]
+    assert stored and all(isinstance(a, WideStored) for a in stored)
+    assert all(np.asarray(a).dtype == np.float64 and a.take([0], axis=0).dtype == np.float64 for a in stored)
+    seq = [(5 * i + 1) % model.vocab_size for i in range(12)]
+    z32 = model.prefill(model.init_state(), seq)[1]
+    z64 = wide.prefill(wide.init_state(), seq)[1]
+    assert z64.dtype == np.float64 and 0 < rel_err(z32, z64) < 1e-5
+    report = check(model, open_impl("spec", model), required=Level.L0, skip_laws=["batch"], max_examples=1)
+    assert report.passed, report.message
+
+
 def test_argmax_flips_at_l2_are_counted():
     spec = np.array([[1.0, 1.0 + 1e-3, -3.0]], np.float32)
     impl = spec + np.float32([[2e-3, 0, 0]])

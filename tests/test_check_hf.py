@@ -20,7 +20,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "hf"
 )
 def test_transformers_conforms_at_l1(name):
     model = load(FIXTURES / name, temperature=0.8, top_k=20)
-    report = check(model, open_impl("hf", model), required=Level.L1, max_examples=10)
+    report = check(model, open_impl("hf", model), required=Level.L1, skip_laws=["batch"], max_examples=10)
     assert report.passed, report.message
     assert report.laws["state"]["level"] >= Level.L1  # the whole KV cache, not a sampled channel
 

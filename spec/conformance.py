@@ -143,7 +143,7 @@ class WideStored(StoredArray):
     checkpoint up front would hold 4x its bf16 size."""
 
     __slots__ = ()
-    dtype = np.dtype(np.float64)
+    dtype = np.dtype(np.float64)  # type: ignore[assignment]  # the value it stands for is float64
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         out = _wide(super().__array__(None, copy))

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import z3
 
-from lmstep.spec import builtin, gpt2, llama, mamba
+from lmstep.spec import builtin, gpt2, llama, mamba, mamba2
 from lmstep.spec.arrays import SeqBuffer
 
 from .domains import Real
@@ -46,7 +46,23 @@ CONFIGS: dict[str, Any] = {
         time_step_rank=1,
         conv_kernel=2,
     ),
+    # Two heads in two groups (each its own B, C and norm group), chunks of 2: the 3 tokens cross a chunk boundary.
+    "mamba2": mamba2.Config(
+        vocab_size=2,
+        hidden_size=1,
+        state_size=1,
+        num_hidden_layers=1,
+        num_heads=2,
+        head_dim=1,
+        n_groups=2,
+        conv_kernel=2,
+        chunk_size=2,
+    ),
 }
+MODULES: dict[str, ModuleType] = {"llama": llama, "gpt2": gpt2, "mamba": mamba, "mamba2": mamba2}
+# Mamba-2's decays are exps of segment sums in the unrolled form and products of exps in the recurrent one: the
+# "product" exp model (symbolic.py) makes them the same polynomial. The others use the field lemmas.
+EXP = {"mamba2": "product"}
 
 
 def symbolic_weights(o: Z3Ops, module: ModuleType, cfg: Any) -> Any:
@@ -74,9 +90,9 @@ def prefill_query(
 ) -> Query:
     """``seeded``: the built-in generator's float32 weights (seed 0) instead of symbolic ones - for mutants, whose
     counterexample Z3 then finds among the uninterpreted functions' values alone (symbolic weights: > 120 s)."""
-    module = {"llama": llama, "gpt2": gpt2, "mamba": mamba}[arch]
+    module = MODULES[arch]
     decode = decode or module.decode
-    cfg, o = CONFIGS[arch], Z3Ops(Real(), normalize=True)
+    cfg, o = CONFIGS[arch], Z3Ops(Real(), normalize=True, exp=EXP.get(arch, "field"))
     w = builtin.init_weights(arch, cfg, 0) if seeded else symbolic_weights(o, module, cfg)
     positions = np.arange(len(tokens), dtype=np.int64)[None]
     tokens = np.array([tokens], np.int64)
@@ -96,6 +112,7 @@ MUTANTS: dict[str, tuple[str, str, list[int], bool]] = {  # obligation suffix, c
     "llama": ("scale", "attention-decode-scale", TOKENS[:2], True),
     "gpt2": ("position-off-by-one", "decode-position-off-by-one", TOKENS[:1], False),
     "mamba": ("conv-window", "conv-not-shifted", TOKENS[:2], True),
+    "mamba2": ("conv-window", "conv-not-shifted", TOKENS[:2], True),  # the conv step both generations share
 }
 
 # -- the registry -----------------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ def _spec_cache(model: Model, past: dict[str, Var]) -> tuple:
     """The per-layer cache tuple that the spec's decode/forward expect, over graph values."""
     values = list(past.values())
     pairs = [tuple(values[i : i + 2]) for i in range(0, len(values), 2)]
-    if model.arch == "mamba":
+    if model.arch in io.RECURRENT:
         return tuple(pairs)
     return tuple((GraphCache(k), GraphCache(v)) for k, v in pairs)
 

@@ -21,7 +21,7 @@ chunk boundaries. SPEC.md §7.2 states its float32 order.
 from __future__ import annotations
 
 import math
-from typing import Generic, TypeAlias
+from typing import Generic
 
 import attrs
 import numpy as np

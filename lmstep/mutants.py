@@ -124,7 +124,7 @@ _CATALOGUE = [
     # Mamba-2's chunked SSD (mamba2.ssd, the unrolled form) and its mixer.
     Mutant(
         "ssd-state-not-carried",
-        ["unrolled-eq-recurrent", "split-invariance"],
+        ["unrolled-eq-recurrent", "split-invariance", "state-contract"],
         "state handling",
         "the chunked SSD drops every chunk's end state: each chunk starts from the carried state alone",
         [
@@ -138,7 +138,7 @@ _CATALOGUE = [
     ),
     Mutant(
         "ssd-chunk-decay-off-by-one",
-        ["unrolled-eq-recurrent", "split-invariance"],
+        ["unrolled-eq-recurrent", "split-invariance", "state-contract"],
         "model code",
         "the decay between chunks is shifted by one chunk: a state is decayed through the chunks after the one it "
         "enters instead of those before (the chunk totals padded at the end, not the front)",
@@ -153,7 +153,7 @@ _CATALOGUE = [
     ),
     Mutant(
         "ssd-h0-undecayed",
-        ["unrolled-eq-recurrent", "split-invariance"],
+        ["unrolled-eq-recurrent", "split-invariance", "state-contract"],
         "model code",
         "the state entering a chunk reaches its outputs without the decay from the chunk's start",
         [
@@ -167,7 +167,7 @@ _CATALOGUE = [
     ),
     Mutant(
         "ssd-decay-per-group",
-        ["unrolled-eq-recurrent", "split-invariance"],
+        ["unrolled-eq-recurrent", "split-invariance", "state-contract"],
         "model code",
         "the unrolled form decays every head of a group with the A of the group's first head (A indexed per group)",
         [

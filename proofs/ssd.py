@@ -70,23 +70,11 @@ register(
         "ssd",
         "mamba2.ssd (chunked SSD) equals T steps of mamba2.ssm_step: every y_t and the final state",
         REAL,
-        "Q=1..4, T=1..3Q+1 (every ragged last chunk over three chunks), scalar head, zero initial state",
+        "Q=1..4, T=1..3Q+1 (every ragged last chunk over three chunks), one scalar head; and H=2, P=2, N=2 "
+        "(heads, head dim, state) at Q=1..3, T=1..2Q+1; zero initial state",
         "spec: mamba2.ssd, mamba2.ssm_step",
         "proved",
-        lambda: every_length(4, 3),
-        law="unrolled-eq-recurrent",
-    )
-)
-register(
-    Obligation(
-        "ssd/chunked-eq-recurrence-heads",
-        "ssd",
-        "mamba2.ssd equals the recurrence with several heads, a head dimension and a state dimension",
-        REAL,
-        "H=2, P=2, N=2; Q=1..3, T=1..2Q+1",
-        "spec: mamba2.ssd, mamba2.ssm_step",
-        "proved",
-        lambda: every_length(3, 2, shape=(2, 2, 2)),
+        lambda: every_length(4, 3) + every_length(3, 2, shape=(2, 2, 2)),
         law="unrolled-eq-recurrent",
     )
 )

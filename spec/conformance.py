@@ -40,7 +40,7 @@ import numpy.typing as npt
 from .interface import ModelState
 
 # Two forms of the same model (unrolled vs recurrent; any chunking of a prefill; prefix vs extended sequence).
-FORMS = {"llama": 2e-5, "gpt2": 2e-5, "mamba": 2e-4}
+FORMS = {"llama": 2e-5, "gpt2": 2e-5, "mamba": 2e-4, "mamba2": 1e-4}
 
 
 def rel_err(a: npt.ArrayLike, b: npt.ArrayLike) -> float:

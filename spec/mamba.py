@@ -233,7 +233,10 @@ def forward(
     (``key_mask``) is not supported by a recurrent state and must be None. ``scan``: see :func:`_mixer_unrolled`.
     """
     require(key_mask is None, "Mamba has no attention mask: run padded sequences separately")
-    mixer: Mixer[T] = lambda layer, x, conv, h: _mixer_unrolled(o, cfg, layer, x, conv, h, scan=scan)
+
+    def mixer(layer: Layer[T], x: T, conv_state: T, h: T) -> tuple[T, T, T]:
+        return _mixer_unrolled(o, cfg, layer, x, conv_state, h, scan=scan)
+
     return blocks(o, cfg, w, o.gather(w.embeddings, tokens), cache, mixer)
 
 

@@ -15,7 +15,7 @@ State carried between steps per layer: conv window [B, E + 2GN, W-1] and SSM sta
 The recurrent form applies the recurrence once per token. The unrolled form is the chunked SSD algorithm (§7,
 Listing 1, ``ssd_minimal``): within each chunk of Q tokens a masked, decayed attention-like product (the
 quadratic form); between chunks the recurrence over chunk states, itself written as one matrix product over
-chunk boundaries. SPEC.md §7.2 states its float32 order.
+chunk boundaries. SPEC.md §11 states its float32 order.
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ def ssd(o: Ops[T], x: T, dt: T, A: T, B: T, C: T, h0: T, chunk: int) -> tuple[T,
     """The chunked SSD algorithm (Dao & Gu 2024, §7 and Listing 1, steps 1-4): x [b, T, H, P]; dt [b, T, H]; A [H];
     B, C [b, T, H, N] (per head); h0 [b, H, P, N] the carried state -> y [b, T, H, P] with y_t = h_t C_t (the
     D skip is the caller's) and h_{T-1} [b, H, P, N]. Over the reals it equals T steps of :func:`ssm_step` from
-    h0 (proofs/ssd.py); SPEC.md §7.2 states its float32 order. Inside: c chunks of Q = ``chunk`` steps."""
+    h0 (proofs/ssd.py); SPEC.md §11 states its float32 order. Inside: c chunks of Q = ``chunk`` steps."""
     length = o.shape(x, 1)
     rows = o.arange(0, o.mul(o.int_div(o.add(length, chunk - 1), chunk), chunk))  # T rounded up to whole chunks
     # Padding steps leave everything as it is: dt = 0 decays by exp(0) = 1 and drives x dt = 0.

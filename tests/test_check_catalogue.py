@@ -33,7 +33,7 @@ def test_every_mutant_names_an_engine_of_the_checker():
     assert {m.engine for m in MUTANTS.values()} <= set(ENGINES)
 
 
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba"])
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mamba2"])
 def test_the_spec_passes_at_l0(name):
     model = load(name, temperature=0.9, top_k=40, top_p=0.8)
     report = check(model, open_impl("spec", model), required=Level.L0, max_examples=20)

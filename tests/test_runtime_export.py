@@ -29,7 +29,7 @@ from lmstep.runtime.folder import (
 from lmstep.runtime.onnx_model import OnnxModel
 from lmstep.spec import load
 
-BUILTINS = ["tiny-llama", "tiny-gpt2", "tiny-mamba"]
+BUILTINS = ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mamba2"]
 F32, I64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
 
 

@@ -124,7 +124,7 @@ def add_to_sub(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 
 @pytest.mark.control("state-contract")
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba"])
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mamba2"])
 def test_negative_control_mutated_graph_is_caught(name):
     model = load(name, temperature=0.8)
     step_proto, unrolled_proto = graphs(model)

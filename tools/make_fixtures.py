@@ -2,6 +2,7 @@
 
     pip install -e '.[hf]'          # torch==2.13.0, transformers, safetensors
     python tools/make_fixtures.py   # rewrites tests/fixtures/hf/
+    python tools/make_fixtures.py mamba2-groups-chunk4   # rewrites only the named fixtures
 
 Each fixture is a small randomly initialised transformers model (tools/hf_random.py), saved with
 ``save_pretrained`` as a checkpoint folder (config.json + model.safetensors, or shards + index), plus:
@@ -9,7 +10,7 @@ Each fixture is a small randomly initialised transformers model (tools/hf_random
   (``generate(do_sample=False)``), the versions of transformers and torch, and the attention implementation;
 - expected.safetensors: transformers' float32 logits, ``logits.{i}`` [len, V] for sequence i (one forward
   pass), and ``decode_logits.{j}`` [steps, V] for greedy prompt j (the scores ``generate`` computed step by
-  step with its cache).
+  step with its cache; without it where a fixture says ``"cache": False``, recorded as ``greedy_cache``).
 The reference logits always come from the checkpoint as saved, reloaded in float32, so a bfloat16 or float16
 fixture is compared on exactly the weights lmstep reads. The tests (tests/test_checkpoints.py) need no torch.
 """
@@ -120,6 +121,50 @@ FIXTURES: dict[str, tuple[str, dict, dict]] = {
         ),
         {"dtype": torch.float16, "max_shard_size": 20_000},
     ),
+    # Mamba-2: fixed seeds (not the position in this table), so adding fixtures elsewhere changes none of these.
+    "mamba2-groups-chunk4": (  # 8 heads sharing B, C in 2 groups; chunks of 4 (the 6- and 17-token sequences cross)
+        "mamba2",
+        dict(vocab_size=64, hidden_size=32, num_heads=8, head_dim=8, state_size=8, num_hidden_layers=2, n_groups=2)
+        | {"chunk_size": 4},
+        {"seed": 50},
+    ),
+    "mamba2-tied-bias-f16-sharded": (  # one group, chunks of 5, in/out biases without a conv bias, tied, conv 3
+        "mamba2",
+        dict(
+            vocab_size=60,
+            hidden_size=24,
+            num_heads=4,
+            head_dim=12,
+            state_size=4,
+            num_hidden_layers=2,
+            n_groups=1,
+            chunk_size=5,
+            conv_kernel=3,
+            use_bias=True,
+            use_conv_bias=False,
+            tie_word_embeddings=True,
+            layer_norm_epsilon=1e-4,
+        ),
+        {"seed": 51, "dtype": torch.float16, "max_shard_size": 8_000},
+    ),
+    # A time_step_limit that binds. transformers clamps dt in its chunked forward but not in its cached decode
+    # (mamba2_selective_state_update takes no limit), so its cached generate computes another model: the greedy
+    # reference is generate(use_cache=False), every step a full forward (docs/checkpoints.md).
+    "mamba2-limit-groups4-bf16": (
+        "mamba2",
+        dict(
+            vocab_size=48,
+            hidden_size=16,
+            num_heads=4,
+            head_dim=8,
+            state_size=8,
+            num_hidden_layers=2,
+            n_groups=4,
+            chunk_size=3,
+            time_step_limit=(0.0, 0.05),
+        ),
+        {"seed": 52, "dtype": torch.bfloat16, "cache": False},
+    ),
 }
 
 CORPUS = (
@@ -143,11 +188,21 @@ def make_tokenizer():
 
 
 def main() -> None:
+    """``python tools/make_fixtures.py [NAME ...]``: rewrite every fixture, or only the named ones."""
     torch.set_num_threads(1)
-    if os.path.isdir(ROOT):
+    only = sys.argv[1:]
+    unknown = sorted(set(only) - set(FIXTURES))
+    if unknown:
+        sys.exit(f"unknown fixture {unknown[0]!r}; known: {', '.join(FIXTURES)}")
+    if not only and os.path.isdir(ROOT):
         shutil.rmtree(ROOT)
-    for seed, (name, (arch, config, how)) in enumerate(FIXTURES.items()):
+    for index, (name, (arch, config, how)) in enumerate(FIXTURES.items()):
+        if only and name not in only:
+            continue
+        seed = how.get("seed", index)
         folder = os.path.join(ROOT, name)
+        if os.path.isdir(folder):
+            shutil.rmtree(folder)
         tok = make_tokenizer() if how.get("tokenizer") else None
         if tok is not None:
             config = dict(config, vocab_size=tok.get_vocab_size())
@@ -160,7 +215,7 @@ def main() -> None:
         os.remove(os.path.join(folder, "generation_config.json"))  # lmstep reads config.json only
         if tok is not None:
             tok.save(os.path.join(folder, "tokenizer.json"))
-        record(folder, arch, config, tok, seed)
+        record(folder, arch, config, tok, seed, cache=how.get("cache", True))
         files = sorted(os.listdir(folder))
         size = sum(os.path.getsize(os.path.join(folder, f)) for f in files)
         print(f"{name:<30} {size / 1024:7.1f} KiB  {', '.join(files)}")
@@ -168,7 +223,7 @@ def main() -> None:
     print(f"total {total / 1024:.1f} KiB")
 
 
-def record(folder: str, arch: str, config: dict, tok, seed: int) -> None:
+def record(folder: str, arch: str, config: dict, tok, seed: int, cache: bool = True) -> None:
     ref = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     vocab = ref.config.vocab_size
     rng = np.random.default_rng(seed)
@@ -193,6 +248,7 @@ def record(folder: str, arch: str, config: dict, tok, seed: int) -> None:
                 pad_token_id=0,
                 output_logits=True,
                 return_dict_in_generate=True,
+                use_cache=cache,
             )
             new = out.sequences[0, len(prompt) :].tolist()
             assert len(new) == STEPS, new
@@ -204,6 +260,7 @@ def record(folder: str, arch: str, config: dict, tok, seed: int) -> None:
         "architecture": arch,
         "versions": {"transformers": transformers.__version__, "torch": torch.__version__},
         "attn_implementation": getattr(ref.config, "_attn_implementation", None),
+        "greedy_cache": cache,
         "sequences": sequences,
         "greedy": greedy,
     }

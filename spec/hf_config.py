@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import gpt2, llama, mamba, mamba2
+from .config import from_json
 from .errors import ConfigError
 
 ARCHITECTURES = {
@@ -357,7 +358,7 @@ def read_config(path: str | os.PathLike) -> tuple[str, Any]:
         raise ConfigError(f"{path}: not valid JSON ({err}); fix or regenerate config.json") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must hold a JSON object, got {type(raw).__name__}")
-    raw = _special_floats(raw)
+    raw = from_json(raw)  # {"__float__": "Infinity"}, as transformers 5 writes inf (e.g. Mamba-2's time_step_limit)
     arch = detect_architecture(raw, path)
     fields = Fields(raw, path, arch)
     try:
@@ -368,19 +369,6 @@ def read_config(path: str | os.PathLike) -> tuple[str, Any]:
         raise ConfigError(f"{path}: {err}") from None  # a Config validator's message, now naming the file
     fields.finish()
     return arch, cfg
-
-
-def _special_floats(obj: Any) -> Any:
-    """transformers 5 writes inf and nan as {"__float__": "Infinity"} (JSON has no such numbers) and reads them
-    back (PreTrainedConfig._decode_special_floats): so do we. Older files spell them Infinity, which json reads."""
-    if isinstance(obj, dict):
-        tag = obj.get("__float__") if set(obj) == {"__float__"} else None
-        if isinstance(tag, str) and tag in ("Infinity", "-Infinity", "NaN"):
-            return float(tag.replace("Infinity", "inf"))
-        return {k: _special_floats(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_special_floats(v) for v in obj]
-    return obj
 
 
 def detect_architecture(raw: dict[str, Any], path: str) -> str:

@@ -5,8 +5,8 @@ The checkpoint folder is loaded with ``AutoModelForCausalLM`` in float32 and dri
 transformers would continue a sequence. Handles are (position, cache) values: every call works on a deep copy
 of the cache, so old handles stay valid ("immutable"). Tokens are drawn from transformers' logits by the spec's
 sampler with the given rand (transformers has no explicit-rand sampler). The state is exposed under the spec's
-names; transformers' Mamba conv state holds the last W inputs, the spec's the last W - 1, so its oldest column
-is dropped.
+names; transformers' Mamba (and Mamba-2) conv state holds the last W inputs, the spec's the last W - 1, so its
+oldest column is dropped.
 """
 
 from __future__ import annotations

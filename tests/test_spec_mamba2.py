@@ -210,3 +210,32 @@ def test_the_unrolled_form_never_steps(monkeypatch):
     assert model.unrolled(list(b"no step here, across chunks")).shape == (27, 256)
     with pytest.raises(AssertionError, match="called the recurrent"):
         model.step(model.init_state(), 1, 0.5)
+
+
+@pytest.mark.law("causality", "states-are-values")
+@pytest.mark.parametrize("chunk", [3, 4])
+def test_causality_and_forks_across_chunk_edges(chunk):
+    """A prefix that ends inside, at and just past a chunk edge keeps its logits when tokens are appended (the
+    appended ones change the chunks the prefix's last steps sit in); two continuations of a state that ends
+    mid-chunk each equal a fresh computation."""
+    model, seq = small(chunk), tokens(4 * chunk, 5)
+    for n in (chunk - 1, chunk, chunk + 1):
+        assert laws.causality(model, seq[:n], seq[n : n + chunk + 2]) <= TOL
+    assert laws.fork_law(model, seq[: chunk + 1], seq[chunk + 1 : 2 * chunk + 3], seq[:chunk])
+
+
+@pytest.mark.control("causality")
+def test_causality_check_catches_a_chunk_that_sees_its_future():
+    """The same causality check on an SSD whose segment sums are not masked above the diagonal (each step reads
+    the later steps of its chunk) fails."""
+    model = small(4)
+
+    def unmasked(o, a):
+        i = o.arange(0, o.shape(a, -1))
+        later = o.less(o.unsqueeze(i, 0), o.unsqueeze(i, -1))
+        return o.cumsum(o.where(later, o.unsqueeze(a, -1), 0.0), axis=-2)
+
+    seq = tokens(12, 5)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mamba2, "segsum", unmasked)
+        assert laws.causality(model, seq[:5], seq[5:9]) > 100 * TOL

@@ -123,6 +123,14 @@ LAWS: tuple[Law, ...] = (
         ("test", "control", "proof"),
     ),
     _law(
+        "sliding-window",
+        "§5",
+        "With sliding_window = W each query sees the W most recent keys of its sequence, its own included: a "
+        "state keeps min(pos, W - 1) keys and values per layer, and with L layers the logits at p never depend "
+        "on tokens before p - L (W - 1).",
+        ("test", "control", "proof"),
+    ),
+    _law(
         "state-contract",
         "§8",
         "A state is pos plus the named tensors of State.arrays(); after every operation an implementation's state "

@@ -7,7 +7,7 @@ import pytest
 from lmstep.spec import BUILTIN_MODELS, InputError, gpt2, llama, load, mamba, mamba2
 
 NAMES = sorted(BUILTIN_MODELS)
-MODULES = {"tiny-llama": llama, "tiny-gpt2": gpt2, "tiny-mamba": mamba, "tiny-mamba2": mamba2}
+MODULES = {"tiny-llama": llama, "tiny-gpt2": gpt2, "tiny-mamba": mamba, "tiny-mistral": llama, "tiny-mamba2": mamba2}
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -27,6 +27,8 @@ from transformers import (
     Mamba2ForCausalLM,
     MambaConfig,
     MambaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
 )
 
 CLASSES = {
@@ -35,6 +37,7 @@ CLASSES = {
     "mamba": (MambaConfig, MambaForCausalLM),
     "mamba2": (Mamba2Config, Mamba2ForCausalLM),
 }
+CLASSES["mistral"] = (MistralConfig, MistralForCausalLM)
 
 # Output projections get a larger gain so the residual branches, not the input token, steer the logits (with
 # tied embeddings a weak residual makes greedy decoding repeat the last token forever).
@@ -42,6 +45,7 @@ GAINS = {"c_proj": 2.0, "o_proj": 2.0, "down_proj": 2.0, "out_proj": 2.0, "lm_he
 
 EMBEDDINGS = {"gpt2": "wte.weight", "llama": "embed_tokens.weight", "mamba": "embeddings.weight"}
 FINAL_NORMS = {"gpt2": "ln_f.weight", "llama": "model.norm.weight", "mamba": "norm_f.weight"}
+EMBEDDINGS["mistral"], FINAL_NORMS["mistral"] = EMBEDDINGS["llama"], FINAL_NORMS["llama"]
 EMBEDDINGS["mamba2"], FINAL_NORMS["mamba2"] = EMBEDDINGS["mamba"], FINAL_NORMS["mamba"]
 
 

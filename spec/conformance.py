@@ -117,7 +117,8 @@ def state_err(s1: ModelState, s2: ModelState) -> float:
 
 
 def widen(tree: Any) -> Any:
-    """A model's weights or a state's cache with every float32 array (and KV buffer) widened to float64, exactly."""
+    """A model's weights or a state's cache with every float32 array (KV buffer, weight kept as stored) widened to
+    float64, exactly."""
     from .arrays import SeqBuffer
 
     if isinstance(tree, SeqBuffer):
@@ -126,7 +127,8 @@ def widen(tree: Any) -> Any:
         return tree.astype(np.float64) if tree.dtype == np.float32 else tree
     if isinstance(tree, tuple):
         return tuple(widen(t) for t in tree)
-    return tree_map(lambda a: a.astype(np.float64) if a.dtype == np.float32 else a, tree)
+    # np.asarray, not .astype: a checkpoint's bf16/f16 weights are StoredArrays (spec/stored.py), widened on use.
+    return tree_map(lambda a: np.asarray(a, np.float64) if a.dtype == np.float32 else a, tree)
 
 
 # A float32 sigmoid or tanh kernel is commonly accurate to about one ulp of its output range, not of its output:

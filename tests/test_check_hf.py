@@ -27,7 +27,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "hf"
 )
 def test_transformers_conforms_at_l1(name):
     model = load(FIXTURES / name, temperature=0.8, top_k=20)
-    report = check(model, open_impl("hf", model), required=Level.L1, max_examples=10)
+    report = check(model, open_impl("hf", model), required=Level.L1, skip_laws=["batch"], max_examples=10)
     assert report.passed, report.message
     assert report.laws["state"]["level"] >= Level.L1  # the whole KV cache, not a sampled channel
 
@@ -45,7 +45,7 @@ def test_transformers_mamba_multi_token_continuation_is_found():
     assert rel_err(z, model.unrolled([1, 2, 3, 4])[-1]) <= FORMS["mamba"]  # one cached step
     _, chunk = hf.run(h, [5, 6])
     broken = rel_err(chunk, model.unrolled([1, 2, 3, 4, 5, 6])[4:]) > FORMS["mamba"]  # two tokens after a cache
-    report = check(model, hf, required=Level.L1, max_examples=20)
+    report = check(model, hf, required=Level.L1, skip_laws=["batch"], max_examples=20)
     if broken:  # (a transformers release that fixes it would pass; the adapter is what is tested here)
         assert not report.passed and report.failed_law == "split" and len(report.counterexample) <= 4, report.message
         assert report.counterexample[-1]["op"] == "run" and len(report.counterexample[-1]["tokens"]) >= 2
@@ -105,7 +105,7 @@ def test_transformers_mamba2_cached_decode_ignores_time_step_limit():
     assert rel_err(chunk, want[3:5]) <= tol  # two tokens after a cache: the chunked path again
     _, z, _ = hf.decode(h, 4, 0.5)
     broken = rel_err(z, want[3]) > tol  # one token after a cache: the decode path, without the clamp
-    report = check(model, hf, required=Level.L1, max_examples=20)
+    report = check(model, hf, required=Level.L1, skip_laws=["batch"], max_examples=20)
     if broken:  # (a transformers release that fixes it would pass; the adapter is what is tested here)
         assert not report.passed and len(report.counterexample) <= 4, report.message
         last = report.counterexample[-1]

@@ -74,6 +74,32 @@ def test_the_float64_twin_computes_what_the_spec_computes(name):
         assert max(errs) > 100 * CEILING
 
 
+@pytest.mark.parametrize("name", ["mamba2-limit-groups4-bf16", "llama-mqa-headdim-bias-bf16"])
+def test_the_float64_twin_of_a_checkpoint_kept_as_stored(name):
+    """A bfloat16 checkpoint's weights are StoredArrays (spec/stored.py, widened on use), not numpy arrays: the
+    twin widens them to float64 with exactly their values and computes the spec's logits within float32 rounding,
+    prefilled across chunks and stepped (before, widen called .astype on them and every check of a bf16 or f16
+    checkpoint stopped with an AttributeError)."""
+    from pathlib import Path
+
+    from lmstep.spec.arrays import tree_leaves
+    from lmstep.spec.stored import StoredArray
+
+    model = load(Path(__file__).parent / "fixtures" / "hf" / name)
+    stored = [a for _, a in tree_leaves(model.weights) if isinstance(a, StoredArray)]
+    assert stored  # the case under test: weights kept as stored
+    wide = Wide(model)
+    wides = dict(tree_leaves(wide.weights))
+    for key, a in tree_leaves(model.weights):
+        assert wides[key].dtype == np.float64 and np.array_equal(wides[key], np.asarray(a))
+    seq = [(5 * i + 1) % model.vocab_size for i in range(12)]
+    s, w = model.prefill(model.init_state(), seq[:8])[0], wide.prefill(wide.init_state(), seq[:8])[0]
+    for t in seq[8:]:
+        s, out = model.step(s, t, 0.5)
+        w, z = wide.step(w, t)
+        assert rel_err(out.logits, z) < 1e-5
+
+
 def test_argmax_flips_at_l2_are_counted():
     spec = np.array([[1.0, 1.0 + 1e-3, -3.0]], np.float32)
     impl = spec + np.float32([[2e-3, 0, 0]])

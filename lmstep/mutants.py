@@ -471,15 +471,11 @@ _CATALOGUE = [
         ["numeric-tolerance"],
         "numerics",
         "Mamba's block RMSNorms use a hard-coded eps 1e-6 instead of the config's 1e-5",
+        # mamba.blocks: the residual stack both forms (and Mamba-2) share, so both forms are wrong alike
         [
             Edit(
-                "mamba.forward",
-                "rms_norm(o, x, layer.norm, cfg.layer_norm_epsilon)",
-                "rms_norm(o, x, layer.norm, 1e-6)",
-            ),
-            Edit(
-                "mamba.decode", "rms_norm(o, x, layer.norm, cfg.layer_norm_epsilon)", "rms_norm(o, x, layer.norm, 1e-6)"
-            ),
+                "mamba.blocks", "rms_norm(o, x, layer.norm, cfg.layer_norm_epsilon)", "rms_norm(o, x, layer.norm, 1e-6)"
+            )
         ],
         models=["tiny-mamba"],
     ),

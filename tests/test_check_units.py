@@ -17,7 +17,7 @@ from lmstep.runtime.check.levels import (
     plausible_excuses,
     reachable,
 )
-from lmstep.runtime.check.probes import TOP, edge_rand, exact_top_p
+from lmstep.runtime.check.probes import TOP, edge_rand, exact_top_p, inside_top_k
 from lmstep.runtime.check.protocol import speaks_v2
 from lmstep.runtime.codec import CodecError, decode_array, encode_array, f32_hex, f32_value
 from lmstep.spec import InputError, Sampler, load
@@ -171,6 +171,33 @@ def test_an_exact_top_p_probe_puts_the_threshold_on_a_cumulative_sum():
     s = exact_top_p(Z, Sampler(temperature=1.0, top_p=0.5), seed=1)
     _, e, c, _ = _buckets(Z, Sampler(temperature=1.0))
     assert s.top_p != 0.5 and np.float32(c[-1] * np.float32(s.top_p)) in set(c.tolist())
+
+
+@given(seed=st.integers(0, 2**32 - 1), k=st.integers(2, 12), t=st.sampled_from([0.5, 1.0, 1.5]))
+def test_an_inside_top_k_probe_cuts_the_top_k_where_no_rounding_decides(seed, k, t):
+    """The top_p chosen by inside_top_k keeps fewer than k ranks, keeps the same ranks when the logits move by an
+    L1-sized amount (so the sampler grading cannot excuse a different draw), and the same fraction of the whole
+    distribution would keep more (top-p before top-k is caught with the largest rand). Control: the given top_p,
+    whose cut may fall anywhere, does not promise that."""
+    z = np.random.default_rng(seed).normal(0, 2, 64).astype(np.float32)
+    s = inside_top_k(z, Sampler(temperature=t, top_k=k, top_p=0.8))
+    if s.top_p == np.float32(0.8):
+        return  # no cut far enough from rounding (the probe then keeps the given settings)
+    m = _buckets(z, s)[3]
+    assert 1 <= m < k
+    for sign in (-1, 1):
+        moved = z + sign * 1e-5 * np.random.default_rng(seed + 1).random(64).astype(np.float32)
+        assert _buckets(moved, s)[3] == m
+    _, _, c_all, _ = _buckets(z, Sampler(temperature=t))
+    _, _, c, _ = _buckets(z, Sampler(temperature=t, top_k=k))
+    assert c[m - 1] < c_all[-1] * np.float32(s.top_p)  # the other order keeps rank m too
+
+
+def test_inside_top_k_is_a_probe_the_plain_settings_are_not():
+    z = np.random.default_rng(5).normal(0, 2, 64).astype(np.float32)
+    plain = Sampler(temperature=1.0, top_k=8, top_p=0.999)
+    assert _buckets(z, plain)[3] == 8  # the given top_p cuts nothing inside the top-k: no order difference to see
+    assert _buckets(z, inside_top_k(z, plain))[3] < 8
 
 
 @given(st.lists(st.floats(width=32, allow_nan=False), min_size=0, max_size=20), st.integers(1, 4))

@@ -47,7 +47,7 @@ from .ops import WideOps
 from .stored import StoredArray
 
 # Two forms of the same model (unrolled vs recurrent; any chunking of a prefill; prefix vs extended sequence).
-FORMS = {"llama": 2e-5, "gpt2": 2e-5, "mamba": 2e-4}
+FORMS = {"llama": 2e-5, "gpt2": 2e-5, "mamba": 2e-4, "mamba2": 1e-4}
 
 # The checker's bound for one comparison of an implementation with the spec (SPEC.md §8, docs/checking.md
 # "Tolerance"): FACTOR times the spec's own float32 error on exactly that quantity, measured against the float64
@@ -119,7 +119,8 @@ def state_err(s1: ModelState, s2: ModelState) -> float:
 
 
 def widen(tree: Any) -> Any:
-    """A model's weights or a state's cache with every float32 array (and KV buffer) widened to float64, exactly."""
+    """A model's weights or a state's cache with every float32 array (KV buffer, weight kept as stored) widened to
+    float64, exactly."""
     from .arrays import SeqBuffer
 
     if isinstance(tree, StoredArray):  # a checkpoint's bf16 / f16 weight: widened on use, like the spec's own

@@ -42,11 +42,13 @@ def test_the_bound_is_factor_times_the_specs_own_error_with_a_floor():
     assert bound(spec, spec.astype(np.float64) + 0.5) == CEILING  # a twin that computes something else: capped
 
 
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral"])
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral", "tiny-mamba2"])
 def test_the_float64_twin_computes_what_the_spec_computes(name):
     """The bound trusts the float64 twin: its logits stay within float32 rounding of the spec's over a sequence
-    that crosses a sliding window three times, prefilled and stepped. Control: a twin whose state forgets the
-    window (the bug this test was written for, which made every bound huge) errs by orders of magnitude."""
+    that crosses a sliding window three times (and tiny-mamba2's chunks of 8: a 20-token prefill ends inside its
+    third chunk), prefilled and stepped, and every tensor of its state stays float64 (a twin that fell back to
+    float32 somewhere would make the bound its own rounding). Control: a twin whose state forgets the window (the
+    bug this test was written for, which made every bound huge) errs by orders of magnitude."""
     model = load(name)
     seq = [(7 * i + 3) % model.vocab_size for i in range(50)]
     wide = Wide(model)
@@ -54,7 +56,9 @@ def test_the_float64_twin_computes_what_the_spec_computes(name):
     for t in seq[20:]:
         s, out = model.step(s, t, 0.5)
         w, z = wide.step(w, t)
-        assert rel_err(out.logits, z) < 1e-5
+        assert rel_err(out.logits, z) < 1e-5 and z.dtype == np.float64
+    assert {str(a.dtype) for a in w.arrays().values()} == {"float64"}
+    assert w.arrays().keys() == s.arrays().keys() and all(w.arrays()[k].shape == a.shape for k, a in s.arrays().items())
     if name == "tiny-mistral":
         from lmstep.spec.arrays import SeqBuffer
 
@@ -93,6 +97,32 @@ def test_the_float64_twin_of_a_stored_checkpoint_widens_on_use(name):
     assert z64.dtype == np.float64 and 0 < rel_err(z32, z64) < 1e-5
     report = check(model, open_impl("spec", model), required=Level.L0, skip_laws=["batch"], max_examples=1)
     assert report.passed, report.message
+
+
+@pytest.mark.parametrize("name", ["mamba2-limit-groups4-bf16", "llama-mqa-headdim-bias-bf16"])
+def test_the_float64_twin_of_a_checkpoint_kept_as_stored(name):
+    """A bfloat16 checkpoint's weights are StoredArrays (spec/stored.py, widened on use), not numpy arrays: the
+    twin widens them to float64 with exactly their values and computes the spec's logits within float32 rounding,
+    prefilled across chunks and stepped (before, widen called .astype on them and every check of a bf16 or f16
+    checkpoint stopped with an AttributeError)."""
+    from pathlib import Path
+
+    from lmstep.spec.arrays import tree_leaves
+    from lmstep.spec.stored import StoredArray
+
+    model = load(Path(__file__).parent / "fixtures" / "hf" / name)
+    stored = [a for _, a in tree_leaves(model.weights) if isinstance(a, StoredArray)]
+    assert stored  # the case under test: weights kept as stored
+    wide = Wide(model)
+    wides = dict(tree_leaves(wide.weights))
+    for key, a in tree_leaves(model.weights):
+        assert wides[key].dtype == np.float64 and np.array_equal(wides[key], np.asarray(a))
+    seq = [(5 * i + 1) % model.vocab_size for i in range(12)]
+    s, w = model.prefill(model.init_state(), seq[:8])[0], wide.prefill(wide.init_state(), seq[:8])[0]
+    for t in seq[8:]:
+        s, out = model.step(s, t, 0.5)
+        w, z = wide.step(w, t)
+        assert rel_err(out.logits, z) < 1e-5
 
 
 def test_argmax_flips_at_l2_are_counted():

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import z3
 
-from lmstep.spec import builtin, gpt2, llama, mamba
+from lmstep.spec import builtin, gpt2, llama, mamba, mamba2
 from lmstep.spec.arrays import SeqBuffer
 from lmstep.spec.model import ARCHITECTURES
 
@@ -77,8 +77,23 @@ CONFIGS: dict[str, Any] = {
     "phi3": llama.Config(**{**TINY_LLAMA, "head_dim": 4}, model_type="phi3", partial_rotary_factor=0.5),
     # Mistral: a window of 2, so the 3 tokens cross it (the state keeps 1 key).
     "mistral": llama.Config(**TINY_LLAMA, model_type="mistral", sliding_window=2),
+    # Two heads in two groups (each its own B, C and norm group), chunks of 2: the 3 tokens cross a chunk boundary.
+    "mamba2": mamba2.Config(
+        vocab_size=2,
+        hidden_size=1,
+        state_size=1,
+        num_hidden_layers=1,
+        num_heads=2,
+        head_dim=1,
+        n_groups=2,
+        conv_kernel=2,
+        chunk_size=2,
+    ),
 }
 ARCH = {name: "llama" if isinstance(cfg, llama.Config) else name for name, cfg in CONFIGS.items()}
+# Mamba-2's decays are exps of segment sums in the unrolled form and products of exps in the recurrent one: the
+# "product" exp model (symbolic.py) makes them the same polynomial. The others use the field lemmas.
+EXP = {"mamba2": "product"}
 
 
 def symbolic_weights(o: Z3Ops, module: ModuleType, cfg: Any) -> Any:
@@ -116,7 +131,7 @@ def prefill_query(
     arch = ARCH[name]
     module = ARCHITECTURES[arch]
     decode, forward = decode or module.decode, forward or module.forward
-    cfg, o = CONFIGS[name], Z3Ops(Real(), normalize=True)
+    cfg, o = CONFIGS[name], Z3Ops(Real(), normalize=True, exp=EXP.get(name, "field"))
     w = builtin.init_weights(arch, cfg, 0) if seeded else symbolic_weights(o, module, cfg)
     positions = np.arange(len(tokens), dtype=np.int64)[None]
     tokens = np.array([tokens], np.int64)
@@ -142,6 +157,7 @@ MUTANTS: dict[str, tuple[str, str, list[int], bool]] = {  # obligation suffix, c
     "qwen3": ("qk-norm-skipped", "qk-norm-skipped-in-decode", TOKENS[:1], True),
     "gemma": ("norm-offset-dropped", "norm-offset-dropped-in-decode", TOKENS[:1], True),
     "phi3": ("full-rotary", "partial-rotary-ignored-in-decode", TOKENS[:2], True),
+    "mamba2": ("conv-window", "conv-not-shifted", TOKENS[:2], True),  # the conv step both generations share
 }
 
 

@@ -16,7 +16,7 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba"])
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mamba2"])
 def test_json_lines_are_model_step_results(capsys, name):
     code, out, _ = run(
         capsys,
@@ -97,6 +97,7 @@ def test_models_lists_what_each_is(capsys):
         ("tiny-mamba", "mamba"),
         ("tiny-gemma", "gemma"),
         ("tiny-mistral", "mistral"),
+        ("tiny-mamba2", "mamba2"),
     ]:
         assert f"{name:<12} {arch}" in out
     assert "key [1, 2, T, 16]" in out and "recurrent_state [1, 128, 16]" in out and "GQA" in out
@@ -106,7 +107,7 @@ def test_models_lists_what_each_is(capsys):
     assert [r["name"] for r in rows][:3] == ["tiny-llama", "tiny-gpt2", "tiny-mamba"] and rows[0]["params"] > 0
     families = {r["name"]: (r["arch"], r["family"]) for r in rows}
     assert families["tiny-qwen3"] == ("llama", "qwen3") and families["tiny-llama3"] == ("llama", "llama")
-    assert families["tiny-mistral"] == ("llama", "mistral")
+    assert families["tiny-mistral"] == ("llama", "mistral") and families["tiny-mamba2"] == ("mamba2", "mamba2")
 
 
 def test_the_readme_quick_start_command_runs(capsys):

@@ -29,7 +29,7 @@ from lmstep.runtime.folder import (
 from lmstep.runtime.onnx_model import OnnxModel
 from lmstep.spec import load
 
-BUILTINS = ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral"]
+BUILTINS = ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral", "tiny-mamba2"]
 FAMILIES = ["tiny-llama3", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-phi3"]  # the Llama-style families
 F32, I64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
 
@@ -70,7 +70,7 @@ def test_builtin_export_is_checked_and_follows_the_contract(name):
     m = read_manifest(folder)
     assert m["arch"] == model.arch and config_from_manifest(m) == model.config
     genai = folder / GENAI_FILE
-    assert genai.exists() == (model.arch != "mamba")
+    assert genai.exists() == (model.arch not in ("mamba", "mamba2"))
     if model.arch == "llama":  # genai's model type is the family's (runtime/genai.py)
         assert json.loads(genai.read_text())["model"]["type"] == model.config.model_type
 

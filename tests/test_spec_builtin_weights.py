@@ -30,7 +30,7 @@ def affine(name: str, shape, config) -> tuple[float, float]:
         return 0.1, 4.0 if name == "norm" else 0.0
     if getattr(config, "scale_embeddings", False) and leaf == "embed_tokens":
         return 1 / math.sqrt(config.hidden_size), 0.0
-    table = {"A_log": (1.0, 0.5), "dt_proj_bias": (2.3, -4.6), "D": (0.0, 1.0)}
+    table = {"A_log": (1.0, 0.5), "dt_proj_bias": (2.3, -4.6), "dt_bias": (2.3, -4.6), "D": (0.0, 1.0)}
     if leaf in table:
         return table[leaf]
     if "norm" in leaf or (leaf.startswith("ln_") and leaf.endswith("_weight")):

@@ -538,7 +538,8 @@ _CATALOGUE = [
         ["numeric-tolerance"],
         "numerics",
         "RoPE base 10100 instead of the config's 10000 (wrong in its third significant digit)",
-        [Edit("llama._decoder", "rope_inv_freq(D, cfg.rope_theta)", "rope_inv_freq(D, cfg.rope_theta * 1.01)")],
+        # rope.inv_freq: every Llama-style family's frequencies start from theta there (SPEC.md §4)
+        [Edit("rope.inv_freq", "cfg.rope_theta)", "cfg.rope_theta * 1.01)")],
     ),
     Mutant(
         "norm-eps-hardcoded",

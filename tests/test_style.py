@@ -2,6 +2,7 @@
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,10 @@ ROOT = Path(__file__).parent.parent
 
 
 def _ruff(*args: str) -> subprocess.CompletedProcess:
-    exe = shutil.which("ruff") or pytest.skip("ruff is not installed (pip install -e '.[test]' installs it)")
+    # the environment's own ruff first (a venv's python run without activating it), then PATH
+    beside = Path(sys.executable).parent / "ruff"
+    exe = str(beside) if beside.exists() else shutil.which("ruff")
+    exe = exe or pytest.skip("ruff is not installed (pip install -e '.[test]' installs it)")
     return subprocess.run([exe, *args], cwd=ROOT, capture_output=True, text=True)
 
 

@@ -1,5 +1,5 @@
 """The coverage run: a fixed schedule of operations the checker runs first, so that every declared capability and
-every depth it promises is exercised by construction, before Hypothesis explores (explore.py).
+every depth it promises is exercised by construction, before exploration (explore.py).
 
 Depth comes from chunks, not from decodes (a decode per position would cost the spec a step each): one main
 session consumes chunks whose lengths straddle powers of two (15, 16, 31, 33, 63, 65, 127, 129, 255, 257, 511,

@@ -1,6 +1,6 @@
 """Writing operations for the executor: session numbers, which sessions are still usable, aimed decodes.
 
-Both the coverage run (coverage.py) and the Hypothesis exploration (explore.py) drive the executor through a
+Both the coverage run (coverage.py) and the exploration (explore.py) drive the executor through a
 Driver, so every operation either runs or is skipped as not applicable, and is recorded as data for the shrinker
 and the counterexample file."""
 

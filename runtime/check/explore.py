@@ -1,9 +1,12 @@
-"""Hypothesis exploration, after the coverage run: random programs of operations, each run from a fresh session.
+"""Exploration, after the coverage run: random programs of operations, each run from a fresh session.
 
 A program is a list of abstract steps (a kind and four integers) that a Driver turns into operations: the integers
 pick a usable session, a chunk length (mostly 1-12 tokens, sometimes one straddling 16, 32 or 64, or a sliding
 window's edge), a seed for the chunk's tokens and the decode's rand, and the decode's sampler settings and aim
-(probes.py). Programs are drawn, not shrunk, by Hypothesis (derandomized, so a check is reproducible); a failing
+(probes.py). Programs are drawn from numpy's PCG64 seeded by the check's seed and the run's number, so the same
+seed explores the same operations on any machine, in any folder, whatever else is imported (Hypothesis' generator,
+used here before, also draws constants from the local modules it finds loaded, so the same seed explored other
+programs after other imports: a catch depended on the order of a test suite). Programs are not shrunk; a failing
 run is shrunk as data by shrink.py. Every run counts once: ``runs`` in the report is 1 (the coverage run) plus the
 programs run here.
 """
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import strategies as st
+import numpy as np
 
 from .coverage import window_edges
 from .driver import Driver, tokens
@@ -30,10 +33,12 @@ def kinds(caps: frozenset[str]) -> list[str]:
     return out
 
 
-def programs(caps: frozenset[str], steps: int) -> st.SearchStrategy[list[tuple[Any, ...]]]:
-    word = st.integers(0, 2**32 - 1)
-    step = st.tuples(st.sampled_from(kinds(caps)), word, word, word, word)
-    return st.lists(step, min_size=1, max_size=steps)
+def program(caps: frozenset[str], steps: int, seed: int, index: int) -> list[tuple[Any, ...]]:
+    """Run ``index``'s program: 1..steps abstract steps, each a kind and four 32-bit words."""
+    rng = np.random.Generator(np.random.PCG64([seed, index]))
+    names = kinds(caps)
+    n = int(rng.integers(1, steps + 1))
+    return [(names[int(rng.integers(len(names)))], *(int(w) for w in rng.integers(0, 2**32, 4))) for _ in range(n)]
 
 
 def run(d: Driver, program: list[tuple[Any, ...]]) -> None:

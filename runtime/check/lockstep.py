@@ -1,7 +1,7 @@
 """Apply one operation to an implementation and to the spec, and grade what came back.
 
 Operations are plain data (JSON-able dicts), so the same executor serves the coverage run (coverage.py), the
-Hypothesis exploration (explore.py), the counterexample shrinker (shrink.py) and ``lmstep replay``:
+the exploration (explore.py), the counterexample shrinker (shrink.py) and ``lmstep replay``:
 
     {"op": "init", "new": s}
     {"op": "run", "session": s, "new": s2, "tokens": [...]}                   prefill a chunk

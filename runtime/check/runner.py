@@ -1,4 +1,4 @@
-"""Run a check: the coverage run (coverage.py), then Hypothesis exploration (explore.py); shrink the first failure
+"""Run a check: the coverage run (coverage.py), then exploration (explore.py); shrink the first failure
 (shrink.py); summarise per law, with the coverage each law reached.
 
 report = check(model, impl, required=Level.L1, max_examples=30)
@@ -12,8 +12,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
-import hypothesis
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 
 from lmstep.spec import Model
 from lmstep.spec.errors import InputError
@@ -115,37 +113,10 @@ def check(
     return _report(model, impl, rec, required, skip, shrink_seconds)
 
 
-class _Stop(Exception):
-    """Raised on Hypothesis' replay of a run that already failed: the first failure is in the recorder."""
-
-
 def _explore(impl: Any, rec: Recorder, steps: int, examples: int, one_run: Callable[..., None], seed: int) -> None:
-    config = settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        derandomize=False,
-        suppress_health_check=list(HealthCheck),
-        phases=[Phase.generate],
-        verbosity=Verbosity.quiet,
-        report_multiple_bugs=False,
-    )
-
-    @hypothesis.seed(seed)
-    @config
-    @given(explore.programs(impl.capabilities, steps))
-    def test(program: list[Any]) -> None:
-        if rec.failure is not None:
-            raise _Stop
-        one_run(lambda d: explore.run(d, program))
-
-    try:
-        test()
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException:  # noqa: BLE001 - Hypothesis' own errors around a failing run; the recorder has it
-        if rec.failure is None:
-            raise
+    """``examples`` programs after the coverage run, stopping at the first failure (explore.py)."""
+    for index in range(examples):
+        one_run(lambda d, program=explore.program(impl.capabilities, steps, seed, index): explore.run(d, program))
 
 
 def _report(model: Model, impl: Any, rec: Recorder, required: Level, skip: frozenset[str], budget: float) -> Report:

@@ -16,7 +16,7 @@ IMPL: spec | onnx | onnx:DIR | cmd:"program args" | python:module:factory |
 Levels: L0 bitwise, L1 numeric (10x the spec's own float32 error), L2 tokens
 (near ties), L3 distribution. A law never exercised fails unless dropped
 with --skip-law. A coverage run passes position 512 (thorough: 2048), then
-Hypothesis explores; a failure is shrunk, written with --out, replayed with
+random programs explore; a failure is shrunk, written with --out, replayed by
 `lmstep replay FILE`. Exit status 0 pass, 1 fail, 2 usage or input error.
 \b
 Examples:

@@ -7,6 +7,7 @@ cmd:"program args"      any program speaking the JSON-lines protocol (external.p
 python:module:factory   factory(model) -> an object with init/run/decode (+ optional fork/state/run_batch)
 mutant:NAME             a mutant of the catalogue (lmstep/mutants.py) in its engine (engines.py)
 hf / hf:FOLDER          transformers on a checkpoint folder (the --model folder by default; the hf extra)
+llamacpp:[FILE.gguf]    llama.cpp in process (llamacpp_impl.py; the llamacpp extra), options after the file
 """
 
 from __future__ import annotations
@@ -87,9 +88,13 @@ def open_impl(spec: str, model: Model, timeout: float = 30.0, provider: str = "a
         from .hf_impl import HfImpl
 
         return HfImpl.open(model, arg or None)
+    if kind == "llamacpp":
+        from .llamacpp_impl import LlamaCppImpl
+
+        return LlamaCppImpl.open(arg, model)
     raise InputError(
         f'unknown implementation {spec!r}; use spec, onnx, onnx:DIR, cmd:"program args", python:module:factory, '
-        "hf[:FOLDER] or mutant:NAME"
+        "hf[:FOLDER], llamacpp[:FILE.gguf] or mutant:NAME"
     )
 
 

@@ -26,6 +26,7 @@ from lmstep.spec.conformance import FORMS
 
 from ..codec import f32_value
 from .levels import Grade, Level, grade_distribution, grade_logits, grade_numbers, grade_token, kept_distribution
+from .logprobs import TopLogprobs, grade_logprobs, grade_same
 
 # The checker's laws by their user-facing names: the laws each checks (lmstep.spec.laws ids, `lmstep laws`; the
 # first is the one it is about) and what one comparison is. Each compares the implementation with the spec on one
@@ -51,6 +52,20 @@ LAWS: dict[str, tuple[tuple[str, ...], str]] = {
 CAPS = {"causality": Level.L1}
 
 GradeFn = Callable[[str, Grade, str], None]
+
+
+def grade_output(got: Any, spec_logits: np.ndarray, tol: float) -> Grade:
+    """Logits, or the top-N log-probabilities of an engine that exposes only those (logprobs.py)."""
+    if isinstance(got, TopLogprobs):
+        return grade_logprobs(got, spec_logits, tol)
+    return grade_logits(got, spec_logits, tol)
+
+
+def grade_twice(second: Any, first: Any, tol: float) -> Grade:
+    """The same question asked twice of one implementation."""
+    if isinstance(first, TopLogprobs) and isinstance(second, TopLogprobs):
+        return grade_same(second, first, tol)
+    return grade_numbers(second, first, tol)
 
 
 def needed(law: str, required: Level) -> Level:
@@ -114,7 +129,7 @@ class Executor:
         spec_state, spec_logits = self.model.prefill(s.spec, op["tokens"])
         new = self.sessions[op["new"]] = Session(handle, spec_state)
         law = "fork" if s.forked else ("unrolled" if s.spec.pos == 0 else "split")
-        self.grade(law, grade_logits(logits, spec_logits, self.tol), where)
+        self.grade(law, grade_output(logits, spec_logits, self.tol), where)
         self._check_state(new, where)
 
     def _decode(self, op: dict[str, Any], where: str) -> None:
@@ -125,7 +140,7 @@ class Executor:
         handle, logits, token = self.impl.decode(s.handle, op["token"], rand)
         spec_state, out = self.model.step(s.spec, op["token"], rand)
         new = self.sessions[op["new"]] = Session(handle, spec_state)
-        self.grade("fork" if s.forked else "recurrent", grade_logits(logits, out.logits, self.tol), where)
+        self.grade("fork" if s.forked else "recurrent", grade_output(logits, out.logits, self.tol), where)
         self.grade("sampler", grade_token(token, out.token, out.logits, rand, self.model.sampler), where)
         self._check_state(new, where)
 
@@ -151,7 +166,7 @@ class Executor:
         for s, c, (handle, logits), new_id in zip(group, chunks, results, op["new"]):
             spec_state, spec_logits = self.model.prefill(s.spec, c)
             self.sessions[new_id] = Session(handle, spec_state)
-            graded.append(grade_logits(logits, spec_logits, self.tol))
+            graded.append(grade_output(logits, spec_logits, self.tol))
         for k, g in enumerate(graded):
             self.grade("batch", g, f"{where} [sequence {k}]")
 
@@ -164,7 +179,7 @@ class Executor:
         second = s.handle if self.keep else self.impl.fork(s.handle)
         _, la, ta = self.impl.decode(first, op["token"], rand)
         _, lb, tb = self.impl.decode(second, op["token"], rand)
-        g = grade_numbers(lb, la, self.tol)
+        g = grade_twice(lb, la, self.tol)
         if ta != tb:  # the same rand gave two tokens: a sampler not keyed by rand can at best agree in distribution
             level = Level.L3 if self.model.sampler.temperature > 0 else Level.FAIL
             g = Grade(min(level, g.level), g.err, note=f"sampled {ta}, then {tb} with the same rand")
@@ -176,7 +191,7 @@ class Executor:
             raise NotApplicable("beyond the context")
         _, short = self.impl.run(self.impl.init(), prefix)
         _, longer = self.impl.run(self.impl.init(), prefix + extra)
-        self.grade("causality", grade_numbers(longer[: len(prefix)], short, self.tol), where)
+        self.grade("causality", grade_twice(longer[: len(prefix)], short, self.tol), where)
 
     def _distribution(self, op: dict[str, Any], where: str) -> None:
         if op["session"] not in self.sessions or not ({"fork", "immutable"} & self.impl.capabilities):

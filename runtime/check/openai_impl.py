@@ -94,7 +94,7 @@ class OpenAIImpl:
             if isinstance(err.reason, (socket.timeout, TimeoutError)):
                 raise ImplementationError(f"openai: {url}: no reply within {timeout:g} s (timeout=)") from None
             raise ImplementationError(f"openai: cannot reach {url}: {err.reason}; is the server running?") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise ImplementationError(f"openai: {url}: no reply within {timeout:g} s (timeout=)") from None
         except (OSError, ValueError) as err:  # a connection reset mid-reply, a malformed status line
             raise ImplementationError(f"openai: {url}: the connection failed: {err}") from None

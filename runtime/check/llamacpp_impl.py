@@ -74,7 +74,8 @@ def _lib() -> Any:
 
 
 def log_tail(n: int = 6) -> str:
-    lines = [ln for ln in LOG_TAIL if "error" in ln.lower() or "failed" in ln.lower()] or list(LOG_TAIL)
+    useful = [ln for ln in LOG_TAIL if len(ln.strip(". ")) > 2]  # not the loader's progress dots
+    lines = [ln for ln in useful if "error" in ln.lower() or "failed" in ln.lower() or "not" in ln] or useful
     return " | ".join(lines[-n:])
 
 

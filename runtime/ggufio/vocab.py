@@ -64,6 +64,9 @@ class Vocab:
     eos: int | None = None
     add_bos: bool = False
     note: str = ""  # said to the user (e.g. an unknown pre-tokenizer written as llama.cpp's default)
+    scores: list[float] | None = attrs.field(default=None, repr=False)
+    unk: int | None = None
+    space_prefix: bool | None = None  # said to the user (e.g. an unknown pre-tokenizer written as llama.cpp's default)
 
     def metadata(self) -> dict[str, Any]:
         """tokenizer.ggml.* keys (without the prefix)."""
@@ -76,6 +79,12 @@ class Vocab:
             out["bos_token_id"] = self.bos
         if self.eos is not None:
             out["eos_token_id"] = self.eos
+        if self.scores is not None:
+            out["scores"] = self.scores
+        if self.unk is not None:
+            out["unknown_token_id"] = self.unk
+        if self.space_prefix is not None:
+            out["add_space_prefix"] = self.space_prefix
         out["add_bos_token"] = self.add_bos
         out["add_eos_token"] = False
         return out
@@ -143,45 +152,101 @@ def _pre_name(pre: Any) -> str | None:
 
 
 def bpe_vocab(path: str, vocab_size: int) -> Vocab:
+    """A tokenizer.json BPE as llama.cpp's "gpt2" (byte-level BPE: tokens and merges) or "llama" (SentencePiece
+    style, words marked with U+2581: tokens scored so that llama.cpp's highest-score-first merging applies the
+    merges in their BPE rank order; byte-fallback tokens <0xNN> typed as bytes)."""
     try:
         with open(path, encoding="utf-8") as f:
             spec = json.load(f)
         from tokenizers import Tokenizer
 
         tok = Tokenizer.from_file(path)
-    except (OSError, ValueError, Exception) as err:  # tokenizers raises a bare Exception for malformed files
+    except Exception as err:  # OSError, ValueError, and tokenizers' bare Exception for malformed files
         raise InputError(f"{path}: cannot be read as a tokenizers file ({err})") from None
     model = spec.get("model") or {}
-    if model.get("type") != "BPE" or model.get("byte_fallback") or not _is_byte_level(spec):
+    byte_level, metaspace = _uses(spec, "ByteLevel"), _metaspace(spec)
+    if model.get("type") != "BPE" or not (byte_level or metaspace):
         raise InputError(
-            f"{path}: only byte-level BPE tokenizers are written to GGUF by lmstep (this one is "
-            f"{model.get('type')}{', byte_fallback' if model.get('byte_fallback') else ''}); use --vocab ids"
+            f"{path}: lmstep writes byte-level or SentencePiece-style BPE tokenizers to GGUF; this one is "
+            f"{model.get('type')} without either; use --vocab ids"
         )
     vocab = tok.get_vocab(with_added_tokens=True)
     if max(vocab.values(), default=-1) >= vocab_size:
         raise InputError(f"{path}: token id {max(vocab.values())} is outside the model's vocabulary of {vocab_size}")
     tokens, types = [f"[PAD{i}]" for i in range(vocab_size)], [UNUSED] * vocab_size
     for text, i in vocab.items():
-        tokens[i], types[i] = text, NORMAL
+        tokens[i] = text
+        types[i] = BYTE if metaspace and _is_byte_token(text) else NORMAL
     for added in spec.get("added_tokens") or []:
         i = added.get("id")
         if isinstance(i, int) and 0 <= i < vocab_size:
             types[i] = CONTROL if added.get("special") else USER_DEFINED
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
-    pre = _pre_name(spec.get("pre_tokenizer"))
     with_special, plain = tok.encode("a").ids, tok.encode("a", add_special_tokens=False).ids
     add_bos = len(with_special) > len(plain) and with_special[0] != plain[0]
     bos = with_special[0] if add_bos else None
-    note = "" if pre else "pre-tokenizer not one llama.cpp names: written as its 'default' (text may split otherwise)"
-    return Vocab("bpe", "gpt2", tokens, types, merges, pre or "default", bos, None, add_bos, note)
+    if byte_level:
+        pre = _pre_name(spec.get("pre_tokenizer"))
+        note = (
+            "" if pre else "pre-tokenizer not one llama.cpp names: written as its 'default' (text may split otherwise)"
+        )
+        return Vocab("bpe", "gpt2", tokens, types, merges, pre or "default", bos, None, add_bos, note)
+    scores = [0.0] * vocab_size
+    for rank, merge in enumerate(merges):
+        i = vocab.get(merge.replace(" ", "", 1))
+        if i is not None and scores[i] == 0.0:  # the lowest rank that makes the token
+            scores[i] = -float(rank + 1)
+    unk = model.get("unk_token")
+    return Vocab(
+        "bpe",
+        "llama",
+        tokens,
+        types,
+        None,
+        None,
+        bos,
+        None,
+        add_bos,
+        scores=scores,
+        unk=vocab.get(unk) if isinstance(unk, str) else None,
+        space_prefix=metaspace == "prefix",
+    )
 
 
-def _is_byte_level(spec: dict[str, Any]) -> bool:
+def _is_byte_token(text: str) -> bool:
+    return len(text) == 6 and text.startswith("<0x") and text.endswith(">")
+
+
+def _uses(spec: dict[str, Any], kind: str) -> bool:
     def has(node: Any) -> bool:
         if isinstance(node, dict):
-            return node.get("type") == "ByteLevel" or any(has(v) for v in node.values())
+            return node.get("type") == kind or any(has(v) for v in node.values())
         if isinstance(node, list):
             return any(has(v) for v in node)
         return False
 
     return has(spec.get("pre_tokenizer")) or has(spec.get("decoder"))
+
+
+def _metaspace(spec: dict[str, Any]) -> str | None:
+    """ "prefix" when words are marked with U+2581 and a space is prepended, "plain" when marked without, else None."""
+
+    def find(node: Any, kind: str) -> list[dict[str, Any]]:
+        if isinstance(node, dict):
+            found = [node] if node.get("type") == kind else []
+            return found + [x for v in node.values() for x in find(v, kind)]
+        if isinstance(node, list):
+            return [x for v in node for x in find(v, kind)]
+        return []
+
+    meta = find(spec.get("pre_tokenizer"), "Metaspace")
+    if meta:
+        return (
+            "plain"
+            if meta[0].get("prepend_scheme") == "never" or meta[0].get("add_prefix_space") is False
+            else "prefix"
+        )
+    norm = spec.get("normalizer")
+    if any(r.get("content") == "\u2581" for r in find(norm, "Replace")):
+        return "prefix" if any(p.get("prepend") == "\u2581" for p in find(norm, "Prepend")) else "plain"
+    return None

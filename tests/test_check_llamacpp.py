@@ -1,0 +1,130 @@
+"""llama.cpp in process as an implementation under check (``--impl llamacpp``): what it reaches per law and setting,
+the real differences the checker finds in it, and the adapter's own contract (state layout, sequences, refusals).
+Needs llama-cpp-python and gguf: the llamacpp extra."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (optional: pip install -e '.[llamacpp]')")
+pytest.importorskip("gguf", reason="gguf not installed (optional: pip install -e '.[llamacpp]')")
+
+from lmstep.runtime.check import Level, check, open_impl  # noqa: E402
+from lmstep.runtime.check.protocol import ImplementationError  # noqa: E402
+from lmstep.runtime.cli import main  # noqa: E402
+from lmstep.runtime.ggufio import write_gguf  # noqa: E402
+from lmstep.spec import load  # noqa: E402
+from lmstep.spec.conformance import FORMS, rel_err  # noqa: E402
+
+EVERY_LAW = {"unrolled", "split", "recurrent", "sampler", "state", "fork", "batch", "determinism", "causality"}
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-mamba"])
+def test_llama_cpp_conforms_at_l1_on_every_law(name):
+    """One line of the CLI; every law compared (forks by llama_memory_seq_cp, batches of several sequences in one
+    llama_decode, the whole state read back), at L1."""
+    model = load(name, temperature=0.8, top_k=40)
+    report = check(model, open_impl("llamacpp:", model), required=Level.L1, max_examples=20)
+    assert report.passed, report.message
+    assert set(report.laws) == EVERY_LAW and all(s["n"] > 0 for s in report.laws.values())
+
+
+def test_cli_one_line(capsys):
+    assert main(["check", "-m", "tiny-mamba", "--impl", "llamacpp:", "--examples", "8"]) == 0
+    assert "PASS" in capsys.readouterr().out
+
+
+def test_gpt2_is_found_off_by_the_gelu_table():
+    """The first comparison already exceeds L1 (llama.cpp's fp16 GELU table, test_gguf_export.py), every token
+    decision agrees (L2); the counterexample is a single chunk."""
+    model = load("tiny-gpt2")
+    report = check(model, open_impl("llamacpp:", model), required=Level.L1, max_examples=10)
+    assert not report.passed and report.failed_law in {"unrolled", "state"}
+    assert report.laws["unrolled"]["level"] == Level.L2 and 2e-5 < report.laws["unrolled"]["worst_err"] < 1e-3
+    assert len(report.counterexample) <= 3
+
+
+@pytest.mark.parametrize("setting", ["kv=f16", "fa=on"])
+def test_half_precision_kv_settings_reach_l2_not_l1(setting):
+    """An F16 KV cache, and flash attention (which casts K and V to F16 on the CPU), round the cache: the state
+    and the continuations after it fall below L1 while every token decision still agrees."""
+    model = load("tiny-llama")
+    report = check(model, open_impl(f"llamacpp: {setting}", model), required=Level.L1, max_examples=10)
+    assert not report.passed
+    worst = max(s["worst_err"] for law, s in report.laws.items() if law != "causality")
+    assert 2e-5 < worst < 2e-3, report.laws
+    assert all(s["level"] >= Level.L2 for law, s in report.laws.items() if law not in ("state",)), report.laws
+
+
+def test_native_sampler_applies_top_p_before_temperature():
+    """llama.cpp's own chain (top-k, top-p, then temperature) draws, with T=0.5 and top-p 0.8, tokens the spec's
+    order (temperature first, SPEC.md §3) gives probability 0: a failure even at L3. Without top-p the same
+    chain draws the spec's distribution: L3."""
+    model = load("tiny-llama", temperature=0.5, top_p=0.8)
+    report = check(model, open_impl("llamacpp: sampler=native", model), required=Level.L3, max_examples=10)
+    assert not report.passed and report.failed_law == "sampler" and "probability 0" in report.message
+    model = load("tiny-llama", temperature=0.8, top_k=20)
+    report = check(model, open_impl("llamacpp: sampler=native", model), required=Level.L3, max_examples=10)
+    assert report.passed and report.laws["sampler"]["level"] == Level.L3, report.message
+
+
+def test_state_is_read_in_the_spec_layout():
+    """Keys come back in rotate-half order per head. Negative control: read as llama.cpp caches them (adjacent
+    pairs), the keys differ from the spec's while values agree."""
+    model = load("tiny-llama")
+    impl = open_impl("llamacpp: ctx=64 seqs=4", model)
+    h, _ = impl.run(impl.init(), [5, 6, 7, 8])
+    spec = model.prefill(model.init_state(), [5, 6, 7, 8])[0].arrays()
+    got = impl.state(h)
+    assert all(rel_err(got[k], spec[k]) <= FORMS["llama"] for k in spec)
+    impl.interleaved = False
+    raw = impl.state(h)
+    assert rel_err(raw["past_key_values.0.key"], spec["past_key_values.0.key"]) > 0.1
+    assert rel_err(raw["past_key_values.0.value"], spec["past_key_values.0.value"]) <= FORMS["llama"]
+    impl.close()
+
+
+def test_sequences_are_released_and_exhaustion_is_a_clear_failure():
+    model = load("tiny-llama")
+    impl = open_impl("llamacpp: ctx=64 seqs=2", model)
+    for _ in range(10):  # handles dropped by their user give their sequence back
+        impl.run(impl.init(), [1, 2])
+    a = impl.init()
+    b = impl.fork(a)
+    with pytest.raises(ImplementationError, match="all 2 sequences are in use"):
+        impl.fork(b)
+    impl.release(b)
+    assert impl.fork(a).pos == 0
+    impl.close()
+
+
+def test_a_full_kv_cache_is_a_clear_failure():
+    model = load("tiny-llama")
+    impl = open_impl("llamacpp: ctx=16 seqs=2", model)
+    with pytest.raises(ImplementationError, match="exceeds ctx=16|no room in the KV cache"):
+        impl.run(impl.init(), list(range(20)))
+    impl.close()
+
+
+def test_refusals(tmp_path, capsys):
+    gguf = tmp_path / "llama.gguf"
+    write_gguf(load("tiny-llama"), gguf)
+    cases = [
+        (["-m", "tiny-gpt2", "--impl", f"llamacpp:{gguf}"], "holds other weights"),
+        (["-m", "tiny-llama", "--impl", f"llamacpp:{tmp_path / 'none.gguf'}"], "no such file"),
+        (["-m", "tiny-llama", "--impl", "llamacpp: kv=f8"], "kv='f8': use one of"),
+        (["-m", "tiny-llama", "--impl", "llamacpp: colour=red"], "unknown option 'colour'"),
+    ]
+    for args, message in cases:
+        assert main(["check", *args, "--examples", "2"]) == 2, args
+        assert message in capsys.readouterr().err, args
+    (tmp_path / "junk.gguf").write_bytes(b"GGUF" + bytes(60))
+    assert main(["check", "-m", "tiny-llama", "--impl", f"llamacpp:{tmp_path / 'junk.gguf'}"]) == 2
+    assert "llama.cpp cannot load it" in capsys.readouterr().err
+
+
+def test_a_setting_llama_cpp_refuses_is_an_input_error(capsys):
+    """A q8_0 cache needs head_dim to be a multiple of its 32-value blocks (tiny-llama's is 16): llama.cpp's own
+    reason, in one line, exit 2 (the check could not run)."""
+    assert main(["check", "-m", "tiny-llama", "--impl", "llamacpp: kv=q8_0 fa=on"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot create a context" in err and "does not divide n_embd_head_k=16" in err and "| ." not in err

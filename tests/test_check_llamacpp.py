@@ -2,7 +2,6 @@
 the real differences the checker finds in it, and the adapter's own contract (state layout, sequences, refusals).
 Needs llama-cpp-python and gguf: the llamacpp extra."""
 
-import numpy as np
 import pytest
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (optional: pip install -e '.[llamacpp]')")

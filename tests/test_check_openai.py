@@ -5,17 +5,14 @@ log-probabilities (runtime/check/logprobs.py) is tested on its own, with its neg
 
 import http.server
 import json
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 
 import numpy as np
 import pytest
 
 from lmstep.runtime.check import Level, check, open_impl
+from lmstep.runtime.check.llamacpp_server import free_port
 from lmstep.runtime.check.logprobs import TopLogprobs, grade_logprobs, log_softmax
 from lmstep.runtime.check.protocol import ImplementationError
 from lmstep.runtime.cli import main
@@ -55,52 +52,16 @@ def test_logprobs_grading_and_its_controls():
 # -- a real server ------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(url: str, proc: subprocess.Popen, seconds: float = 90.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with status {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/v1/models", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("the server did not answer within 90 s")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """llama-cpp-python's server on tiny-llama, written with the id-spelled vocabulary (that server takes text
-    prompts only), F32 KV cache, one thread; stopped after the module."""
+    prompts only), F32 KV cache, one thread (runtime/check/llamacpp_server.py); stopped after the module."""
     pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (optional: pip install -e '.[llamacpp]')")
     pytest.importorskip("uvicorn", reason="llama-cpp-python's server deps missing (pip install -e '.[llamacpp]')")
-    from lmstep.runtime.ggufio import write_gguf
+    from lmstep.runtime.check.llamacpp_server import serve
 
-    gguf = tmp_path_factory.mktemp("server") / "tiny-llama-ids.gguf"
-    write_gguf(load("tiny-llama"), gguf, vocab="ids")
-    port = free_port()
-    args = ["--model", str(gguf), "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"]
-    args += ["--n_threads", "1", "--n_threads_batch", "1", "--type_k", "0", "--type_v", "0", "--verbose", "false"]
-    log = open(gguf.with_suffix(".log"), "w")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", *args], stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, proc)
+    with serve(load("tiny-llama"), tmp_path_factory.mktemp("server")) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def test_server_greedy_reaches_l1_through_its_logprobs(server, capsys):

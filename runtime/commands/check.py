@@ -11,16 +11,16 @@ from . import options as opt
 HELP = """Check an implementation against the spec, law by law.
 
 \b
-IMPL: spec | onnx | onnx:DIR | cmd:"program args" | python:module:factory | mutant:NAME
+IMPL: spec | onnx[:DIR] | cmd:"program args" | python:module:factory | mutant:NAME | hf[:DIR]
+      | llamacpp:[FILE.gguf] [opts] | genai:[DIR] | openai:URL [opts]    (docs/checking.md)
 Levels: L0 bitwise, L1 numeric (measured tolerance), L2 tokens (margin rule).
-A failure is shrunk to a short operation sequence, written with --out and
-replayable with `lmstep replay FILE`. Exit status 0 pass, 1 fail, 2 usage or
-input error (the check could not run).
+A failure is shrunk to a short op sequence (--out; `lmstep replay FILE` re-runs it).
+Exit status 0 pass, 1 fail, 2 usage or input error (the check could not run).
 \b
 Examples:
   lmstep check -m tiny-llama --impl onnx
   lmstep check -m tiny-gpt2 --impl cmd:"python my_engine.py" --level L2 --out cex.json
-  lmstep check -m tiny-mamba --impl mutant:conv-not-shifted --examples 50
+  lmstep check -m tiny-llama --impl "llamacpp: kv=f16 fa=on" --level L2
 """
 
 PROFILES = {"quick": (30, 10), "thorough": (300, 25)}

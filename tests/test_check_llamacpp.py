@@ -127,3 +127,28 @@ def test_a_setting_llama_cpp_refuses_is_an_input_error(capsys):
     assert main(["check", "-m", "tiny-llama", "--impl", "llamacpp: kv=q8_0 fa=on"]) == 2
     err = capsys.readouterr().err
     assert "cannot create a context" in err and "does not divide n_embd_head_k=16" in err and "| ." not in err
+
+
+def test_state_bytes_of_another_layout_are_a_clear_failure():
+    """The adapter reads llama.cpp's sequence-state bytes; a layout it does not know (another magic, a truncated
+    buffer, bytes left over) is an ImplementationError saying so, never a misread state."""
+    import ctypes
+
+    from lmstep.runtime.check.llamacpp_state import parse_state
+
+    model = load("tiny-llama")
+    impl = open_impl("llamacpp: ctx=64 seqs=2", model)
+    h, _ = impl.run(impl.init(), [1, 2, 3])
+    size = impl.L.llama_state_seq_get_size(impl.ctx, h.seq)
+    buf = (ctypes.c_uint8 * size)()
+    n = impl.L.llama_state_seq_get_data(impl.ctx, buf, size, h.seq)
+    data = bytes(buf)[:n]
+    impl.close()
+    assert set(parse_state(data, model, 3, True)) == set(model.init_state().arrays())
+    for broken, why in [
+        (b"\0" * 4 + data[4:], "not llama.cpp's io magic"),
+        (data[:-7], "ends at byte|overrun"),
+        (data + b"\0\0", "left over"),
+    ]:
+        with pytest.raises(ImplementationError, match=why):
+            parse_state(broken, model, 3, True)

@@ -13,6 +13,8 @@ Optional, announced in ``capabilities``:
     "immutable" handles stay valid after use (like the spec's states), so old ones may be stepped again
 
 Handles are opaque. Without "immutable", the checker never reuses a handle after passing it to run/decode.
+An engine that shows only its top-N log-probabilities (an OpenAI-compatible server) returns a
+logprobs.TopLogprobs where the logits go; the checker grades it against the spec's log-softmax (L1 at best).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import Any
 from lmstep.spec.errors import InputError
 from lmstep.spec.model import Model
 
-from .families import FAMILIES, family, gguf_tensors, keys_to_spec
+from .families import FAMILIES, family, family_key, gguf_tensors, keys_to_spec
 from .vocab import Vocab, ids_vocab, model_vocab
 
 EXPORTER_VERSION = 1  # bump when the written layout changes: cached files are keyed by it
@@ -56,7 +56,8 @@ def write_gguf(
     replaced only with ``force``."""
     from lmstep.runtime.files import check_writable
 
-    fam = family(model.arch)
+    key = family_key(model)
+    fam = family(key)
     reason = fam.refuse(model.config)
     if reason:
         raise InputError(f"{model.name or model.arch}: cannot be written for llama.cpp: {reason}")
@@ -75,7 +76,7 @@ def write_gguf(
             _add(w, f"tokenizer.ggml.{key}", value)
         for key, value in provenance(model, voc).items():
             _add(w, f"lmstep.{key}", value)
-        for name, array in gguf_tensors(model.arch, model.config, model.named_weights()):
+        for name, array in gguf_tensors(key, model.config, model.named_weights()):
             w.add_tensor(name, array)
         if progress:
             progress(f"writing {target.name}")
@@ -100,7 +101,7 @@ def provenance(model: Model, voc: Vocab) -> dict[str, Any]:
         "weights_digest": model.weights_digest(),
         "vocab": voc.kind,
         "exporter_version": EXPORTER_VERSION,
-        "key_layout": "interleaved" if family(model.arch).rope_interleaved else "as_spec",
+        "key_layout": "interleaved" if family(family_key(model)).rope_interleaved else "as_spec",
     }
 
 

@@ -193,18 +193,24 @@ FAMILIES: dict[str, Family] = {
 }
 
 
-def family(arch: str) -> Family:
-    if arch not in FAMILIES:
-        raise InputError(f"no GGUF mapping for the {arch} architecture; lmstep writes {', '.join(FAMILIES)}")
-    return FAMILIES[arch]
+def family_key(model: Any) -> str:
+    """The FAMILIES entry of a model: its architecture, or for a Llama-style decoder the transformers model type
+    its config names (a family of the llama architecture maps to its own llama.cpp architecture)."""
+    return str(getattr(model.config, "model_type", None) or model.arch) if model.arch == "llama" else model.arch
 
 
-def gguf_tensors(arch: str, cfg: Any, params: dict[str, np.ndarray]) -> Iterator[tuple[str, np.ndarray]]:
+def family(key: str) -> Family:
+    if key not in FAMILIES:
+        raise InputError(f"no GGUF mapping for the {key} family; lmstep writes {', '.join(FAMILIES)}")
+    return FAMILIES[key]
+
+
+def gguf_tensors(key: str, cfg: Any, params: dict[str, np.ndarray]) -> Iterator[tuple[str, np.ndarray]]:
     """(GGUF name, float32 C-contiguous array) for every parameter, in the family's row order, layer by layer.
 
     Every parameter must be claimed by a row: a parameter without one would be dropped silently, so it is an
     error (a family table that lags behind its architecture)."""
-    fam = family(arch)
+    fam = family(key)
     layers = sorted({int(n.split(".")[1]) for n in params if n.startswith("layers.")})
     first = next(k for k, row in enumerate(fam.tensors) if "{i}" in row[0])
     per_layer = [row for row in fam.tensors if "{i}" in row[0]]
@@ -222,4 +228,4 @@ def gguf_tensors(arch: str, cfg: Any, params: dict[str, np.ndarray]) -> Iterator
             yield theirs.format(i=i), np.ascontiguousarray(a, np.float32)
     left = sorted(set(params) - claimed)
     if left:
-        raise InputError(f"the {arch} GGUF mapping has no row for parameter {left[0]}; it cannot be exported")
+        raise InputError(f"the {key} GGUF mapping has no row for parameter {left[0]}; it cannot be exported")

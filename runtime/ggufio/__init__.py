@@ -56,8 +56,8 @@ def write_gguf(
     replaced only with ``force``."""
     from lmstep.runtime.files import check_writable
 
-    key = family_key(model)
-    fam = family(key)
+    fam_key = family_key(model)
+    fam = family(fam_key)
     reason = fam.refuse(model.config)
     if reason:
         raise InputError(f"{model.name or model.arch}: cannot be written for llama.cpp: {reason}")
@@ -76,7 +76,7 @@ def write_gguf(
             _add(w, f"tokenizer.ggml.{key}", value)
         for key, value in provenance(model, voc).items():
             _add(w, f"lmstep.{key}", value)
-        for name, array in gguf_tensors(key, model.config, model.named_weights()):
+        for name, array in gguf_tensors(fam_key, model.config, model.named_weights()):
             w.add_tensor(name, array)
         if progress:
             progress(f"writing {target.name}")

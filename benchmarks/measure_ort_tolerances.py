@@ -31,7 +31,8 @@ errors: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list
 @st.composite
 def cases(draw, arch):
     model = draw(models((arch,)))
-    tokens = draw(st.lists(st.integers(0, model.vocab_size - 1), min_size=1, max_size=24))
+    longest = 40 if arch == "mistral" else 24  # Mistral (the llama arch with a window): past windows of up to 16
+    tokens = draw(st.lists(st.integers(0, model.vocab_size - 1), min_size=1, max_size=longest))
     steps = draw(st.lists(st.integers(0, model.vocab_size - 1), min_size=6, max_size=6))
     return model, tokens, steps
 
@@ -96,7 +97,12 @@ def main() -> None:
     global N
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("examples", nargs="?", type=int, default=100, help="random models per architecture [100]")
-    ap.add_argument("archs", nargs="*", default=["llama", "gpt2", "mamba"], help="architectures [all three]")
+    ap.add_argument(
+        "archs",
+        nargs="*",
+        default=["llama", "gpt2", "mamba", "mistral"],
+        help="architectures, and mistral: Llama configs with a sliding window (tests/strategies.py) [all four]",
+    )
     args = ap.parse_args()
     N = args.examples
     for arch in args.archs:

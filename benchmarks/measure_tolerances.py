@@ -59,7 +59,10 @@ def main() -> None:
         model = data.draw(models(tuple(args.arch or ARCHS)))
         tokens = data.draw(token_lists(model.vocab_size, 1, args.max_len))
         found = mamba_errors(model, tokens) if model.arch == "mamba" else {}
-        found.setdefault(model.arch, laws.unrolled_vs_recurrent(model, tokens))
+        windowed = getattr(model.config, "sliding_window", None) is not None  # Mistral (--arch mistral)
+        found.setdefault(
+            model.arch + (" with a sliding window" if windowed else ""), laws.unrolled_vs_recurrent(model, tokens)
+        )
         for k, v in found.items():
             errors.setdefault(k, []).append(v)
 
@@ -73,7 +76,7 @@ def main() -> None:
         )
     if args.long:
         tokens = np.random.default_rng(0).integers(0, 256, 1024).tolist()
-        for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba"):
+        for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral"):
             model = load(name)
             found = (
                 mamba_errors(model, tokens)

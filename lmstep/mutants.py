@@ -119,7 +119,6 @@ _CATALOGUE = [
             )
         ],
         models=["tiny-mamba"],
-        checked=False,  # the checker's chunks are at most 12 tokens
     ),
     # The runtime's scan schedule (runtime/mamba_scan.py, what the export builds): its mutants are copies of that
     # module, run by the proofs and the schedule's tests; the spec and the checker's spec engines do not use it.
@@ -173,6 +172,59 @@ _CATALOGUE = [
         ],
         models=["tiny-mamba"],
         checked=False,
+    ),
+    # -- sliding window (Mistral): the band and the bounded state ---------------------------------------------
+    Mutant(
+        "window-band-off-by-one",
+        ["sliding-window", "unrolled-eq-recurrent", "split-invariance"],
+        "model code",
+        "the unrolled form's band lets each query see W + 1 keys (rank > query - W - 1), decode sees W",
+        [
+            Edit(
+                "layers.window_mask",
+                "o.sub(o.unsqueeze(query_rank, -1), window)",
+                "o.sub(o.unsqueeze(query_rank, -1), window + 1)",
+            )
+        ],
+        models=["tiny-mistral"],
+    ),
+    Mutant(
+        "window-only-in-decode",
+        ["sliding-window", "unrolled-eq-recurrent", "split-invariance"],
+        "model code",
+        "the window is applied in decode (the bounded cache) but not in prefill: a chunk attends to all of "
+        "[cache; chunk] under the plain causal mask",
+        [
+            Edit(
+                "llama.forward",
+                "visible = window_mask(o, n_new, n_all, cfg.sliding_window, mask)",
+                "visible = causal_mask(o, n_new, n_all, mask)",
+            )
+        ],
+        models=["tiny-mistral"],
+    ),
+    Mutant(
+        "window-state-keeps-w",
+        ["sliding-window", "unrolled-eq-recurrent", "state-contract"],
+        "state handling",
+        "the state keeps the last W keys instead of W - 1, so decode attends to W + 1 keys",
+        [Edit("llama.empty_cache", "cfg.kept_keys", "cfg.sliding_window")],
+        models=["tiny-mistral"],
+    ),
+    Mutant(
+        "window-wrap-off-by-one",
+        ["unrolled-eq-recurrent", "state-contract"],
+        "state handling",
+        "when the window's buffer wraps (its kept rows move to the front of a new store), the rows are read one "
+        "slot behind: the newest key is lost and an evicted one comes back",
+        [
+            Edit(
+                "arrays.SeqBuffer._append_and_wrap",
+                "_rows(seen, self.axis, total - kept, total)",
+                "_rows(seen, self.axis, total - kept - (total > kept), total - (total > kept))",
+            )
+        ],
+        models=["tiny-mistral"],
     ),
     # -- state handling: what is carried between calls -----------------------------------------------------
     Mutant(
@@ -288,6 +340,125 @@ _CATALOGUE = [
             )
         ],
     ),
+    Mutant(
+        "rms-eps-outside-sqrt",
+        ["numeric-tolerance"],
+        "numerics",
+        "RMSNorm adds eps outside the square root: 1 / (sqrt(mean(x^2)) + eps)",
+        [Edit("layers.rms_norm", "o.reciprocal(o.sqrt(o.add(var, eps)))", "o.reciprocal(o.add(o.sqrt(var), eps))")],
+    ),
+    Mutant(
+        "rms-eps-outside-sqrt-mamba",
+        ["numeric-tolerance"],
+        "numerics",
+        "the same RMSNorm eps placement on Mamba (its block norms and the final norm)",
+        [Edit("layers.rms_norm", "o.reciprocal(o.sqrt(o.add(var, eps)))", "o.reciprocal(o.add(o.sqrt(var), eps))")],
+        models=["tiny-mamba"],
+    ),
+    Mutant(
+        "layernorm-eps-outside-sqrt",
+        ["numeric-tolerance"],
+        "numerics",
+        "LayerNorm adds eps outside the square root: (x - mean) / (sqrt(var) + eps)",
+        [Edit("layers.layer_norm", "o.sqrt(o.add(var, eps))", "o.add(o.sqrt(var), eps)")],
+        models=["tiny-gpt2"],
+    ),
+    Mutant(
+        "gelu-constant-typo",
+        ["numeric-tolerance"],
+        "numerics",
+        "GELU's cubic coefficient typed 0.0447 instead of 0.044715",
+        [Edit("layers.gelu_tanh", "x), 0.044715)", "x), 0.0447)")],
+        models=["tiny-gpt2"],
+    ),
+    Mutant(
+        "gelu-sqrt-2-over-pi-typo",
+        ["numeric-tolerance"],
+        "numerics",
+        "GELU's sqrt(2/pi) written 0.797 instead of 0.79788 (wrong in its third significant digit)",
+        [Edit("layers.gelu_tanh", "_GELU_C)", "0.797)")],
+        models=["tiny-gpt2"],
+    ),
+    Mutant(
+        "rope-theta-typo",
+        ["numeric-tolerance"],
+        "numerics",
+        "RoPE base 10100 instead of the config's 10000 (wrong in its third significant digit)",
+        [Edit("llama._decoder", "rope_inv_freq(D, cfg.rope_theta)", "rope_inv_freq(D, cfg.rope_theta * 1.01)")],
+    ),
+    Mutant(
+        "norm-eps-hardcoded",
+        ["numeric-tolerance"],
+        "numerics",
+        "Mamba's block RMSNorms use a hard-coded eps 1e-6 instead of the config's 1e-5",
+        [
+            Edit(
+                "mamba.forward",
+                "rms_norm(o, x, layer.norm, cfg.layer_norm_epsilon)",
+                "rms_norm(o, x, layer.norm, 1e-6)",
+            ),
+            Edit(
+                "mamba.decode", "rms_norm(o, x, layer.norm, cfg.layer_norm_epsilon)", "rms_norm(o, x, layer.norm, 1e-6)"
+            ),
+        ],
+        models=["tiny-mamba"],
+    ),
+    Mutant(
+        "fp16-kv-cache",
+        ["numeric-tolerance", "state-contract"],
+        "numerics",
+        "keys and values stored in float16 (a positive control: conforms at L2, not at L1)",
+        [
+            Edit("llama._decoder", "k_cache.append(k)", 'k_cache.append(o.cast(o.cast(k, "float16"), "float32"))'),
+            Edit("llama._decoder", "v_cache.append(v)", 'v_cache.append(o.cast(o.cast(v, "float16"), "float32"))'),
+        ],
+        conforms_at="L2",
+    ),
+    # -- caches: an engine stores its KV cache differently from the spec (runtime/check/engines.py) -------------
+    Mutant(
+        "kv-window-16",
+        ["split-invariance", "unrolled-eq-recurrent", "state-contract"],
+        "caches",
+        "a KV cache of 16 slots (a sliding window): past 16 tokens the oldest keys are dropped silently",
+        engine="kv-window-16",
+    ),
+    Mutant(
+        "kv-capacity-32",
+        ["split-invariance", "unrolled-eq-recurrent", "state-contract"],
+        "caches",
+        "a fixed KV buffer of 32 slots that silently drops the oldest keys when full",
+        engine="kv-capacity-32",
+        models=["tiny-gpt2"],
+    ),
+    Mutant(
+        "kv-ring-256",
+        ["split-invariance", "unrolled-eq-recurrent", "state-contract"],
+        "caches",
+        "a ring buffer of 256 slots: past 256 tokens the oldest keys are overwritten",
+        engine="kv-ring-256",
+    ),
+    Mutant(
+        "kv-page-boundary",
+        ["split-invariance", "unrolled-eq-recurrent", "state-contract"],
+        "caches",
+        "a paged KV cache (pages of 16) whose chunk write puts the first key of a new page into the previous "
+        "page's last slot",
+        engine="kv-page-boundary",
+    ),
+    Mutant(
+        "fork-drops-last",
+        ["states-are-values"],
+        "sessions",
+        "fork copies the cache one row short: the forked session loses the last token's keys and values",
+        engine="fork-drops-last",
+    ),
+    Mutant(
+        "batch-positions",
+        ["batch-invariance"],
+        "state handling",
+        "a batched call numbers every row's new tokens from the padded cache length instead of its own position",
+        engine="batch-positions",
+    ),
     # -- sampling: the sampler reads SPEC.md §3 differently ------------------------------------------------------
     Mutant(
         "greedy-last-index",
@@ -311,7 +482,6 @@ _CATALOGUE = [
         "sampling",
         "no greedy fallback when z / T overflows: a tiny temperature returns the least likely token",
         [Edit(SAMPLE, "token = o.where(o.squeeze(o.equal(o.sub(top, top), 0.0), -1), token, greedy)", "pass")],
-        checked=False,  # needs T ~ 1e-30
     ),
     Mutant(
         "bracket-inclusive",
@@ -319,7 +489,7 @@ _CATALOGUE = [
         "sampling",
         "the draw takes the first rank with c_r >= target instead of c_r > target",
         [Edit(SAMPLE, "o.less_equal(c, target)", "o.less(c, target)")],
-        checked=False,  # needs a target exactly on a bucket boundary
+        level="L0",  # the checker aims a rand exactly at a boundary; a rounding difference looks the same at L1
     ),
     Mutant(
         "top-p-inclusive",
@@ -327,7 +497,7 @@ _CATALOGUE = [
         "sampling",
         "top-p keeps rank r while c_{r-1} <= top_p * total instead of <",
         [Edit(SAMPLE, "o.less(c_prev, p_threshold)", "o.less_equal(c_prev, p_threshold)")],
-        checked=False,  # needs c_{r-1} exactly on the threshold
+        level="L0",  # the checker aims top_p at an exact c_{r-1}; a rounding difference looks the same at L1
     ),
     Mutant(
         "top-k-off-by-one",
@@ -336,6 +506,50 @@ _CATALOGUE = [
         "top-k keeps rank k too (rank <= k)",
         [Edit(SAMPLE, "in_top_k = o.less(rank, k)", "in_top_k = o.less_equal(rank, k)")],
         sampler={"temperature": 1.0, "top_k": 2},
+    ),
+    Mutant(
+        "top-k-drops-kth",
+        ["sampler"],
+        "sampling",
+        "top-k keeps k - 1 tokens (rank < k - 1)",
+        [Edit(SAMPLE, "in_top_k = o.less(rank, k)", "in_top_k = o.less(rank, o.sub(k, 1))")],
+        sampler={"temperature": 1.0, "top_k": 2},
+    ),
+    Mutant(
+        "top-p-before-top-k",
+        ["sampler"],
+        "sampling",
+        "the top-p set is chosen on the whole distribution before top-k cuts it (top-p applied first)",
+        [
+            Edit(
+                SAMPLE,
+                "keep = o.logical_and(in_top_k, o.less(c_prev, p_threshold))",
+                "all_c = o.cumsum(o.exp(o.sub(s, top)), axis=-1)\n"
+                "all_threshold = o.where(o.less(o.const(top_p, np.float32), 1.0), "
+                "o.mul(o.slice(all_c, -1, -1, None), o.const(top_p, np.float32)), "
+                "o.mul(o.slice(all_c, -1, -1, None), 2.0))\n"
+                "all_prev = o.slice(o.pad_front(all_c, -1, 1, 0.0), -1, 0, -1)\n"
+                "keep = o.logical_and(in_top_k, o.less(all_prev, all_threshold))",
+            )
+        ],
+        sampler={"temperature": 1.0, "top_k": 3, "top_p": 0.6},
+    ),
+    Mutant(
+        "normalise-first",
+        ["sampler-no-zero-prob", "sampler"],
+        "sampling",
+        "probabilities normalised to sum 1 before the CDF (SPEC.md §3 note); a draw past the rounded end of that CDF "
+        "takes the last token of the sorted vocabulary, outside any top-k or top-p cut",
+        [
+            Edit(
+                SAMPLE,
+                "o.less_equal(c, target)",
+                "o.less_equal(o.cumsum(o.where(keep, o.div(e, kept_total), o.const(0.0, np.float32)), axis=-1), "
+                "o.unsqueeze(o.const(u, np.float32), -1))",
+            ),
+            Edit(SAMPLE, "first_above, last_positive)", "first_above, o.sub(vocab, 1))"),
+        ],
+        sampler=HOT,
     ),
     Mutant(
         "top-p-drops-boundary-token",
@@ -394,7 +608,7 @@ _CATALOGUE = [
             ),
             Edit(SAMPLE, "positive = o.logical_and(keep, o.greater(e, 0.0))", "positive = keep"),
         ],
-        checked=False,  # needs a CDF whose normalised sum rounds below the draw
+        level="L0",  # the checker draws at 1 - 2^-24; within rounding of the spec's draw unless it lands on e_r = 0
     ),
     Mutant(
         "sampler-global-rng",
@@ -418,6 +632,14 @@ _CATALOGUE = [
         "randomness",
         "decode samples with the rand of the previous call (a rand index off by one)",
         engine="rand-shifted",
+        sampler=HOT,
+    ),
+    Mutant(
+        "rand-reused",
+        ["rand-by-position", "sampler"],
+        "randomness",
+        "every decode of a session samples with the rand of its first decode (the stream never advances)",
+        engine="rand-reused",
         sampler=HOT,
     ),
     Mutant(

@@ -33,7 +33,7 @@ import attrs
 from lmstep.spec.laws import BY_ID
 
 SPEC = "lmstep.spec"
-KINDS = ("model code", "state handling", "sampling", "randomness", "numerics", "sessions")
+KINDS = ("model code", "state handling", "sampling", "randomness", "numerics", "sessions", "caches")
 
 
 class MutantError(Exception):
@@ -81,8 +81,13 @@ class Mutant:
     engine    the checker's implementation around the mutated spec (runtime/check/engines.py ENGINES)
     models    built-in models that show the bug; the checker runs it on the first
     sampler   sampler settings that make the bug observable
-    checked   the checker's catalogue includes it (test_check_catalogue asserts it is caught by a checker law
-              that checks one of ``breaks``)
+    checked   the checker's catalogue includes it (test_check_catalogue asserts that the default quick check, at
+              ``level``, catches it by a checker law that checks one of ``breaks``)
+    level     the level the checker's catalogue requires to catch it: "L1" (the default check) or "L0" for a
+              bug that differs from the spec only within float32 rounding (a correct independent engine's
+              differences look the same, so only bitwise conformance can tell)
+    conforms_at  a positive control, not a bug: the checker must pass it at this level (e.g. "L2" for a float16
+              KV cache) and fail it at the level above
     observable  float32 arithmetic shows it; False for bugs only the exact (real-number) proofs see
     only_checker  laws of ``breaks`` that only the checker's workload shows (forks interleaved with chunks); every
               other law of kind "law" in ``breaks`` is checked on the mutant by tests/test_spec_mutants.py
@@ -99,6 +104,8 @@ class Mutant:
     checked: bool = True
     observable: bool = True
     only_checker: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    level: str = attrs.field(default="L1", validator=attrs.validators.in_(("L0", "L1")))
+    conforms_at: str | None = attrs.field(default=None, validator=attrs.validators.in_((None, "L2", "L3")))
 
     def __attrs_post_init__(self) -> None:
         unknown = [law for law in self.breaks if law not in BY_ID]

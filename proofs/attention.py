@@ -2,6 +2,8 @@
 
 - KV-cache decode (``attention_decode``: one query against the cache, grouped-query by folding heads) equals row
   t of causal-masked full attention (``attention_unrolled``: keys repeated per head), with padding.
+- Sliding window (Mistral): decode against the bounded cache (arrays.SeqBuffer keeping W - 1 rows) equals row t
+  of attention under the banded mask (``window_mask``), for every window up to 4 and positions past it.
 - Appending a token never changes earlier rows (causality).
 - ``softmax`` is shift invariant; for all n by induction.
 - The online (streaming) softmax of Milakov & Gimelshein 2018 / FlashAttention (Dao et al. 2022, Alg. 1) equals
@@ -18,6 +20,7 @@ import numpy as np
 import z3
 
 from lmstep.spec import layers
+from lmstep.spec.arrays import SeqBuffer
 
 from .domains import Real
 from .obligations import Obligation, Query, catalogue, register
@@ -52,6 +55,46 @@ def decode_query(
             if mask is None or mask[row, s]:  # a padding query's output is never used (and differs by design)
                 goals.append(all_equal(o, out[row, :, 0], full[row, :, s]))
     return Query(z3.And(*goals), o.facts, o.checks, {"q": q, "k": k, "v": v})
+
+
+def window_query(
+    b: int,
+    h: int,
+    kv: int,
+    t: int,
+    d: int,
+    window: int,
+    key_mask: list[list[bool]] | None = None,
+    mask_fn: Callable[..., Any] | None = None,
+) -> Query:
+    """Sliding-window decode = banded attention: the query at slot s, by ``attention_decode``, against what the
+    spec's bounded buffer (``SeqBuffer`` with ``keep = W - 1``, appended one token at a time) returns - its W - 1
+    newest keys and the query's own - equals row s of ``attention_unrolled`` under ``window_mask``, for every
+    real query (a left-padded row included: padding is at the front, as genai and transformers pad)."""
+    mask_fn = mask_fn or layers.window_mask
+    o = Z3Ops(Real())
+    q, k, v = _qkv(o, b, h, kv, t, d)
+    mask = None if key_mask is None else np.asarray(key_mask, dtype=bool)
+    full = layers.attention_unrolled(o, q, k, v, mask_fn(o, o.shape(q, 2), o.shape(k, 2), window, mask), h, kv, d)
+    k_buf, v_buf = (SeqBuffer.empty((b, kv, d), axis=2, dtype=object, keep=window - 1) for _ in range(2))
+    goals = []
+    for s in range(t):
+        k_all, k_buf = k_buf.append(k[:, :, s : s + 1])
+        v_all, v_buf = v_buf.append(v[:, :, s : s + 1])
+        held = k_all.shape[2]  # min(s + 1, W): the bounded state and the new key
+        step_mask = None if mask is None else mask[:, s + 1 - held : s + 1]
+        out = layers.attention_decode(o, q[:, :, s : s + 1], k_all, v_all, step_mask, h, kv, d)
+        for row in range(b):
+            if mask is None or mask[row, s]:
+                goals.append(all_equal(o, out[row, :, 0], full[row, :, s]))
+    return Query(z3.And(*goals), o.facts, o.checks, {"q": q, "k": k, "v": v}, label=f"W={window}")
+
+
+def window_queries(max_window: int, t: int, mask_fn: Callable[..., Any] | None = None) -> list[Query]:
+    """:func:`window_query` for every window 1..max_window over ``t`` tokens (t > max_window: past every window),
+    GQA (H=2, K=1, D=1), batch row 2 left-padded by 2."""
+    pad = [[True] * t, [False, False] + [True] * (t - 2)]
+    return [window_query(2, 2, 1, t, 1, w, pad, mask_fn) for w in range(1, max_window + 1)]
 
 
 def append_query(h: int, kv: int, t: int, d: int, mask_fn: Callable[..., Any] | None = None) -> Query:
@@ -170,6 +213,34 @@ register(
         lambda: decode_query(1, 1, 1, 2, 1, unrolled=catalogue("additive-mask", "layers.attention_unrolled")),
         mutant_of="attention/decode-eq-unrolled",
         mutant="additive-mask",
+    )
+)
+register(
+    Obligation(
+        "attention/window-decode-eq-unrolled",
+        "attention",
+        "sliding window: decode against the cache that keeps the W - 1 newest keys equals row s of attention under "
+        "the banded mask (keys s - W + 1 .. s), every real query",
+        REAL,
+        "W = 1..4, T=7 (3 to 6 positions past the window), B=2 (row 2 left-padded by 2), H=2, K=1 (GQA), D=1",
+        "spec: arrays.SeqBuffer (keep = W - 1), layers.attention_decode, attention_unrolled, window_mask",
+        "proved",
+        lambda: window_queries(4, 7),
+        law="sliding-window",
+    )
+)
+register(
+    Obligation(
+        "attention/window-decode-eq-unrolled~band-off-by-one",
+        "attention",
+        "mutant: a band that lets each query see W + 1 keys differs from the bounded decode",
+        REAL,
+        "W = 1..2, T=4",
+        "spec: mutated layers.window_mask",
+        "refuted",
+        lambda: window_queries(2, 4, catalogue("window-band-off-by-one", "layers.window_mask")),
+        mutant_of="attention/window-decode-eq-unrolled",
+        mutant="window-band-off-by-one",
     )
 )
 register(

@@ -18,12 +18,14 @@ import z3
 
 from lmstep.spec import builtin, gpt2, llama, mamba
 from lmstep.spec.arrays import SeqBuffer
+from lmstep.spec.model import ARCHITECTURES
 
 from .domains import Real
 from .obligations import Obligation, Query, catalogue, register
 from .symbolic import Z3Ops, all_equal
 
 TOKENS = [1, 0, 1]  # a repeated token, so a cache that ignored position or order would be caught
+FAMILY_ARCH = {"mistral": "llama"}  # Mistral: the Llama decoder with a sliding window
 
 CONFIGS: dict[str, Any] = {
     "llama": llama.Config(
@@ -35,6 +37,18 @@ CONFIGS: dict[str, Any] = {
         num_key_value_heads=1,
         head_dim=2,
         max_position_embeddings=8,
+    ),
+    # Mistral: the same decoder with a window of 2, so the 3 tokens cross it (the state keeps 1 key).
+    "mistral": llama.Config(
+        vocab_size=2,
+        hidden_size=2,
+        intermediate_size=2,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=2,
+        max_position_embeddings=8,
+        sliding_window=2,
     ),
     "gpt2": gpt2.Config(vocab_size=2, n_embd=2, n_layer=1, n_head=1, n_positions=8, n_inner=2),
     "mamba": mamba.Config(
@@ -59,7 +73,7 @@ def empty_cache(module: ModuleType, cfg: Any) -> Any:
 
     def objects(t: Any) -> Any:
         if isinstance(t, SeqBuffer):
-            return SeqBuffer.empty(t.shape[: t.axis] + t.shape[t.axis + 1 :], t.axis, dtype=object)
+            return SeqBuffer.empty(t.shape[: t.axis] + t.shape[t.axis + 1 :], t.axis, dtype=object, keep=t.keep)
         return np.zeros(t.shape, dtype=object) + 0.0  # float zeros as Python floats, lifted when used
 
     return tuple(tuple(objects(t) for t in pair) for pair in cache)
@@ -70,17 +84,23 @@ def _state_terms(cache: Any) -> list[np.ndarray]:
 
 
 def prefill_query(
-    arch: str, decode: Any = None, tokens: list[int] = TOKENS, seeded: bool = False, attempt_s: float | None = None
+    arch: str,
+    decode: Any = None,
+    tokens: list[int] = TOKENS,
+    seeded: bool = False,
+    attempt_s: float | None = None,
+    forward: Any = None,
 ) -> Query:
     """``seeded``: the built-in generator's float32 weights (seed 0) instead of symbolic ones - for mutants, whose
-    counterexample Z3 then finds among the uninterpreted functions' values alone (symbolic weights: > 120 s)."""
-    module = {"llama": llama, "gpt2": gpt2, "mamba": mamba}[arch]
-    decode = decode or module.decode
+    counterexample Z3 then finds among the uninterpreted functions' values alone (symbolic weights: > 120 s).
+    ``decode`` / ``forward``: a mutant's (default: the architecture's own)."""
+    module = ARCHITECTURES[FAMILY_ARCH.get(arch, arch)]
+    decode, forward = decode or module.decode, forward or module.forward
     cfg, o = CONFIGS[arch], Z3Ops(Real(), normalize=True)
-    w = builtin.init_weights(arch, cfg, 0) if seeded else symbolic_weights(o, module, cfg)
+    w = builtin.init_weights(FAMILY_ARCH.get(arch, arch), cfg, 0) if seeded else symbolic_weights(o, module, cfg)
     positions = np.arange(len(tokens), dtype=np.int64)[None]
     tokens = np.array([tokens], np.int64)
-    logits, cache = module.forward(o, cfg, w, tokens, positions, empty_cache(module, cfg))
+    logits, cache = forward(o, cfg, w, tokens, positions, empty_cache(module, cfg))
     state, goals = empty_cache(module, cfg), []
     for t in range(tokens.shape[1]):
         step_logits, state = decode(o, cfg, w, tokens[:, t], positions[:, t], state)
@@ -94,9 +114,19 @@ def prefill_query(
 # unchanged; the catalogue's rope-decode-off-by-one is caught in float32 through the cached keys.)
 MUTANTS: dict[str, tuple[str, str, list[int], bool]] = {  # obligation suffix, catalogue mutant, tokens, seeded
     "llama": ("scale", "attention-decode-scale", TOKENS[:2], True),
+    "mistral": ("window-only-in-decode", "window-only-in-decode", TOKENS, True),  # mutates forward, not decode
     "gpt2": ("position-off-by-one", "decode-position-off-by-one", TOKENS[:1], False),
     "mamba": ("conv-window", "conv-not-shifted", TOKENS[:2], True),
 }
+
+
+def _mutated(arch: str, mutant: str) -> dict[str, Any]:
+    """``arch``'s decode, or for Mistral its forward (llama.py's: the window bug is in the unrolled form), with
+    the catalogue's ``mutant``."""
+    if arch == "mistral":
+        return {"forward": catalogue(mutant, "llama.forward")}
+    return {"decode": catalogue(mutant, f"{arch}.decode")}
+
 
 # -- the registry -----------------------------------------------------------------------------------------
 REAL = "the reals; weights symbolic; sqrt/reciprocal/sigmoid/softplus/tanh uninterpreted; MASKED as -inf"
@@ -128,7 +158,7 @@ for arch in CONFIGS:
             f"spec: mutated {arch}.decode",
             "refuted",
             lambda arch=arch, mutant=mutant, tokens=tokens, seeded=seeded: prefill_query(
-                arch, catalogue(mutant, f"{arch}.decode"), tokens, seeded, attempt_s=3.0
+                arch, tokens=tokens, seeded=seeded, attempt_s=3.0, **_mutated(arch, mutant)
             ),
             mutant_of=name,
             mutant=mutant,

@@ -23,7 +23,7 @@ Examples:
 """
 
 # Subcommand modules, in help order; each defines register(app).
-COMMANDS = ["models", "step", "trace", "replay", "generate", "export", "check", "prove", "laws"]
+COMMANDS = ["models", "step", "trace", "replay", "generate", "export", "check", "prove", "laws", "compile"]
 
 app = typer.Typer(
     help=HELP,

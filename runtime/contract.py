@@ -6,10 +6,26 @@ Names follow onnxruntime-genai's decoder contract (docs/design.md §7) so ``mode
              attention_mask [batch, total] int64       (transformers only: 1 = real key, 0 = padding)
              position_ids [batch, seq] int64           (transformers only; an SSM has no positions)
              past_key_values.{i}.key / .value          [batch, kv_heads, past, head_dim] float32
+                                                       (Mistral: past = min(pos, W - 1), see below)
              past_key_values.{i}.conv_state            [batch, E, W-1] float32   (Mamba)
              past_key_values.{i}.recurrent_state       [batch, E, N] float32     (Mamba)
     outputs  logits [batch, seq, vocab] float32
              present.{i}.key / .value / .conv_state / .recurrent_state   (the state after these tokens)
+
+A sliding-window model (Mistral, SPEC.md §5) keeps its state bounded without a ring buffer or an index input:
+the state is the keys and values of the last min(pos, W - 1) positions, oldest first (their positions are
+implied: pos - past .. pos - 1, with pos = the first position_ids entry). attention_mask may cover the whole
+sequence ([batch, pos + seq], as onnxruntime-genai sends it): the graphs read its last past + seq columns.
+- step.onnx takes the state and presents the state: present.* = the last min(pos + 1, W - 1) rows of [past; new],
+  so the decode loop's memory stays bounded at position 10000 as at 64. Its query attends to every row of
+  [past; new] (the spec's recurrent form: the bounded state is the window), so its past must be the state.
+- model.onnx (the band mask) also accepts a longer past that ends at pos - 1: rows older than the window fall
+  outside the band.
+  It is onnxruntime-genai's decoder, and genai allocates every present as [batch, kv_heads, past + seq,
+  head_dim] (its default KV cache; its "sliding_window" section describes fixed-shape ring buffers that the
+  graph would have to slide itself): present.* = [past; new] whole, the window applied by the mask, memory
+  growing as in genai's own Mistral exports. The state after it is its last W - 1 rows (:func:`kept_state`;
+  lmstep.runtime.OnnxModel keeps only those).
 
 The step graph (``step.onnx``) is that contract with seq = 1, plus the sampler's inputs and output:
 
@@ -56,6 +72,20 @@ def state_shapes(arch: str, cfg: Any, batch: Any = BATCH, past: Any = PAST) -> d
 
 def n_layers(arch: str, cfg: Any) -> int:
     return cfg.n_layer if arch == "gpt2" else cfg.num_hidden_layers
+
+
+def kept_rows(cfg: Any) -> int | None:
+    """Rows of each past_key_values tensor a state keeps: W - 1 for a sliding window, else None (all)."""
+    return getattr(cfg, "kept_keys", None)
+
+
+def kept_state(cfg: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """A state from model.onnx's present.* (numpy arrays): for a sliding window its last W - 1 rows (contract above),
+    otherwise unchanged."""
+    keep = kept_rows(cfg)
+    if keep is None:
+        return state
+    return {name: a[:, :, a.shape[2] - min(keep, a.shape[2]) :] for name, a in state.items()}
 
 
 def present_of(past: str) -> str:

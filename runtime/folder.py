@@ -20,7 +20,6 @@ from typing import Any
 
 import attrs
 import onnx
-from onnx.external_data_helper import set_external_data
 
 from lmstep.spec.arrays import tree_leaves
 from lmstep.spec.errors import LmstepError
@@ -41,11 +40,11 @@ MANIFEST, STEP_FILE, UNROLLED_FILE, WEIGHTS_FILE, GENAI_FILE = (
     "weights.data",
     "genai_config.json",
 )
-# Weights go to external data when they total at least this much (protobuf cannot hold 2 GiB; small models
-# stay one self-contained file each). Tensors under MIN_EXTERNAL_TENSOR bytes stay inline.
+# Weights go to external data when they total at least this much (small models stay one self-contained file
+# each). Tensors under export.MIN_EXTERNAL_TENSOR bytes stay inline.
 EXTERNAL_TOTAL_BYTES = 16 << 20
-MIN_EXTERNAL_TENSOR = 1024
-ALIGN = 4096  # external tensors start on page boundaries, so onnxruntime can map them
+# A protobuf message cannot exceed 2 GiB, so a graph with its weights inline must stay well below that.
+MAX_INLINE_BYTES = 1 << 30
 
 
 class ExportFolderError(LmstepError):
@@ -130,7 +129,7 @@ def write_folder(
     folder is then renamed into place whole (a reader never sees half of it); an earlier export gets the new
     files one by one, each atomically, the manifest last, then loses the old files the new export does not have.
     """
-    from .export import build_step, build_unrolled
+    from .export import build_step, build_unrolled, write_weights
 
     out = Path(out)
     if not str(out).strip() or out.name in ("", ".", ".."):
@@ -151,22 +150,30 @@ def write_folder(
             f"cannot create {out}: folder {out.parent} does not exist; create it first (mkdir -p {out.parent})"
         )
     say = progress or (lambda msg: None)
+    total = sum(arr.nbytes for _, arr in tree_leaves(model.weights))  # float32 bytes
+    if external is None:
+        external = total >= EXTERNAL_TOTAL_BYTES
+    if not external and total > MAX_INLINE_BYTES:
+        raise ExportFolderError(
+            f"the weights are {total / 2**30:.1f} GiB as float32, too large to keep inline in a graph (protobuf "
+            "stops at 2 GiB); export them as external data (--external)"
+        )
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     except OSError as err:
         raise ExportFolderError(f"cannot write in {out.parent} ({err.strerror or err})") from None
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; a folder the user creates gets the umask's mode
-        say("building step graph")
-        step = build_step(model)
-        say("building unrolled graph")
-        unrolled = build_unrolled(model)
-        total = sum(arr.nbytes for _, arr in tree_leaves(model.weights))
         written = [STEP_FILE, UNROLLED_FILE]
-        if external if external is not None else total >= EXTERNAL_TOTAL_BYTES:
+        placed = {}
+        if external:  # first, one tensor at a time: the graphs below only reference the file
             say(f"writing {total / 2**20:.1f} MiB of weights as external data")
-            _externalize([step, unrolled], tmp / WEIGHTS_FILE)
+            placed = write_weights(model, tmp / WEIGHTS_FILE, say)
             written.append(WEIGHTS_FILE)
+        say("building step graph")
+        step = build_step(model, placed, WEIGHTS_FILE)
+        say("building unrolled graph")
+        unrolled = build_unrolled(model, placed=placed, location=WEIGHTS_FILE)
         for proto, name in ((step, STEP_FILE), (unrolled, UNROLLED_FILE)):
             say(f"writing {name}")
             onnx.save_model(proto, tmp / name)
@@ -221,27 +228,6 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def _externalize(protos: list[onnx.ModelProto], path: Path) -> None:
-    """Move large initializers of all ``protos`` into one file; an initializer shared by several graphs (same
-    name, same bytes: both graphs come from one model) is written once and referenced by each."""
-    placed: dict[str, tuple[int, int, bytes]] = {}
-    with open(path, "wb") as f:
-        for proto in protos:
-            for t in proto.graph.initializer:
-                if len(t.raw_data) < MIN_EXTERNAL_TENSOR:
-                    continue
-                if t.name not in placed:
-                    f.write(b"\0" * (-f.tell() % ALIGN))
-                    placed[t.name] = (f.tell(), len(t.raw_data), hashlib.sha256(t.raw_data).digest())
-                    f.write(t.raw_data)
-                offset, length, digest = placed[t.name]
-                if hashlib.sha256(t.raw_data).digest() != digest:
-                    raise AssertionError(f"initializer {t.name} differs between graphs")
-                set_external_data(t, WEIGHTS_FILE, offset, length)
-                t.ClearField("raw_data")
-                t.data_location = onnx.TensorProto.EXTERNAL
 
 
 def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:

@@ -15,6 +15,15 @@ from lmstep.spec.model import Model
 GENAI_TYPES = {"llama": "llama", "gpt2": "decoder"}
 
 
+def genai_type(model: Model) -> str:
+    """genai's model type: a Llama-style model with a sliding window is genai's "mistral" (the window is inside
+    model.onnx, so genai needs no "sliding_window" section, which describes fixed-shape ring buffers it would slide;
+    docs/runtime.md)."""
+    if getattr(model.config, "sliding_window", None) is not None:
+        return "mistral"
+    return GENAI_TYPES[model.arch]
+
+
 def genai_config(model: Model, eos_token_id: int | None = None) -> dict[str, Any] | None:
     if model.arch not in GENAI_TYPES:
         return None
@@ -33,7 +42,7 @@ def genai_config(model: Model, eos_token_id: int | None = None) -> dict[str, Any
     eos = cfg.vocab_size - 1 if eos_token_id is None else eos_token_id
     return {
         "model": {
-            "type": GENAI_TYPES[model.arch],
+            "type": genai_type(model),
             "vocab_size": cfg.vocab_size,
             "context_length": cfg.context_limit,
             "bos_token_id": 0,

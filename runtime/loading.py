@@ -7,11 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lmstep.spec import BUILTIN_MODELS
 from lmstep.spec import load as load_spec
 from lmstep.spec.model import Model
 from lmstep.spec.sampler import Sampler
 
-from .cache import cached_export
+from .cache import cached_export, known_export, remember_export
 from .folder import is_export_folder
 from .onnx_model import OnnxModel
 from .session import resolve_provider
@@ -38,6 +39,13 @@ def load(
         folder = cached_export(name_or_path, progress)
     elif is_export_folder(name_or_path):
         folder = Path(name_or_path)
+    elif str(name_or_path) not in BUILTIN_MODELS and os.path.isdir(
+        name_or_path
+    ):  # a checkpoint: exported before (as its files are now), or export it
+        folder = known_export(name_or_path)
+        if folder is None:
+            folder = cached_export(load_spec(name_or_path), progress)
+            remember_export(name_or_path, folder)
     else:
         folder = cached_export(load_spec(name_or_path), progress)
     key = (str(Path(folder).resolve()), provider, threads)

@@ -29,8 +29,10 @@ from lmstep.spec.sampler import Sampler, check_rand, sample_one
 from . import contract as io
 from . import mamba_scan
 from .folder import STEP_FILE, UNROLLED_FILE, config_from_manifest, read_manifest
+from .greedy import greedy_step
 from .onnx_safety import verify_graph_file
 from .session import GraphRunner, make_session, resolve_provider
+from .weights import SharedWeights, bytes_needed, check_fits
 
 
 @attrs.frozen(eq=False)
@@ -81,11 +83,41 @@ class OnnxModel:
         self.sampler = sampler
         self.threads = threads
         self.provider, self.provider_note = resolve_provider(provider)
-        for file, is_step in ((STEP_FILE, True), (UNROLLED_FILE, False)):  # before onnxruntime reads a byte
-            verify_graph_file(self.folder, file, self.arch, self.config, is_step)
-        self._step = GraphRunner(make_session(self.folder / STEP_FILE, self.provider, threads), self.provider)
-        self._unrolled = GraphRunner(make_session(self.folder / UNROLLED_FILE, self.provider, threads), self.provider)
+        files = (STEP_FILE, UNROLLED_FILE)
+        protos = [  # checked before onnxruntime reads a byte
+            verify_graph_file(self.folder, file, self.arch, self.config, file == STEP_FILE) for file in files
+        ]
+        # One read-only map of the weights for both sessions (weights.py); kept alive as long as they are.
+        self._weights = SharedWeights(self.folder, protos)
+        check_fits(
+            bytes_needed(protos, self._weights),
+            f"running {self.name} on onnxruntime",
+            "close other programs, or use the spec (without --runtime onnx), which keeps bf16 weights as stored",
+        )
+        self._step, self._unrolled = (self._runner(file, proto, threads) for file, proto in zip(files, protos))
+        self._step_proto, self._threads = protos[0], threads
+        self._greedy: dict[str, GraphRunner | None] = {}  # opened on first greedy use, shared by with_sampler copies
         self._set_sampler_arrays()
+
+    def _runner(self, file: str, proto: Any, threads: int, changed: bool = False) -> GraphRunner:
+        path = self.folder / file
+        if self.provider != "cpu":  # device memory: onnxruntime copies the weights there anyway
+            graph = proto.SerializeToString() if changed else None
+            session = make_session(path, self.provider, threads, self._weights.for_graph(proto), graph)
+            return GraphRunner(session, self.provider)
+        graph, initializers, bound = self._weights.session_graph(proto, path, changed)
+        session = make_session(path, self.provider, threads, initializers, graph if isinstance(graph, bytes) else None)
+        return GraphRunner(session, self.provider, bound)
+
+    def _step_runner(self) -> GraphRunner:
+        """The step graph to run for these sampler settings: for temperature 0, the graph decided for greedy
+        sampling (greedy.py: the same token, without sorting the vocabulary), opened on first use."""
+        if self.sampler.temperature != 0:
+            return self._step
+        if "runner" not in self._greedy:
+            proto = greedy_step(self._step_proto)
+            self._greedy["runner"] = None if proto is None else self._runner(STEP_FILE, proto, self._threads, True)
+        return self._greedy["runner"] or self._step
 
     @classmethod
     def open(cls, folder: str | os.PathLike, provider: str = "auto", threads: int = 1, **sampler: Any) -> OnnxModel:
@@ -128,7 +160,7 @@ class OnnxModel:
         self._check_state(state)
         token = self._check_tokens([token], state.pos)[0]
         rand = check_rand(rand)
-        out = self._step.run(
+        out = self._step_runner().run(
             self._step_feeds(token, state.pos, rand), state.values, host_outputs=("logits", io.TOKEN_OUTPUT)
         )
         new = OnnxState(self.arch, state.pos + 1, {name: out[io.present_of(name)] for name in state.values})
@@ -148,8 +180,23 @@ class OnnxModel:
                 parts.append(part)
             return state, frozen_array(np.concatenate(parts), np.float32)
         out = self._unrolled.run(self._contract_feeds(ids, state.pos), state.values, host_outputs=("logits",))
-        new = OnnxState(self.arch, state.pos + ids.shape[1], {name: out[io.present_of(name)] for name in state.values})
-        return new, frozen_array(out["logits"].numpy()[0], np.float32)
+        values = {name: out[io.present_of(name)] for name in state.values}
+        if io.kept_rows(self.config) is not None:  # model.onnx presents [past; new] whole (genai's contract)
+            values = self._kept(values)
+        new = OnnxState(self.arch, state.pos + ids.shape[1], values)
+        logits = out["logits"].numpy()[0]  # a fresh host copy, ours alone: frozen in place, not copied again
+        logits.flags.writeable = False
+        return new, logits
+
+    def _kept(self, values: dict[str, ort.OrtValue]) -> dict[str, ort.OrtValue]:
+        """A sliding-window state: the last W - 1 rows of model.onnx's presents (contract.kept_state), copied once
+        through the host: a prefill's present holds the whole chunk, the state keeps W - 1 rows of it."""
+        kept = io.kept_state(self.config, {name: v.numpy() for name, v in values.items()})
+        out = {}
+        for name, a in kept.items():  # an OrtValue that owns its buffer (ortvalue_from_numpy would borrow `a`'s)
+            out[name] = ort.OrtValue.ortvalue_from_shape_and_type(a.shape, np.float32, self._step.device, 0)
+            out[name].update_inplace(np.ascontiguousarray(a))
+        return out
 
     def unrolled(self, tokens: Sequence[int]) -> np.ndarray:
         return self.prefill(self.init_state(), tokens)[1]
@@ -180,8 +227,9 @@ class OnnxModel:
         # and output and the caller's state is never written. KV caches grow by one row per step, so
         # onnxruntime allocates each present instead (the old past is released, not copied on the host).
         sets = [self._private_buffers(values) for _ in range(2)] if self.arch == "mamba" else None
+        runner = self._step_runner()
         for i in range(steps):
-            result = self._step.run(
+            result = runner.run(
                 self._step_feeds(token, pos, rand_for(seed, pos + 1)),
                 values,
                 into=sets[i % 2] if sets else None,

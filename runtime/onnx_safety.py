@@ -97,8 +97,8 @@ def _has_initializer(proto: onnx.ModelProto, name: str) -> bool:
     return any(t.name == name for t in proto.graph.initializer)
 
 
-def verify_graph_file(folder: Path, file: str, arch: str, cfg: Any, step: bool) -> None:
-    """Both checks, reading the protobuf without its external data."""
+def verify_graph_file(folder: Path, file: str, arch: str, cfg: Any, step: bool) -> onnx.ModelProto:
+    """Both checks, reading the protobuf without its external data; returns that protobuf."""
     path = folder / file
     try:
         proto = onnx.load(str(path), load_external_data=False)
@@ -108,3 +108,4 @@ def verify_graph_file(folder: Path, file: str, arch: str, cfg: Any, step: bool) 
         ) from None
     check_external_data(proto, folder, file)
     check_io_contract(proto, path, arch, cfg, step)
+    return proto

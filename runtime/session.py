@@ -2,12 +2,14 @@
 
 Pinned for reproducibility (docs/design.md §7): graph optimization level (fusions change bits), intra/inter-op
 thread counts, sequential execution, deterministic compute; on CUDA, TF32 off (it is on by default there and
-changes matmul bits far beyond our tolerances).
+changes matmul bits far beyond our tolerances). Prepacking is off so that both graphs of an export can share
+one copy of the weights (weights.py): a prepacked matrix is a private copy per session.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,13 +57,28 @@ def session_options(threads: int = 1) -> ort.SessionOptions:
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.use_deterministic_compute = True
     so.log_severity_level = 3  # errors only: shape-inference warnings about symbolic dims are expected
+    so.add_session_config_entry("session.disable_prepacking", "1")
     return so
 
 
-def make_session(path: str | os.PathLike, provider: str, threads: int = 1) -> ort.InferenceSession:
+def make_session(
+    path: str | os.PathLike,
+    provider: str,
+    threads: int = 1,
+    initializers: dict[str, ort.OrtValue] | None = None,
+    graph: bytes | None = None,
+) -> ort.InferenceSession:
+    """A session for the graph at ``path`` (or for ``graph``, a serialized variant of it whose external data lies
+    beside ``path``); ``initializers`` (name -> OrtValue, which the caller keeps alive) replace the graph's
+    initializers of those names instead of being read from the file."""
     providers: list[Any] = [(EP["cuda"], CUDA_OPTIONS), EP["cpu"]] if provider == "cuda" else [EP["cpu"]]
+    so = session_options(threads)
+    for name, value in (initializers or {}).items():
+        so.add_initializer(name, value)
+    if graph is not None:
+        so.add_session_config_entry("session.model_external_initializers_file_folder_path", str(Path(path).parent))
     try:
-        return ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
+        return ort.InferenceSession(graph if graph is not None else str(path), sess_options=so, providers=providers)
     except (
         ort.capi.onnxruntime_pybind11_state.Fail,
         ort.capi.onnxruntime_pybind11_state.InvalidGraph,
@@ -76,8 +93,9 @@ class GraphRunner:
     """One graph behind IO binding: small inputs from numpy, state inputs as OrtValues that stay on the device,
     outputs allocated by onnxruntime or written into caller-given buffers (never one that is also an input)."""
 
-    def __init__(self, session: ort.InferenceSession, provider: str):
+    def __init__(self, session: ort.InferenceSession, provider: str, bound: dict[str, ort.OrtValue] | None = None):
         self.session = session
+        self.bound = bound or {}  # inputs bound on every call (shared read-only weights; see weights.py)
         self.device = DEVICE[provider]
         self.output_names = [o.name for o in session.get_outputs()]
 
@@ -91,7 +109,7 @@ class GraphRunner:
         binding = self.session.io_binding()
         for name, arr in arrays.items():
             binding.bind_cpu_input(name, arr)
-        for name, value in values.items():
+        for name, value in (values | self.bound).items():
             binding.bind_ortvalue_input(name, value)
         into = into or {}
         check_no_alias(values, into)

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from . import gpt2, llama, mamba
-from .model import Config, Weights
+from .model import ARCHITECTURES, Config, Weights
 from .rand import uniform_array
 
 SEED = 20261126
@@ -53,6 +53,23 @@ CONFIGS: dict[str, tuple[str, Config, str]] = {
         ),
         "Mamba-style selective SSM: 2 layers, width 64, inner 128, state 16, conv 4, tied embeddings; bytes",
     ),
+    "tiny-mistral": (
+        "llama",
+        llama.Config(
+            vocab_size=256,
+            hidden_size=64,
+            intermediate_size=192,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=1,
+            head_dim=16,
+            max_position_embeddings=4096,
+            rms_norm_eps=1e-5,
+            rope_theta=10000.0,
+            sliding_window=16,  # small, so short sessions cross it: the state keeps 15 keys per layer
+        ),
+        "Mistral-style: tiny-llama's decoder with a sliding window of 16 (bounded state), 1 kv head; bytes",
+    ),
 }
 
 
@@ -82,7 +99,7 @@ def init_affine(name: str, shape: tuple[int, ...]) -> tuple[float, float]:
 
 
 def init_weights(arch: str, cfg: Config, seed: int = SEED) -> Weights:
-    module = {"llama": llama, "gpt2": gpt2, "mamba": mamba}[arch]
+    module = ARCHITECTURES[arch]
     params, offset = {}, 0
     for name, shape in module.param_shapes(cfg).items():
         scale, shift = init_affine(name, shape)

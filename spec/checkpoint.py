@@ -1,9 +1,17 @@
 """Load a Hugging Face checkpoint folder as a ``Model``: config.json + model.safetensors (or sharded with
-model.safetensors.index.json), for GPT2LMHeadModel, LlamaForCausalLM and MambaForCausalLM.
+model.safetensors.index.json), for GPT2LMHeadModel, LlamaForCausalLM, MambaForCausalLM and MistralForCausalLM.
 
     config.json        -> hf_config.read_config: architecture + Config, refusing what we do not implement
-    *.safetensors      -> safetensors_io: validated, memory-mapped, widened to float32 (bf16 / f16 exactly)
+    *.safetensors      -> safetensors_io: validated, memory-mapped
     tensor names       -> hf_names: HF name and layout for each of our parameters
+    stored format      -> stored: float32 used in place; bf16 / f16 / f64 kept as stored, widened on use
+
+Memory (the point of streaming, measured in benchmarks/bench_real_sizes.py): a tensor already in our layout
+(embeddings, norms, biases, GPT-2's Conv1D matrices) stays a view of the mapped file, read when used. A
+transformers ``nn.Linear`` weight is stored [out, in] and ours is [in, out]: the same matmul on the transposed
+view gives different bits for one token (BLAS picks another gemv kernel), so it is transposed once here, in its
+stored format (a bf16 matrix stays 2 bytes a value), and the file's pages are released after each tensor. The
+model therefore holds about the checkpoint's size, never a float32 copy of it.
 
 Every expected tensor must be present with the shape the config implies, be a float type, and be finite;
 a tensor the config does not use is refused (a bias with attention_bias=false would otherwise be dropped
@@ -21,8 +29,9 @@ from . import gpt2, hf_names
 from .errors import CheckpointError
 from .hf_config import read_config
 from .model import ARCHITECTURES, Config, Model
-from .safetensors_io import FLOAT_DTYPES, SafetensorsFile
+from .safetensors_io import FLOAT_DTYPES, SafetensorsFile, to_float32
 from .sampler import Sampler
+from .stored import ArrayLike, Scratch, float32_leaf
 
 WEIGHTS_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -103,11 +112,13 @@ def _no_weights_message(folder: str) -> str:
     )
 
 
-def read_params(arch: str, cfg: Config, src: TensorSource) -> dict[str, np.ndarray]:
-    """Our parameters (float32, our layout) from the checkpoint's tensors, every name and shape checked."""
+def read_params(arch: str, cfg: Config, src: TensorSource) -> dict[str, ArrayLike]:
+    """Our parameters (float32 values, our layout) from the checkpoint's tensors, every name and shape checked.
+    Float32 tensors are read-only arrays; other formats are StoredArrays, widened where the model uses them."""
     in_file = hf_names.with_base_prefix(arch, src.names())  # canonical HF name -> name in the file
-    params: dict[str, np.ndarray] = {}
+    params: dict[str, ArrayLike] = {}
     used: set[str] = set()
+    scratch = Scratch()  # the model's widening buffers (stored.py)
     for ours, shape in ARCHITECTURES[arch].param_shapes(cfg).items():
         hf, layout = hf_names.hf_name(arch, ours)
         if hf not in in_file:
@@ -115,13 +126,23 @@ def read_params(arch: str, cfg: Config, src: TensorSource) -> dict[str, np.ndarr
                 f"{src.where}: tensor {hf!r} is missing, but config.json needs it (shape "
                 f"{list(hf_names.hf_shape(shape, layout))}); the weights do not match config.json"
             )
-        params[ours] = hf_names.to_ours(_read(src, in_file[hf], hf_names.hf_shape(shape, layout)), layout)
+        name = in_file[hf]
+        raw = _checked(src, name, hf_names.hf_shape(shape, layout))
+        f = src.files[name]
+        if layout != "copy":  # a private copy in our layout; the file's pages are not needed any more
+            raw = hf_names.to_ours(raw, layout)
+            raw.flags.writeable = False  # ours alone: frozen in place, not copied again
+            f.release(name)
+        params[ours] = float32_leaf(raw, f.tensors[name].dtype, scratch)
         used.add(hf)
     tied = isinstance(cfg, gpt2.Config) or cfg.tie_word_embeddings  # untied, lm_head was read above like any parameter
     if tied and hf_names.LM_HEAD in in_file:  # a tied checkpoint may still store the (identical) output projection
         emb, head = in_file[hf_names.EMBEDDING[arch]], in_file[hf_names.LM_HEAD]
         emb_file = src.files[emb]
-        if not np.array_equal(_read(src, head, emb_file.tensors[emb].shape), emb_file.read_float32(emb)):
+        head_raw = _checked(src, head, emb_file.tensors[emb].shape)
+        if not _same_values(
+            head_raw, src.files[head].tensors[head].dtype, emb_file.raw(emb), emb_file.tensors[emb].dtype
+        ):
             fix = (
                 "set tie_word_embeddings to false" if arch != "gpt2" else "lmstep's GPT-2 supports tied embeddings only"
             )
@@ -129,6 +150,8 @@ def read_params(arch: str, cfg: Config, src: TensorSource) -> dict[str, np.ndarr
                 f"{src.files[head].path}: {head} differs from {emb}, but config.json ties them "
                 f"(tie_word_embeddings=true); {fix}"
             )
+        src.files[head].release(head)
+        emb_file.release(emb)
         used.add(hf_names.LM_HEAD)
     for hf in sorted(set(in_file) - used):
         if not hf_names.IGNORED[arch].fullmatch(hf):
@@ -139,7 +162,9 @@ def read_params(arch: str, cfg: Config, src: TensorSource) -> dict[str, np.ndarr
     return params
 
 
-def _read(src: TensorSource, name: str, shape: tuple[int, ...]) -> np.ndarray:
+def _checked(src: TensorSource, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The stored data of tensor ``name`` (a read-only view of the mapped file), after checking that it is a float
+    tensor of ``shape`` with no NaN or infinite value."""
     f = src.files[name]
     info = f.tensors[name]
     if info.dtype not in FLOAT_DTYPES:
@@ -151,8 +176,37 @@ def _read(src: TensorSource, name: str, shape: tuple[int, ...]) -> np.ndarray:
             f"{f.path}: tensor {name!r} has shape {list(info.shape)}, but config.json implies {list(shape)}; "
             "the weights do not match config.json"
         )
-    a = f.read_float32(name)
-    bad = a.size - int(np.count_nonzero(np.isfinite(a)))
+    raw = f.raw(name)
+    bad = count_nonfinite(raw, info.dtype)
+    f.release(name)  # the check read every page; the model reads them again only when (and if) it uses them
     if bad:
         raise CheckpointError(f"{f.path}: tensor {name!r} has {bad} NaN or infinite values; the checkpoint is corrupt")
-    return a
+    return raw
+
+
+# Values checked or compared per chunk, so a check never holds a widened copy of a large tensor (4 MB of float32).
+CHUNK = 1 << 20
+
+
+def count_nonfinite(raw: np.ndarray, fmt: str) -> int:
+    """How many values of stored data ``raw`` (safetensors dtype ``fmt``) are NaN or infinite once widened to
+    float32. BF16 and F16 are read from their bits (all-ones exponent); F64 counts values that overflow float32."""
+    flat = raw.reshape(-1)
+    bad = 0
+    for i in range(0, flat.size, CHUNK):
+        part = flat[i : i + CHUNK]
+        if fmt in ("BF16", "F16"):
+            exponent = np.uint16(0x7F80 if fmt == "BF16" else 0x7C00)
+            bad += int(np.count_nonzero(part.view(np.uint16) & exponent == exponent))
+        else:
+            bad += part.size - int(np.count_nonzero(np.isfinite(to_float32(part, fmt))))
+    return bad
+
+
+def _same_values(a: np.ndarray, a_fmt: str, b: np.ndarray, b_fmt: str) -> bool:
+    """Equal float32 values (as ``np.array_equal`` after widening both), compared chunk by chunk."""
+    fa, fb = a.reshape(-1), b.reshape(-1)
+    return fa.size == fb.size and all(
+        np.array_equal(to_float32(fa[i : i + CHUNK], a_fmt), to_float32(fb[i : i + CHUNK], b_fmt))
+        for i in range(0, fa.size, CHUNK)
+    )

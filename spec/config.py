@@ -20,6 +20,11 @@ def positive_float(inst: object, attr: attrs.Attribute[float], value: object) ->
         raise ConfigError(f"{type(inst).__name__}.{attr.name} must be a positive finite number, got {value!r}")
 
 
+def optional_positive_int(inst: object, attr: attrs.Attribute[int | None], value: object) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+        raise ConfigError(f"{type(inst).__name__}.{attr.name} must be a positive integer or null, got {value!r}")
+
+
 def boolean(inst: object, attr: attrs.Attribute[bool], value: object) -> None:
     if not isinstance(value, bool):
         raise ConfigError(f"{type(inst).__name__}.{attr.name} must be true or false, got {value!r}")
@@ -37,5 +42,6 @@ def _to_float(v: object) -> object:
 # Options for the Config fields, spelled ``x: int = attrs.field(**POSITIVE_INT)`` (an attrs.field call, so that
 # type checkers see which fields are required).
 POSITIVE_INT: dict[str, Any] = {"validator": positive_int}
+OPTIONAL_POSITIVE_INT: dict[str, Any] = {"validator": optional_positive_int}
 POSITIVE_FLOAT: dict[str, Any] = {"converter": _to_float, "validator": positive_float}
 BOOLEAN: dict[str, Any] = {"validator": boolean}

@@ -13,13 +13,14 @@ draws per architecture (numpy 2.4 + OpenBLAS, float32 throughout):
                                                                    of 1..40 tokens: 99.9% 1.5e-6, worst 1.9e-6)
     gpt2 (width >= 8)             3.6e-7    1.7e-6    3.2e-6      (682 draws, 1..129 tokens; earlier, 3000 draws
                                                                    of 1..40 tokens: 99.9% 3.0e-6, worst 4.2e-6)
+    llama with a sliding window   2.3e-7    1.3e-6    1.8e-6      (Mistral: 400 draws, windows 1..16, 1..129 tokens)
     mamba (Hillis-Steele scan)    4.5e-7    7.3e-6    1.75e-5     (3000 draws, 1..129 tokens; earlier, 1..40
                                                                    tokens: 99.9% 2.2e-5, worst 3.1e-5)
     mamba runtime schedule        4.5e-7    5.4e-6    1.4e-5      (the same 3000 draws: runtime/mamba_scan.py's
                                                                    pairing scan, what model.onnx computes)
     runtime schedule vs reference 3.5e-7    4.7e-6    1.4e-5      (the same draws: two bracketings of one scan)
     (sequences of 1024 tokens on the built-in models: llama 2.3e-6, gpt2 1.3e-6, mamba 9.6e-6, runtime
-    schedule 9.6e-6, schedule vs reference 2.7e-6)
+    schedule 9.6e-6, schedule vs reference 2.7e-6, tiny-mistral 2.7e-6)
 
 Why these sizes: a logit is a dot product of width C after L residual blocks; float32 rounding is eps = 6e-8
 per op and the two forms sum in different orders (batched GEMM vs one row; masked softmax over S keys vs the
@@ -34,13 +35,44 @@ reference (tests/test_mamba_scan.py: L1) are as far apart as either is from the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
+from .arrays import tree_map
 from .interface import ModelState
+from .ops import WideOps
 
 # Two forms of the same model (unrolled vs recurrent; any chunking of a prefill; prefix vs extended sequence).
 FORMS = {"llama": 2e-5, "gpt2": 2e-5, "mamba": 2e-4}
+
+# The checker's bound for one comparison of an implementation with the spec (SPEC.md §8, docs/checking.md
+# "Tolerance"): FACTOR times the spec's own float32 error on exactly that quantity, measured against the float64
+# evaluation of the same functions (:class:`Wide`), and never below FLOOR. FLOOR is 16 units of float32 rounding
+# (2^-24) of the scale: rel_err divides by max(1, max|b|), so this is 8 ulps of the largest value, what two
+# independent float32 dot products of width ~64 differ by; it covers a quantity the spec happens to compute almost
+# exactly (an embedding row, a first conv window, a lucky max over few values). Both are measured, not assumed
+# (benchmarks/measure_bounds.py; docs/checking.md has the table): every correct implementation we have errs by at
+# most ~4.7x the spec's own error, so 10 leaves a margin of 2; the bug classes the checker must catch at L1 (eps
+# placement, constants wrong in the third digit) reach 17-31x.
+FACTOR = 10.0
+FLOOR = 16 * 2.0**-24
+# A state tensor is an intermediate value (a row of keys, an SSM state h = dt u B): its error comes from a few
+# upstream elements (one channel's silu and dt) instead of being averaged by an output projection, so correct
+# implementations spread wider around the spec's own error there (onnxruntime's Mamba state: up to 15.6x, its
+# logits at most 4.3x). The state law's factor leaves a margin of 2 over that; the bugs it exists for (cache layout,
+# an unshifted window, a missing append) err by orders of magnitude, and the logits laws catch the subtle ones.
+STATE_FACTOR = 32.0
+# L2 (tokens) accepts a numeric error up to this fraction of the logit scale: a float16 KV cache or float16
+# activation tables err by ~1e-3; the decisions then agree except at near ties (runtime/check/levels.py).
+L2_REL = 1e-2
+# The L1 bound never exceeds a fifth of L2's: float32 rounding of a correct evaluation stays orders of magnitude
+# below it (the spec's own error is ~1e-6..1e-5 of the scale on every built-in and fixture), so a larger derived
+# bound means the float64 twin does not compute what the spec does (e.g. a state that lost its sliding window),
+# and trusting it would pass anything. The comparison is then graded against this ceiling instead.
+CEILING = L2_REL / 5
 
 
 def rel_err(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
@@ -53,6 +85,12 @@ def rel_err(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         return 0.0 if np.array_equal(a, b, equal_nan=True) else float("inf")
     return float(np.abs(a - b).max() / max(1.0, float(np.abs(b).max())))
+
+
+def bound(spec: npt.ArrayLike, wide: npt.ArrayLike, factor: float = FACTOR) -> float:
+    """The L1 bound of one comparison with ``spec`` (float32): ``factor`` x its error against ``wide`` (the float64
+    evaluation of the same functions), at least FLOOR and at most CEILING."""
+    return min(CEILING, max(FLOOR, factor * rel_err(spec, wide)))
 
 
 def arrays_err(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> tuple[float, str]:
@@ -73,3 +111,82 @@ def state_err(s1: ModelState, s2: ModelState) -> float:
     if s1.pos != s2.pos:
         return float("inf")
     return arrays_err(s1.arrays(), s2.arrays())[0]
+
+
+# -- the float64 evaluation of the spec's own functions (SPEC.md §8, "tolerance from the spec's own error") -------
+
+
+def widen(tree: Any) -> Any:
+    """A model's weights or a state's cache with every float32 array (and KV buffer) widened to float64, exactly."""
+    from .arrays import SeqBuffer
+
+    if isinstance(tree, SeqBuffer):
+        return SeqBuffer.from_array(tree.view().astype(np.float64), tree.axis, tree.keep)  # a window keeps its bound
+    if isinstance(tree, np.ndarray):
+        return tree.astype(np.float64) if tree.dtype == np.float32 else tree
+    if isinstance(tree, tuple):
+        return tuple(widen(t) for t in tree)
+    return tree_map(lambda a: a.astype(np.float64) if a.dtype == np.float32 else a, tree)
+
+
+# A float32 sigmoid or tanh kernel is commonly accurate to about one ulp of its output range, not of its output:
+# onnxruntime's (MLAS) sigmoid errs by up to 9e-8 absolute, 12000 ulps relative near x = -9 (measured), so x *
+# sigmoid(x) of a negative x carries a relative error numpy's does not. The reference the bound is taken against
+# gives sigmoid and tanh that absolute accuracy (benchmarks/measure_bounds.py: without it onnxruntime's Mamba state
+# errs by up to 17x the spec's own error; with it by at most ~4.7x, like every other correct implementation).
+KERNEL_ABS = 2.0**-23
+_SIGNS = np.random.default_rng(20261126).choice(np.array([-1.0, 1.0]), size=1 << 16)
+
+
+def _signs(shape: tuple[int, ...]) -> np.ndarray:
+    n = int(np.prod(shape))
+    return np.resize(_SIGNS, n).reshape(shape)  # a fixed +-1 pattern: the same inputs give the same reference
+
+
+class KernelOps(WideOps):
+    """:class:`~lmstep.spec.ops.WideOps` (float64) whose sigmoid and tanh results are moved by KERNEL_ABS, with a fixed
+    pattern of signs: the spec's functions as a float32 library with absolute-accurate kernels would give them,
+    without float32's other roundings."""
+
+    KERNEL_OPS = frozenset({"sigmoid", "tanh"})  # what it reinterprets beyond WideOps (tests/test_vocabulary.py)
+
+    def sigmoid(self, x: np.ndarray) -> np.ndarray:
+        """Sigmoid, within KERNEL_ABS."""
+        y = super().sigmoid(x)
+        return y + KERNEL_ABS * _signs(y.shape) if y.dtype == np.float64 else y
+
+    def tanh(self, x: npt.ArrayLike) -> np.ndarray:
+        """Tanh, within KERNEL_ABS."""
+        y = super().tanh(x)
+        return y + KERNEL_ABS * _signs(y.shape) if y.dtype == np.float64 else y
+
+
+KERNEL = KernelOps()
+
+
+class Wide:
+    """``model``'s architecture functions run on float64 (:class:`KernelOps` by default; ``ops=WIDE`` for the
+    exact evaluation) with the same weights: the same code, the same parameter values, only wider arithmetic. Its
+    states are ``State`` values holding float64 tensors, carried beside the float32 spec's states through every
+    operation."""
+
+    def __init__(self, model: Any, ops: Any = None):
+        self.model, self.weights, self.ops = model, widen(model.weights), ops or KERNEL
+
+    def init_state(self) -> Any:
+        s = self.model.init_state()
+        return type(s)(s.arch, s.pos, widen(s.cache))
+
+    def prefill(self, state: Any, tokens: Sequence[int]) -> tuple[Any, np.ndarray]:
+        m = self.model
+        toks = np.array([list(tokens)], np.int64)
+        positions = np.arange(state.pos, state.pos + toks.shape[1], dtype=np.int64)[None, :]
+        logits, cache = m.module.forward(self.ops, m.config, self.weights, toks, positions, state.cache)
+        return type(state)(state.arch, state.pos + toks.shape[1], tuple(cache)), logits[0]
+
+    def step(self, state: Any, token: int) -> tuple[Any, np.ndarray]:
+        m = self.model
+        logits, cache = m.module.decode(
+            self.ops, m.config, self.weights, np.array([token], np.int64), np.array([state.pos], np.int64), state.cache
+        )
+        return type(state)(state.arch, state.pos + 1, tuple(cache)), logits[0]

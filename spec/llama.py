@@ -9,6 +9,10 @@ keys, as Hugging Face caches them). Field names follow transformers' ``LlamaConf
     x_l'    = x_l + Attn(q, [K_cache; k], [V_cache; v]) Wo
     x_{l+1} = x_l' + (silu(m Wgate) * (m Wup)) Wdown,  m = RMSNorm(x_l')     (Shazeer 2020, SwiGLU)
     logits  = RMSNorm(x_L) W_lm         (W_lm = E^T when tie_word_embeddings)
+
+Mistral (Jiang et al. 2023) is this decoder with ``sliding_window = W``: every query sees only the W most recent
+keys, its own included. The recurrent form keeps the last W - 1 keys and values (a bounded state, SPEC.md §5)
+and attends to all of them; the unrolled form attends to [cache; new] under a banded mask (layers.window_mask).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Generic
 import attrs
 
 from .arrays import WEIGHT, SeqBuffer, as_tuple
-from .config import BOOLEAN, POSITIVE_FLOAT, POSITIVE_INT, require
+from .config import BOOLEAN, OPTIONAL_POSITIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, require
 from .layers import (
     apply_rope,
     attention_decode,
@@ -27,11 +31,13 @@ from .layers import (
     causal_mask,
     linear,
     merge_heads,
+    recent_keys,
     rms_norm,
     rope_cos_sin,
     rope_inv_freq,
     silu,
     split_heads,
+    window_mask,
 )
 from .vocabulary import Appendable, KVCache, Ops, T
 
@@ -51,6 +57,7 @@ class Config:
     attention_bias: bool = attrs.field(default=False, **BOOLEAN)
     mlp_bias: bool = attrs.field(default=False, **BOOLEAN)
     tie_word_embeddings: bool = attrs.field(default=False, **BOOLEAN)
+    sliding_window: int | None = attrs.field(default=None, **OPTIONAL_POSITIVE_INT)  # Mistral; None: full attention
 
     def __attrs_post_init__(self) -> None:
         require(
@@ -63,6 +70,11 @@ class Config:
     @property
     def context_limit(self) -> int:
         return self.max_position_embeddings
+
+    @property
+    def kept_keys(self) -> int | None:
+        """Keys per layer a state keeps: the W - 1 a next query can see besides its own (None: all of them)."""
+        return None if self.sliding_window is None else self.sliding_window - 1
 
 
 @attrs.frozen
@@ -122,9 +134,13 @@ def weights_from_dict(cfg: Config, params: dict[str, T]) -> Weights[T]:
 
 
 def empty_cache(cfg: Config, batch: int = 1) -> tuple[tuple[SeqBuffer, SeqBuffer], ...]:
-    """Numeric initial state: an empty [B, K, 0, D] key and value buffer per layer."""
-    shape = (batch, cfg.num_key_value_heads, cfg.head_dim)
-    return tuple((SeqBuffer.empty(shape, axis=2), SeqBuffer.empty(shape, axis=2)) for _ in range(cfg.num_hidden_layers))
+    """Numeric initial state: an empty [B, K, 0, D] key and value buffer per layer; with a sliding window each
+    keeps only its newest W - 1 rows (arrays.SeqBuffer ``keep``), [B, K, min(pos, W - 1), D]."""
+    shape, keep = (batch, cfg.num_key_value_heads, cfg.head_dim), cfg.kept_keys
+    return tuple(
+        (SeqBuffer.empty(shape, axis=2, keep=keep), SeqBuffer.empty(shape, axis=2, keep=keep))
+        for _ in range(cfg.num_hidden_layers)
+    )
 
 
 Attend = Callable[[T, T, T], T]  # (q [B,H,T,D], k_all, v_all) -> [B,H,T,D]
@@ -143,7 +159,7 @@ def _decoder(
         q = apply_rope(o, split_heads(o, linear(o, a, layer.q_proj, layer.q_bias), H, D), cos, sin, D)
         k = apply_rope(o, split_heads(o, linear(o, a, layer.k_proj, layer.k_bias), K, D), cos, sin, D)
         v = split_heads(o, linear(o, a, layer.v_proj, layer.v_bias), K, D)
-        k_all, k_cache = k_cache.append(k)  # [B, K, S, D]
+        k_all, k_cache = k_cache.append(k)  # [B, K, S, D]; a windowed cache then keeps only its last W - 1 rows
         v_all, v_cache = v_cache.append(v)
         new_cache.append((k_cache, v_cache))
         x = o.add(x, linear(o, merge_heads(o, attend(q, k_all, v_all)), layer.o_proj, layer.o_bias))
@@ -162,12 +178,18 @@ def forward(
 ) -> tuple[T, KVCache[T]]:
     """Unrolled form: T new tokens [B, T] at ``positions`` [B, T] after the cache -> logits [B, T, V], new cache.
 
-    Causal-masked attention over [cache; new] for all T queries at once. ``key_mask`` [B, S] marks real
-    (non-padding) cache slots; None means all are real.
+    Causal-masked attention over [cache; new] for all T queries at once (banded by the sliding window, if any).
+    ``key_mask`` [B, S] marks real (non-padding) cache slots; None means all are real. With a sliding window it
+    may cover the whole sequence, [B, pos + T]: its last S columns are those of the keys the cache holds.
     """
 
     def attend(q: T, k_all: T, v_all: T) -> T:
-        visible = causal_mask(o, o.shape(q, 2), o.shape(k_all, 2), key_mask)
+        n_new, n_all = o.shape(q, 2), o.shape(k_all, 2)
+        if cfg.sliding_window is None:
+            visible = causal_mask(o, n_new, n_all, key_mask)
+        else:
+            mask = None if key_mask is None else recent_keys(o, key_mask, n_all)
+            visible = window_mask(o, n_new, n_all, cfg.sliding_window, mask)
         return attention_unrolled(
             o, q, k_all, v_all, visible, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         )
@@ -178,11 +200,17 @@ def forward(
 def decode(
     o: Ops[T], cfg: Config, w: Weights[T], token: T, position: T, cache: KVCache[T], key_mask: T | None = None
 ) -> tuple[T, KVCache[T]]:
-    """Recurrent form: one token [B] at ``position`` [B] -> logits [B, V], cache grown by one slot."""
+    """Recurrent form: one token [B] at ``position`` [B] -> logits [B, V], cache grown by one slot.
+
+    The query attends to every key the cache holds: with a sliding window the cache holds W - 1 keys at most,
+    so nothing needs masking but padding (a whole-sequence ``key_mask`` is cut to its last S columns)."""
 
     def attend(q: T, k_all: T, v_all: T) -> T:
+        mask = key_mask
+        if key_mask is not None and cfg.sliding_window is not None:
+            mask = recent_keys(o, key_mask, o.shape(k_all, 2))
         return attention_decode(
-            o, q, k_all, v_all, key_mask, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+            o, q, k_all, v_all, mask, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         )
 
     logits, cache = _decoder(o, cfg, w, o.unsqueeze(token, 1), o.unsqueeze(position, 1), cache, attend)

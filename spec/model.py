@@ -13,8 +13,10 @@ grows in amortized O(1) without copying), so any state can be stepped again, for
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -29,6 +31,18 @@ from .ops import NP
 from .sampler import Sampler, check_rand, sample_one
 
 ARCHITECTURES: dict[str, ModuleType] = {"llama": llama, "gpt2": gpt2, "mamba": mamba}
+_DIGESTS: dict[int, tuple[weakref.ref[Any], str]] = {}  # id(weights) -> (weak reference to them, digest)
+
+
+def _forget(key: int) -> Callable[[weakref.ref[Any]], None]:
+    """The callback that drops a digest when its weights are collected (so an id reused later cannot hit it)."""
+
+    def forget(_: weakref.ref[Any]) -> None:
+        _DIGESTS.pop(key, None)
+
+    return forget
+
+
 STATE_KINDS = {"llama": ("key", "value"), "gpt2": ("key", "value"), "mamba": ("conv_state", "recurrent_state")}
 Config: TypeAlias = llama.Config | gpt2.Config | mamba.Config
 Weights: TypeAlias = llama.Weights[np.ndarray] | gpt2.Weights[np.ndarray] | mamba.Weights[np.ndarray]
@@ -39,8 +53,10 @@ StateTensor: TypeAlias = SeqBuffer | np.ndarray  # a KV buffer (transformers) or
 class State:
     """What carries over between steps: ``pos`` tokens consumed, and per layer two tensors with batch dim 1.
 
-    Transformers: (key, value) SeqBuffers, [1, K, pos, D] each. Mamba: (conv_state [1, E, W-1],
-    recurrent_state [1, E, N]) read-only arrays. ``arrays()`` names them as the ONNX contract does.
+    Transformers: (key, value) SeqBuffers, [1, K, pos, D] each (with a sliding window W, Mistral:
+    [1, K, min(pos, W - 1), D], the keys of positions pos - min(pos, W - 1) .. pos - 1, oldest first).
+    Mamba: (conv_state [1, E, W-1], recurrent_state [1, E, N]) read-only arrays. ``arrays()`` names them as the
+    ONNX contract does.
     """
 
     arch: str
@@ -107,18 +123,27 @@ class Model:
     def context_limit(self) -> int | None:
         return self.config.context_limit
 
-    def named_weights(self) -> dict[str, np.ndarray]:
-        """Every parameter by its dotted name, in the architecture's ``param_shapes`` order."""
+    def named_weights(self) -> dict[str, Any]:
+        """Every parameter by its dotted name, in the architecture's ``param_shapes`` order: read-only float32
+        arrays, or StoredArrays (a checkpoint's bf16 / f16 / f64 tensors, widened to float32 on use)."""
         leaves = dict(tree_leaves(self.weights))
         return {name: leaves[name] for name in self.module.param_shapes(self.config)}
 
     def weights_digest(self) -> str:
-        """sha256 over (name, shape, float32 little-endian bytes) of every parameter in ``param_shapes`` order."""
+        """sha256 over (name, shape, float32 little-endian bytes) of every parameter in ``param_shapes`` order.
+
+        Computed once per weights value (weights are immutable; hashing a 1B-parameter model takes seconds)."""
+        key = id(self.weights)
+        known = _DIGESTS.get(key)
+        if known is not None and known[0]() is self.weights:
+            return known[1]
         h = hashlib.sha256()
-        for name, a in self.named_weights().items():
+        for name, a in self.named_weights().items():  # one tensor widened at a time, hashed without a bytes copy
             h.update(f"{name}{tuple(a.shape)}".encode())
-            h.update(np.ascontiguousarray(a, "<f4").tobytes())
-        return h.hexdigest()
+            h.update(np.ascontiguousarray(a, "<f4").data)
+        digest = h.hexdigest()
+        _DIGESTS[key] = (weakref.ref(self.weights, _forget(key)), digest)
+        return digest
 
     def with_sampler(self, **settings: float) -> Model:
         return attrs.evolve(self, sampler=attrs.evolve(self.sampler, **settings))
@@ -170,9 +195,29 @@ class Model:
             raise InputError(f"state must be a State of this {self.arch} model; get one from model.init_state()")
         if len(state.cache) != len(self.weights.layers):
             raise InputError("state has a different number of layers than the model; use model.init_state()")
+        if _layout(state.cache) != _empty_layout(self.module, self.config):
+            # e.g. a full-attention state given to a sliding-window model, whose decode would then see every key
+            raise InputError(
+                "state has other tensor shapes or another window than this model's; use model.init_state()"
+            )
 
     def _check_tokens(self, tokens: Sequence[int], pos: int) -> list[int]:
         return check_tokens(tokens, pos, self.vocab_size, self.context_limit)
+
+
+def _layout(cache: Iterable[tuple[StateTensor, StateTensor]]) -> tuple[tuple[object, ...], ...]:
+    """Per state tensor, what a model fixes: a KV buffer's shape without its sequence axis and its window (keep),
+    or an array's whole shape."""
+    return tuple(
+        (t.shape[: t.axis] + t.shape[t.axis + 1 :], t.keep) if isinstance(t, SeqBuffer) else (t.shape,)
+        for pair in cache
+        for t in pair
+    )
+
+
+@functools.cache
+def _empty_layout(module: ModuleType, config: Config) -> tuple[tuple[object, ...], ...]:
+    return _layout(module.empty_cache(config, 1))
 
 
 def freeze_cache(cache: Iterable[tuple[StateTensor, StateTensor]]) -> tuple[tuple[StateTensor, StateTensor], ...]:

@@ -227,5 +227,35 @@ class NumpyOps:
 
 
 NP = NumpyOps()
+
+
+def _widened(dtype: npt.DTypeLike | None) -> npt.DTypeLike | None:
+    return np.float64 if dtype is not None and np.dtype(dtype) == np.float32 else dtype
+
+
+class WideOps(NumpyOps):
+    """The same vocabulary evaluated in float64: what the spec's float32 arithmetic approximates.
+
+    Only the two ops that name a dtype differ: a float32 constant or cast becomes float64 (weights and states are
+    widened by the caller, exactly: every float32 is a float64). Every other op follows numpy's dtype of its
+    operands, so the model code runs unchanged in float64. spec/conformance.py compares the float32 spec with this
+    evaluation of the same functions to bound, per comparison, how far a correct float32 computation may err
+    (SPEC.md §8).
+    """
+
+    WIDENED_OPS = frozenset({"const", "cast"})  # the ops it reinterprets (tests/test_vocabulary.py)
+
+    def const(self, value: npt.ArrayLike, dtype: npt.DTypeLike | None = None) -> np.ndarray:
+        """Constant, float32 widened to float64."""
+        a = np.asarray(value, dtype=_widened(dtype))
+        return a.astype(np.float64) if a.dtype == np.float32 else a
+
+    def cast(self, x: npt.ArrayLike, dtype: npt.DTypeLike) -> np.ndarray:
+        """Cast, to float64 where the spec casts to float32."""
+        return np.asarray(x).astype(_widened(dtype))
+
+
+WIDE = WideOps()
 if TYPE_CHECKING:
     _numpy_is_the_vocabulary: Ops[np.ndarray] = NP  # mypy checks NumpyOps against the Protocol (tests/test_types.py)
+    _wide_is_the_vocabulary: Ops[np.ndarray] = WIDE

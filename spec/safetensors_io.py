@@ -10,13 +10,19 @@ Layout of a ``.safetensors`` file (https://github.com/huggingface/safetensors, "
 The file is the only thing we trust less than the network: every number in the header is checked before it is
 used (header length against the file size, offsets inside the buffer, byte length == prod(shape) * itemsize,
 tensors neither overlapping nor leaving gaps), with the same rules the reference library applies, so a file one
-accepts the other accepts too. Nothing is ever unpickled. Tensors are memory-mapped and copied out one by one,
-so reading a shard costs the size of the tensors asked for, not of the file.
+accepts the other accepts too. Nothing is ever unpickled.
+
+The data buffer is memory-mapped read-only. ``raw(name)`` is a view of a tensor's bytes in the map (no copy:
+the operating system reads its pages when they are first touched); ``read(name)`` is a private copy;
+``release(name)`` drops a tensor's pages from this process's resident memory (they stay in the page cache and
+come back if touched again), so a loader that copies tensors out one by one holds one tensor's pages, not the
+file's. A view keeps the map alive; the file must not change while a view is in use (as with any mapped file).
 """
 
 from __future__ import annotations
 
 import json
+import mmap
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -86,7 +92,7 @@ class SafetensorsFile:
         self.data_start = 8 + n
         self.data_size = size - self.data_start
         self.metadata, self.tensors = self._parse_header(raw)
-        self._map: np.ndarray | None = None
+        self._map: mmap.mmap | None = None
 
     # -- header -------------------------------------------------------------------------------------------
     def _fail(self, problem: str) -> None:
@@ -152,35 +158,74 @@ class SafetensorsFile:
             )
 
     # -- data ---------------------------------------------------------------------------------------------
+    def raw(self, name: str) -> np.ndarray:
+        """The tensor ``name`` as a read-only view of the mapped file, native-endian (BF16 as raw uint16 bits).
+
+        No copy is made except on a big-endian host, where little-endian data is converted once."""
+        info = self.tensors[name]
+        dtype = DTYPES[info.dtype]
+        if info.end == info.begin:
+            out = np.zeros(info.shape, dtype.newbyteorder("="))
+            out.flags.writeable = False
+            return out
+        count = (info.end - info.begin) // dtype.itemsize
+        view = np.frombuffer(self._mapped(), dtype=dtype, count=count, offset=self.data_start + info.begin)
+        view = view.reshape(info.shape)
+        if not view.dtype.isnative:
+            view = view.astype(dtype.newbyteorder("="))
+            view.flags.writeable = False
+        return view
+
     def read(self, name: str) -> np.ndarray:
         """The tensor ``name`` as a fresh native-endian array of its own dtype (BF16 as raw uint16 bits)."""
-        info = self.tensors[name]
-        if info.end == info.begin:
-            return np.zeros(info.shape, DTYPES[info.dtype].newbyteorder("="))
-        if self._map is None:
-            self._map = np.memmap(self.path, dtype=np.uint8, mode="r", offset=self.data_start, shape=(self.data_size,))
-        raw = self._map[info.begin : info.end]
-        return (
-            np.frombuffer(raw, dtype=DTYPES[info.dtype])
-            .reshape(info.shape)
-            .astype(DTYPES[info.dtype].newbyteorder("="))
-        )
+        return np.array(self.raw(name))
 
     def read_float32(self, name: str) -> np.ndarray:
-        return to_float32(self.read(name), self.tensors[name].dtype)
+        return to_float32(self.raw(name), self.tensors[name].dtype)
+
+    def release(self, name: str) -> None:
+        """Drop the pages of tensor ``name`` from this process's resident memory (whole pages inside the tensor
+        only, so a neighbour's pages stay; a no-op where the platform has no madvise)."""
+        info = self.tensors[name]
+        if self._map is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        start = -(-(self.data_start + info.begin) // mmap.PAGESIZE) * mmap.PAGESIZE
+        stop = (self.data_start + info.end) // mmap.PAGESIZE * mmap.PAGESIZE
+        if stop > start:
+            self._map.madvise(mmap.MADV_DONTNEED, start, stop - start)
+
+    def _mapped(self) -> mmap.mmap:
+        if self._map is None:
+            try:
+                with open(self.path, "rb") as f:
+                    self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError) as err:
+                raise CheckpointError(
+                    f"{self.path}: cannot map the file ({err}); check the path and permissions"
+                ) from None
+        return self._map
 
 
-def to_float32(a: np.ndarray, dtype: str) -> np.ndarray:
-    """Widen a float tensor read with format dtype ``dtype`` to float32.
+def to_float32(a: np.ndarray, dtype: str, out: np.ndarray | None = None) -> np.ndarray:
+    """Widen a float tensor read with format dtype ``dtype`` to float32 (into ``out``, a float32 array of a's shape,
+    when given; else a fresh array).
 
     BF16 is the top half of a float32 (1 sign, 8 exponent, 7 mantissa bits), so shifting its bits left by 16 is
     exact; F16 -> F32 is exact too. F64 rounds to nearest, as any float32 computation would.
     """
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"not a float dtype: {dtype}")
+    if out is None:
+        out = np.empty(a.shape, np.float32)
     if dtype == "BF16":
-        return (a.astype(np.uint32) << 16).view(np.float32)
-    if dtype in ("F16", "F32", "F64"):
-        return a.astype(np.float32)
-    raise ValueError(f"not a float dtype: {dtype}")
+        # Widened then shifted in place in one buffer: ~3x faster than ``(a.astype(np.uint32) << 16)``, which
+        # allocates twice (measured 3.8 vs 13.6 ms for a 2048 x 5632 matrix).
+        bits = out.view(np.uint32)
+        np.copyto(bits, a)
+        np.left_shift(bits, 16, out=bits)
+    else:
+        np.copyto(out, a, casting="same_kind" if dtype == "F64" else "safe")
+    return out
 
 
 def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:

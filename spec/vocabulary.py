@@ -8,6 +8,7 @@ Model code (layers.py, llama.py, gpt2.py, mamba.py, sampler.py) is written once 
     GraphOps (builds the ONNX graph)       spox ``Var``                           runtime/graph_ops.py
     Z3Ops (proofs)                         numpy object arrays of Z3 terms        proofs/symbolic.py
     IntNumpyOps (bit-vector replays)       integer numpy arrays                   proofs/integers.py
+    RoundingOps (float32 error bounds)     Enclosure: float64 mid +- rad          proofs/rounding.py
 
 Every op is exactly one ONNX operator (named first in its docstring) with ONNX semantics, which is what makes
 the exported graph the spec. The contract is checked three ways: mypy checks the model code and NumpyOps

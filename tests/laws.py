@@ -64,6 +64,30 @@ def causality(model: Model, tokens: Sequence[int], extra: Sequence[int]) -> floa
     return rel_err(longer[: len(tokens)], short)
 
 
+def sliding_window(model: Model, tokens: Sequence[int]) -> list[str]:
+    """sliding-window: what breaks the law on ``tokens``, in both forms: a state (after each step, and after one
+    prefill) holding other than min(pos, W - 1) keys per layer; the last position's logits changing when every
+    token before p - L (W - 1) is replaced (the receptive field of L banded layers), unrolled or stepped."""
+    cfg, bad = model.config, []
+    keep, reach = cfg.sliding_window - 1, cfg.num_hidden_layers * (cfg.sliding_window - 1)
+    state = model.init_state()
+    for t in tokens:
+        state, _ = model.step(state, t, 0.5)
+        if {a.shape[2] for a in state.arrays().values()} != {min(state.pos, keep)}:
+            bad.append(f"stepped state at pos {state.pos} holds {state.arrays()['past_key_values.0.key'].shape[2]}")
+            break
+    if {a.shape[2] for a in model.prefill(model.init_state(), tokens)[0].arrays().values()} != {min(len(tokens), keep)}:
+        bad.append("prefilled state is not min(pos, W - 1) keys")
+    cut = len(tokens) - 1 - reach  # tokens[:cut] lie outside the last position's receptive field
+    if cut > 0:
+        altered = [(t + 1) % model.vocab_size for t in tokens[:cut]] + list(tokens[cut:])
+        if rel_err(model.unrolled(altered)[-1], model.unrolled(tokens)[-1]) > 0:
+            bad.append(f"unrolled logits depend on tokens before position {cut}")
+        if rel_err(step_all(model, altered)[1][-1], step_all(model, tokens)[1][-1]) > 0:
+            bad.append(f"stepped logits depend on tokens before position {cut}")
+    return bad
+
+
 def trajectory(model: Model, prompt: Sequence[int], steps: int, seed: int) -> tuple[list[int], str, list[int]]:
     """determinism driver: stepped tokens, a digest of every step's logits and state bits, and generate()'s
     tokens (which draw their rands through the model's own rand_for)."""

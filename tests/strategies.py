@@ -10,6 +10,11 @@ from hypothesis import strategies as st
 from lmstep.spec import Model, builtin, gpt2, llama, mamba
 
 ARCHS = ("llama", "gpt2", "mamba")
+# Sliding windows (Mistral: the Llama decoder with sliding_window): 1 (each token alone) up to more than the short
+# sequences, so most sequences cross them. A random Llama config has one a quarter of the time; the family
+# "mistral" (models(("mistral",))) always has one.
+WINDOWS = (1, 2, 3, 5, 8, 16)
+FAMILY_ARCH = {"mistral": "llama"}
 
 # The scan's power-of-two boundaries, T = 2^k - 1, 2^k, 2^k + 1 for k = 1..7: the spec's Hillis-Steele scan gains
 # a round after each power of two; the runtime's pairing schedule (runtime/mamba_scan.py) pads odd lengths at each
@@ -23,7 +28,9 @@ CONTEXT = 256  # the transformers' position limit in random configs: room for LO
 def configs(draw, arch: str):
     vocab = draw(st.sampled_from([7, 32, 61]))
     layers = draw(st.integers(1, 2))
-    if arch == "llama":
+    if arch in ("llama", "mistral"):
+        windowed = arch == "mistral" or draw(st.integers(0, 3)) == 0
+        window = draw(st.sampled_from(WINDOWS)) if windowed else None
         kv = draw(st.sampled_from([1, 2]))
         heads = kv * draw(st.sampled_from([1, 2, 3]))
         head_dim = draw(st.sampled_from([4, 8]))
@@ -40,6 +47,7 @@ def configs(draw, arch: str):
             attention_bias=draw(st.booleans()),
             mlp_bias=draw(st.booleans()),
             tie_word_embeddings=draw(st.booleans()),
+            sliding_window=window,
         )
     if arch == "gpt2":
         heads = draw(st.sampled_from([1, 2, 4]))
@@ -70,10 +78,10 @@ def configs(draw, arch: str):
 
 @st.composite
 def models(draw, archs=ARCHS):
-    arch = draw(st.sampled_from(archs))
-    cfg = draw(configs(arch))
+    family = draw(st.sampled_from(archs))
+    cfg, arch = draw(configs(family)), FAMILY_ARCH.get(family, family)
     seed = draw(st.integers(0, 2**32 - 1))
-    return Model(arch, cfg, builtin.init_weights(arch, cfg, seed), name=f"random-{arch}-{seed}")
+    return Model(arch, cfg, builtin.init_weights(arch, cfg, seed), name=f"random-{family}-{seed}")
 
 
 def lengths(min_size: int = 1, max_size: int = LONGEST):

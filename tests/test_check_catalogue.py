@@ -1,6 +1,8 @@
-"""The checker has teeth: every mutant of the catalogue (lmstep/mutants.py) the checker runs is caught, with a short
-counterexample, by a checker law that checks one of the laws the mutant breaks; and the correct implementations
-(the spec itself, an independent external one, a batched engine) pass."""
+"""The checker has teeth: every mutant of the catalogue (lmstep/mutants.py) the checker runs is caught by the
+default quick check (default sampler settings, no flags), with a short counterexample, by a checker law that
+checks one of the laws the mutant breaks; and the correct implementations pass (the spec itself, an independent
+external one on every architecture, onnxruntime, batched engines with immutable and with mutable sessions). The
+positive control at L2 (a float16 KV cache) passes --level L2 and fails L1."""
 
 import sys
 from pathlib import Path
@@ -8,35 +10,63 @@ from pathlib import Path
 import pytest
 
 from lmstep.mutants import CHECKED, MUTANTS
-from lmstep.runtime.check import Level, check, open_impl
-from lmstep.runtime.check.adapters import ModelImpl
-from lmstep.runtime.check.engines import ENGINES, BatchedImpl, mutant_impl
+from lmstep.runtime.check import Level, check, open_impl, parse_level
+from lmstep.runtime.check.engines import ENGINES, mutant_impl
 from lmstep.runtime.check.lockstep import LAWS
 from lmstep.spec import load
 
 EXTERNAL = f"cmd:{sys.executable} {Path(__file__).parent / 'external_impl.py'}"
+BUGS = sorted(name for name, m in CHECKED.items() if m.conforms_at is None)
+CONTROLS = sorted(name for name, m in CHECKED.items() if m.conforms_at is not None)
+ARCHS = ["tiny-llama", "tiny-gpt2", "tiny-mamba"]
+WINDOWED = ["tiny-mistral"]  # a sliding window (SPEC.md §5); the external example implements the three above
 
 
-@pytest.mark.parametrize("name", sorted(CHECKED))
-def test_every_mutant_is_caught(name):
+@pytest.mark.parametrize("name", BUGS)
+def test_every_mutant_is_caught_by_the_default_check(name):
     mutant = MUTANTS[name]
-    model = load(mutant.model, **mutant.sampler)
-    report = check(model, mutant_impl(name, model), max_examples=60, shrink_seconds=5)
+    model = load(mutant.model)  # the default, greedy sampler: the check varies the settings itself
+    report = check(model, mutant_impl(name, model), required=parse_level(mutant.level), shrink_seconds=3)
     assert not report.passed, f"{name} was not caught"
-    assert report.failed_law and report.counterexample
+    assert report.counterexample, f"{name}: {report.message}"  # a comparison failed, not a law left unexercised
     laws = LAWS[report.failed_law][0]  # the laws that checker law checks
     assert set(laws) & set(mutant.breaks), f"{name}: caught by {report.failed_law} ({laws}), not by its laws"
-    assert len(report.counterexample) <= 6, report.counterexample  # shrunk to a handful of operations
+    # shrunk to a handful of operations (an L0 probe aimed at one state needs the operations that lead to it)
+    assert len(report.counterexample) <= (6 if mutant.level == "L1" else 8), report.counterexample
+
+
+def test_the_catalogue_has_every_bug_class_the_checker_must_catch():
+    engines = {MUTANTS[n].engine for n in BUGS}
+    assert {"kv-window-16", "kv-capacity-32", "kv-ring-256", "kv-page-boundary", "fork-drops-last"} <= engines
+    assert {"batch-positions", "rand-shifted", "rand-reused"} <= engines
+    assert {"rms-eps-outside-sqrt", "rms-eps-outside-sqrt-mamba", "layernorm-eps-outside-sqrt"} <= set(BUGS)
+    constants = {n for n in BUGS if "typo" in n or "hardcoded" in n}
+    assert {MUTANTS[n].model for n in constants} == set(ARCHS)  # a constant wrong in its third digit, per arch
+    sampler = {"top-k-off-by-one", "top-k-drops-kth", "top-p-drops-boundary-token", "temperature-after-top-p"}
+    assert sampler | {"top-p-before-top-k", "normalise-first"} <= set(BUGS)
+    assert len(BUGS) >= 30 and all(MUTANTS[n].level == "L1" for n in sampler)
 
 
 def test_every_mutant_names_an_engine_of_the_checker():
     assert {m.engine for m in MUTANTS.values()} <= set(ENGINES)
 
 
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba"])
+@pytest.mark.parametrize("name", CONTROLS)
+def test_a_positive_control_conforms_at_its_level_and_not_above(name):
+    mutant = MUTANTS[name]
+    model = load(mutant.model)
+    level = parse_level(mutant.conforms_at)
+    report = check(model, mutant_impl(name, model), required=level, skip_laws=["batch"], max_examples=10)
+    assert report.passed, report.message
+    assert {report.laws[law]["level"] for law in ("unrolled", "split", "recurrent", "state")} == {level}
+    above = check(model, mutant_impl(name, model), required=Level(level + 1), skip_laws=["batch"], shrink_seconds=2)
+    assert not above.passed and set(LAWS[above.failed_law][0]) & set(mutant.breaks), above.message
+
+
+@pytest.mark.parametrize("name", ARCHS + WINDOWED)
 def test_the_spec_passes_at_l0(name):
-    model = load(name, temperature=0.9, top_k=40, top_p=0.8)
-    report = check(model, open_impl("spec", model), required=Level.L0, max_examples=20)
+    model = load(name)
+    report = check(model, open_impl("spec", model), required=Level.L0, skip_laws=["batch"], max_examples=10)
     assert report.passed, report.message
     assert {law for law, s in report.laws.items() if s["level"] == Level.L0} >= {
         "unrolled",
@@ -44,19 +74,25 @@ def test_the_spec_passes_at_l0(name):
         "recurrent",
         "sampler",
         "state",
+        "fork",
+        "determinism",
     }
 
 
-def test_an_independent_external_implementation_passes_at_l1():
-    model = load("tiny-gpt2")
+@pytest.mark.parametrize("name", ARCHS)
+def test_an_independent_external_implementation_passes_at_l1(name):
+    """tests/external_impl.py, written from SPEC.md in plain numpy, token by token, over JSON lines (protocol 2,
+    every capability): L1 on every law, well inside each comparison's bound, and its sampler to the bit."""
+    model = load(name)
     impl = open_impl(EXTERNAL, model)
     try:
-        report = check(model, impl, required=Level.L1, max_examples=20)
+        report = check(model, impl, required=Level.L1, max_examples=10)
     finally:
         impl.close()
     assert report.passed, report.message
     assert report.laws["recurrent"]["level"] == Level.L1  # different kernels: numerically equal, not bitwise
-    assert report.laws["sampler"]["level"] == Level.L0
+    assert report.laws["sampler"]["level"] == Level.L0 and report.coverage["sampler"]["draws"] > 0
+    assert max(s.get("worst_ratio", 0) for s in report.laws.values()) < 0.7  # measured <= 0.42: margin >= 2.4
 
 
 def test_the_same_external_implementation_fails_at_l0():
@@ -64,7 +100,7 @@ def test_the_same_external_implementation_fails_at_l0():
     model = load("tiny-gpt2")
     impl = open_impl(EXTERNAL, model)
     try:
-        report = check(model, impl, required=Level.L0, max_examples=10)
+        report = check(model, impl, required=Level.L0, max_examples=2)
     finally:
         impl.close()
     assert not report.passed and "L1 numeric" in report.message
@@ -75,10 +111,24 @@ def test_bugs_in_the_external_implementation_are_caught(bug, law):
     model = load("tiny-gpt2")
     impl = open_impl(f"{EXTERNAL} --bug {bug}", model)
     try:
-        report = check(model, impl, max_examples=20)
+        report = check(model, impl, max_examples=5)
     finally:
         impl.close()
     assert not report.passed and report.failed_law in (law, "unrolled", "split", "state"), report.message
+
+
+@pytest.mark.parametrize("level", [Level.L2, Level.L3])
+def test_a_top_k_keeping_k_plus_one_fails_at_l2_and_l3(level):
+    """The near-tie excuse of L2 comes from the comparison's L1 bound, so a sampler that keeps one token too many
+    is never excused; at L3 the extra token has probability 0 under the spec."""
+    model = load("tiny-llama")
+    impl = open_impl(f"{EXTERNAL} --bug top-k", model)
+    try:
+        report = check(model, impl, required=level, max_examples=3)
+    finally:
+        impl.close()
+    assert not report.passed and report.failed_law == "sampler", report.message
+    assert "probability 0" in report.message
 
 
 @pytest.mark.parametrize(
@@ -94,7 +144,7 @@ def test_a_misbehaving_program_is_a_failure_of_that_program(bug, needle):
     model = load("tiny-gpt2")
     impl = open_impl(f"{EXTERNAL} --bug {bug}", model, timeout=2)
     try:
-        report = check(model, impl, max_examples=5)
+        report = check(model, impl, max_examples=2)
     finally:
         impl.close()
     assert not report.passed and report.failed_law == "protocol"
@@ -103,57 +153,44 @@ def test_a_misbehaving_program_is_a_failure_of_that_program(bug, needle):
         assert "segmentation fault (simulated)" in report.stderr_tail
 
 
-class OwnRng:
-    """An implementation whose sampler ignores the given rand and draws from its own stream, with the spec's
-    distribution (``scale`` = 1) or a wrong temperature (``scale`` != 1).
-
-    Its stream is the given rand shifted by 1/2 modulo 1: uniform on the same 2^-24 grid whenever rand is, so the
-    token distribution is exactly the spec's while the tokens themselves differ; and a function of its input, so
-    replays (Hypothesis' final run, the shrinker's, within a time budget that depends on the machine's load)
-    see the same implementation every time. With a numpy RNG instead, how far the RNG had advanced depended on
-    how many replays the shrinker managed, and the G-test's 1e-3 false-failure rate per comparison was drawn
-    afresh each run: the test failed now and then under load."""
-
-    def __init__(self, model, scale=1.0):
-        self.engine, self.scale = ModelImpl(model, "own-rng"), scale
-        self.name, self.vocab_size, self.capabilities = "own-rng", model.vocab_size, self.engine.capabilities
-        self.model = model.with_sampler(temperature=model.sampler.temperature * scale)
-
-    def __getattr__(self, name):
-        return getattr(self.engine, name)
-
-    def decode(self, s, token, rand):
-        state, logits, _ = self.engine.decode(s, token, rand)
-        return state, logits, int(self.model.sample(logits, (float(rand) + 0.5) % 1.0))
+def test_an_error_reply_is_shrunk_like_any_failure():
+    """A program that answers {"ok": false} is alive: its operations replay, so they are shrunk."""
+    model = load("tiny-gpt2")
+    impl = open_impl(f"{EXTERNAL} --bug raise", model)
+    try:
+        report = check(model, impl, max_examples=2)
+    finally:
+        impl.close()
+    assert not report.passed and report.failed_law == "protocol" and "out of cache blocks" in report.message
+    assert report.counterexample and len(report.counterexample) <= 6
 
 
-def test_own_rng_reaches_l3_but_not_l2():
-    model = load("tiny-llama", temperature=1.0, top_k=20)
-    assert check(model, OwnRng(model), required=Level.L3, max_examples=8).passed
-    for budget in (0.0, 10.0):  # how far the shrinker gets (load) must not change the verdict or the law
-        report = check(model, OwnRng(model), required=Level.L2, max_examples=8, shrink_seconds=budget)
-        assert not report.passed and report.failed_law == "sampler"
+def test_an_older_program_speaking_protocol_1_is_still_checked():
+    model = load("tiny-gpt2")
+    impl = open_impl(f"{EXTERNAL} --protocol 1", model)
+    try:
+        report = check(model, impl, max_examples=3)
+    finally:
+        impl.close()
+    assert report.passed, report.message
+    assert any("protocol 1" in n for n in report.notes) and report.coverage["sampler"]["draws"] == 0
 
 
-def test_wrong_distribution_fails_even_at_l3():
-    model = load("tiny-llama", temperature=1.0, top_k=20)
-    report = check(model, OwnRng(model, scale=3.0), required=Level.L3, max_examples=15)
-    assert not report.passed and "distribution differs" in report.message
-
-
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba"])
+@pytest.mark.parametrize("name", ARCHS + WINDOWED)
 def test_the_onnxruntime_backend_passes_at_l1(name):
-    model = load(name, temperature=0.8, top_k=30)
-    report = check(model, open_impl("onnx", model, provider="cpu"), required=Level.L1, max_examples=10)
-    assert report.passed, report.message
-    assert report.laws["state"]["level"] >= Level.L1 and report.laws["sampler"]["level"] >= Level.L2
-
-
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
-def test_a_correct_batched_implementation_passes_the_batch_law(name):
-    """Positive control of the batch law: real batching (padded caches and chunks, a key mask) conforms; the
-    same engine on a spec whose attention ignores the mask is the batch-padding-leak mutant, caught above."""
     model = load(name)
-    report = check(model, BatchedImpl(model, "batched"), required=Level.L1, max_examples=25)
+    report = check(model, open_impl("onnx", model, provider="cpu"), skip_laws=["batch"], max_examples=5)
     assert report.passed, report.message
-    assert report.laws["batch"]["n"] > 0 and report.laws["batch"]["level"] >= Level.L1
+    assert report.laws["state"]["level"] >= Level.L1 and report.laws["sampler"]["level"] >= Level.L1
+
+
+@pytest.mark.parametrize("engine", ["batched", "mutable-batched"])
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", *WINDOWED])
+def test_a_correct_batched_implementation_passes_the_batch_law(name, engine):
+    """Positive control of the batch law: real batching (padded caches and chunks, a key mask) conforms, with
+    immutable handles and with mutable sessions (the quick profile batches both); the same engine on a spec
+    whose attention ignores the mask is the batch-padding-leak mutant, caught above."""
+    model = load(name)
+    report = check(model, ENGINES[engine](model, engine), required=Level.L1, max_examples=5)
+    assert report.passed, report.message
+    assert report.coverage["batch"]["n"] >= 3 and report.laws["batch"]["level"] >= Level.L1

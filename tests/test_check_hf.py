@@ -1,4 +1,5 @@
-"""transformers as an implementation under check (the optional hf extra): Llama and GPT-2 conform at L1, and
+"""transformers as an implementation under check (the optional hf extra): Llama, GPT-2 and Mistral (its sliding
+window's cache, W - 1 keys, compared tensor by tensor) conform at L1, and
 the checker pins down where transformers' Mamba diverges. Skipped, with the reason, without torch."""
 
 from pathlib import Path
@@ -14,7 +15,9 @@ from lmstep.spec import load  # noqa: E402
 FIXTURES = Path(__file__).parent / "fixtures" / "hf"
 
 
-@pytest.mark.parametrize("name", ["llama-gqa-theta-sharded", "llama-mqa-headdim-bias-bf16", "gpt2-base"])
+@pytest.mark.parametrize(
+    "name", ["llama-gqa-theta-sharded", "llama-mqa-headdim-bias-bf16", "gpt2-base", "mistral-gqa-window4"]
+)
 def test_transformers_conforms_at_l1(name):
     model = load(FIXTURES / name, temperature=0.8, top_k=20)
     report = check(model, open_impl("hf", model), required=Level.L1, max_examples=10)
@@ -41,3 +44,40 @@ def test_transformers_mamba_multi_token_continuation_is_found():
         assert report.counterexample[-1]["op"] == "run" and len(report.counterexample[-1]["tokens"]) >= 2
     else:
         assert report.passed, report.message
+
+
+def test_transformers_mistral_far_past_the_window(tmp_path):
+    """A fresh random MistralForCausalLM (tools/hf_random.py) with a window of 5, saved and loaded by lmstep: 96
+    tokens (19 windows) in one forward, and in chunks of 4, 5, 6 and 1 through transformers' own cache. The logits
+    agree within the checkpoint tolerance (tests/test_checkpoints.py RTOL), and transformers' sliding-window cache
+    equals the spec's state, W - 1 = 4 keys per layer, tensor by tensor. Negative control: read without its window
+    the same checkpoint's logits differ."""
+    import sys
+
+    import attrs
+    import numpy as np
+
+    from lmstep.spec.conformance import rel_err
+
+    sys.path.insert(0, str(Path(__file__).parent.parent / "tools"))
+    from hf_random import build
+
+    config = dict(vocab_size=50, hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4)
+    build("mistral", 7, **config, num_key_value_heads=2, sliding_window=5, max_position_embeddings=128).save_pretrained(
+        tmp_path
+    )
+    model = load(tmp_path)
+    hf = open_impl("hf", model)
+    tokens = np.random.default_rng(7).integers(0, 50, 96).tolist()
+    assert rel_err(hf.run(hf.init(), tokens)[1], model.unrolled(tokens)) <= 1e-5
+    handle, state, start = hf.init(), model.init_state(), 0
+    for n in [4, 5, 6, 1] * 6:
+        chunk, start = tokens[start : start + n], start + n
+        handle, theirs = hf.run(handle, chunk)
+        state, ours = model.prefill(state, chunk)
+        assert rel_err(theirs, ours) <= 1e-5
+        got, want = hf.state(handle), state.arrays()
+        assert got.keys() == want.keys() and all(rel_err(got[k], a) <= 1e-5 for k, a in want.items())
+    assert {a.shape[2] for a in want.values()} == {4}
+    full = attrs.evolve(model, config=attrs.evolve(model.config, sliding_window=None))
+    assert rel_err(hf.run(hf.init(), tokens)[1], full.unrolled(tokens)) > 1e-2

@@ -153,6 +153,23 @@ CONFIG_CASES = {
         ["num_key_value_heads"],
     ),
     "wrong-type": ("gpt2-base", {"n_layer": "2"}, {"n_layer": 2}, ["n_layer"]),
+    # Mistral: the window must be a positive integer or null; fields MistralConfig does not have are refused
+    # (its projections have no biases; layer_types is what transformers' MistralModel ignores with a warning).
+    "mistral-window-zero": ("mistral-gqa-window4", {"sliding_window": 0}, {"sliding_window": 64}, ["sliding_window"]),
+    "mistral-window-text": (
+        "mistral-gqa-window4",
+        {"sliding_window": "4"},
+        {"sliding_window": None},
+        ["sliding_window", "'4'"],
+    ),
+    "mistral-bias": ("mistral-gqa-window4", {"attention_bias": False}, {}, ["attention_bias", "unknown field"]),
+    "mistral-layer-types": (
+        "mistral-gqa-window4",
+        {"layer_types": ["sliding_attention", "full_attention"]},
+        {},
+        ["layer_types", "unknown field"],
+    ),
+    "mistral-act": ("mistral-no-window-f16", {"hidden_act": "gelu"}, {"hidden_act": "silu"}, ["hidden_act", "gelu"]),
 }
 
 

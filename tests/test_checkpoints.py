@@ -12,7 +12,7 @@ import pytest
 from hf_fixtures import NAMES, errors, expected, folder
 
 from lmstep.runtime.cli import main
-from lmstep.spec import Model, load, safetensors_io
+from lmstep.spec import InputError, Model, load, safetensors_io
 
 # Tolerance on logits, relative to the largest |logit| of the sequence (python tests/hf_fixtures.py prints the
 # measured table, recorded in docs/checkpoints.md). Measured over all 7 fixtures, unrolled, recurrent and cached
@@ -70,8 +70,8 @@ def test_fixtures_cover_the_issue():
     """The fixture set exercises what the issue asks for (so a regenerated set cannot silently drop a case)."""
     configs = {n: json.load(open(f"{folder(n)}/config.json")) for n in NAMES}
     arch = {n: c["model_type"] for n, c in configs.items()}
-    assert sorted(set(arch.values())) == ["gpt2", "llama", "mamba"]
-    assert all(sum(a == x for a in arch.values()) >= 2 for x in ("gpt2", "llama", "mamba"))
+    assert set(arch.values()) >= {"gpt2", "llama", "mamba", "mistral"}
+    assert all(sum(a == x for a in arch.values()) >= 2 for x in ("gpt2", "llama", "mamba", "mistral"))
     llama = [c for c in configs.values() if c["model_type"] == "llama"]
     assert any(c["num_key_value_heads"] < c["num_attention_heads"] for c in llama)  # GQA
     assert any(c["rope_parameters"]["rope_theta"] != 10000.0 for c in llama)
@@ -82,6 +82,13 @@ def test_fixtures_cover_the_issue():
     mamba = [c for c in configs.values() if c["model_type"] == "mamba"]
     assert {(c["use_bias"], c["use_conv_bias"]) for c in mamba} >= {(False, True), (True, False)}
     assert any(c["time_step_rank"] != -(-c["hidden_size"] // 16) for c in mamba)
+    mistral = {n: c for n, c in configs.items() if c["model_type"] == "mistral"}
+    windows = [(c["sliding_window"], max(map(len, expected(n)[0]["sequences"]))) for n, c in mistral.items()]
+    assert sum(w is not None and 4 * w <= longest for w, longest in windows) >= 2  # far past the window
+    assert any(w is None for w, _ in windows)  # null: full attention
+    assert any(c["num_key_value_heads"] == 1 for c in mistral.values()) and any(
+        1 < c["num_key_value_heads"] < c["num_attention_heads"] for c in mistral.values()
+    )  # MQA and GQA
     dtypes = {c["dtype"] for c in configs.values()}
     assert {"float32", "bfloat16", "float16"} <= dtypes
     assert sum("-sharded" in n for n in NAMES) >= 2
@@ -125,6 +132,14 @@ def _dropped_bias(model: Model) -> Model:  # a bias silently dropped (as if atte
     return _evolve_layer(model, 0, v_bias=None)
 
 
+def _window_ignored(model: Model) -> Model:  # sliding_window not read: full attention
+    return attrs.evolve(model, config=attrs.evolve(model.config, sliding_window=None))
+
+
+def _window_off_by_one(model: Model) -> Model:  # the window read as W + 1 keys per query (state W, not W - 1)
+    return attrs.evolve(model, config=attrs.evolve(model.config, sliding_window=model.config.sliding_window + 1))
+
+
 CONTROLS = {
     "no-transpose-llama": ("llama-mha-tied", _no_transpose),
     "no-transpose-gpt2": ("gpt2-base", _no_transpose),
@@ -133,6 +148,8 @@ CONTROLS = {
     "wrong-rope-theta": ("llama-gqa-theta-sharded", _default_rope_theta),
     "conv-reshaped": ("mamba-base", _conv_reshaped),
     "dropped-bias": ("llama-mqa-headdim-bias-bf16", _dropped_bias),
+    "window-ignored": ("mistral-gqa-window4", _window_ignored),
+    "window-off-by-one": ("mistral-mqa-tied-headdim-window7-bf16-sharded", _window_off_by_one),
 }
 
 
@@ -150,17 +167,19 @@ def test_control_bf16_read_as_f16_fails_the_check(monkeypatch):
     monkeypatch.setattr(
         safetensors_io,
         "to_float32",
-        lambda a, dtype: widen(a.view(np.float16), "F16") if dtype == "BF16" else widen(a, dtype),
+        lambda a, dtype, out=None: widen(a.view(np.float16), "F16", out) if dtype == "BF16" else widen(a, dtype, out),
     )
     try:
         found = deviations(load(folder("llama-mqa-headdim-bias-bf16")), "llama-mqa-headdim-bias-bf16")
-    except Exception as err:  # values out of float16's range turn into inf, which the loader refuses: also caught
+    except InputError as err:  # values out of float16's range make inf / NaN logits, which the sampler refuses
         found = [str(err)]
     assert found
 
 
 # -- the CLI, through its real entry point ---------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["gpt2-base", "llama-gqa-theta-sharded", "mamba-bias-rank-f16-sharded"])
+@pytest.mark.parametrize(
+    "name", ["gpt2-base", "llama-gqa-theta-sharded", "mamba-bias-rank-f16-sharded", "mistral-gqa-window4"]
+)
 def test_generate_tokens_json_matches_transformers_greedy(name, capsys):
     g = expected(name)[0]["greedy"][0]
     argv = [

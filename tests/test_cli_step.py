@@ -91,12 +91,19 @@ def test_errors_are_one_line_exit_2(capsys, args, message):
 def test_models_lists_what_each_is(capsys):
     code, out, _ = run(capsys, "models")
     assert code == 0
-    for name, arch in [("tiny-llama", "llama"), ("tiny-gpt2", "gpt2"), ("tiny-mamba", "mamba")]:
+    for name, arch in [
+        ("tiny-llama", "llama"),
+        ("tiny-gpt2", "gpt2"),
+        ("tiny-mamba", "mamba"),
+        ("tiny-mistral", "llama"),
+    ]:
         assert f"{name:<12} {arch}" in out
     assert "key [1, 2, T, 16]" in out and "recurrent_state [1, 128, 16]" in out and "GQA" in out
+    assert "key [1, 1, min(T, 15), 16]" in out  # tiny-mistral's window of 16 bounds its state
     code, out, _ = run(capsys, "models", "--json")
     rows = [json.loads(line) for line in out.splitlines()]
-    assert [r["name"] for r in rows] == ["tiny-llama", "tiny-gpt2", "tiny-mamba"] and rows[0]["params"] > 0
+    assert [r["name"] for r in rows][:3] == ["tiny-llama", "tiny-gpt2", "tiny-mamba"] and rows[0]["params"] > 0
+    assert "tiny-mistral" in [r["name"] for r in rows]
 
 
 def test_the_readme_quick_start_command_runs(capsys):

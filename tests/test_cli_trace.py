@@ -152,3 +152,16 @@ def test_digests_follow_the_documented_rules(recorded):
         h.update((name + str(tuple(a.shape)) + "float32").encode() + a.astype("<f4").tobytes())
     assert prefill["state"]["digest"] == h.hexdigest()[:16]
     assert prefill["logits"]["sha256"] == hashlib.sha256(logits.astype("<f4").tobytes()).hexdigest()
+
+
+def test_a_sliding_window_trace_past_the_window_replays_bitwise(tmp_path, capsys):
+    """tiny-mistral (window 16), 30 sampled steps after a 12-byte prompt: every recorded state is the bounded one
+    (15 keys per layer from position 15 on), and the trace replays bit for bit."""
+    path = tmp_path / "window.jsonl"
+    args = ["-m", "tiny-mistral", "--prompt", "Hello, world", "--steps", "30", "-T", "0.8", "--seed", "2"]
+    assert main(["trace", *args, "--out", str(path)]) == 0
+    _, *ops, _ = lines(path)
+    shapes = {tuple(t["shape"]) for t in ops[-1]["state"]["tensors"]}
+    assert shapes == {(1, 1, 15, 16)} and ops[-1]["state"]["pos"] == 12 + 29
+    code, out, _ = run(capsys, "replay", path)
+    assert code == 0 and "OK: 30 of 30 ops bitwise" in out

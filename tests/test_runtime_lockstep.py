@@ -11,7 +11,7 @@ from runtime_helpers import GAP_FACTOR, LOGITS_RTOL, STATE_RTOL, greedy_gap, onn
 
 from lmstep.spec import load
 
-MODELS = {name: load(name) for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba")}
+MODELS = {name: load(name) for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral")}
 tokens = st.integers(0, 255)
 
 
@@ -24,7 +24,7 @@ class Lockstep(RuleBasedStateMachine):
         self.live = [(self.spec.init_state(), self.onnx.init_state())]  # pairs (spec state, onnx state)
         self.problems: list[str] = []
 
-    @rule(chunk=st.lists(tokens, min_size=1, max_size=12))
+    @rule(chunk=st.lists(tokens, min_size=1, max_size=20))  # 20: past tiny-mistral's window of 16 in one chunk
     def prefill(self, chunk):
         s, o = self.live[-1]
         s, logits = self.spec.prefill(s, chunk)

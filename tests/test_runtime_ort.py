@@ -19,7 +19,7 @@ from lmstep.runtime.onnx_model import OnnxState
 from lmstep.spec import load, rand_for
 from lmstep.spec.arrays import tree_map
 
-BUILTINS = ["tiny-llama", "tiny-gpt2", "tiny-mamba"]
+BUILTINS = ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral"]
 
 
 def divergences(model, om, chunks, steps) -> list[str]:
@@ -187,6 +187,45 @@ def test_alias_guard_and_negative_control(monkeypatch):
         state.arch, state.pos, {k: ort.OrtValue.ortvalue_from_numpy(a) for k, a in state.arrays().items()}
     )
     assert not step_is_pure(om, fresh, 33)
+
+
+# -- sliding window: bounded states; model.onnx also takes genai's whole-history past ----------------------------
+@pytest.mark.export("sliding-window", "split-invariance")
+def test_mistral_far_past_the_window():
+    """tiny-mistral (window 16): chunks of 15, 16, 17 and 40 tokens, then 50 steps: logits and the bounded state
+    (15 keys per layer) within the tolerances; the decode loop's states stay 15 rows too."""
+    model = load("tiny-mistral")
+    om = onnx_model(model)
+    tokens = np.random.default_rng(3).integers(0, 256, 88).tolist()
+    assert divergences(model, om, [tokens[:15], tokens[15:31], tokens[31:48], tokens[48:88]], tokens[:50]) == []
+    state, _ = om.prefill(om.init_state(), tokens)
+    assert {a.shape for a in state.arrays().values()} == {(1, 1, 15, 16)}
+    assert om.generate_from(state, 7, 40, 3) == model.generate_from(
+        model.prefill(model.init_state(), tokens)[0], 7, 40, 3
+    )
+
+
+@pytest.mark.export("sliding-window")
+def test_mistral_model_onnx_accepts_a_whole_history_past():
+    """onnxruntime-genai feeds model.onnx its own present back: [past; new] whole, never trimmed, with an
+    attention_mask over the whole sequence. The band hides what the window evicts: the logits equal the spec's
+    within the tolerance, 40 positions past the window."""
+    model = load("tiny-mistral")
+    om = onnx_model(model)
+    tokens = np.random.default_rng(4).integers(0, 256, 70).tolist()
+    past = io.empty_state(model.arch, model.config)
+    spec, pos, worst = model.init_state(), 0, 0.0
+    for chunk in (tokens[:20], tokens[20:21], tokens[21:50], tokens[50:51], tokens[51:70]):
+        feeds = io.contract_feeds(model.arch, np.array([chunk], np.int64), pos) | past
+        out = om._unrolled.run(feeds, {}, host_outputs=tuple(om._unrolled.output_names))
+        past = {k: out[io.present_of(k)].numpy() for k in past}
+        spec, logits = model.prefill(spec, chunk)
+        worst, pos = max(worst, rel_err(out["logits"].numpy()[0], logits)), pos + len(chunk)
+    assert {a.shape[2] for a in past.values()} == {70} and worst <= LOGITS_RTOL["llama"]
+    assert io.kept_state(model.config, past).keys() == spec.arrays().keys()
+    assert all(
+        rel_err(io.kept_state(model.config, past)[k], a) <= STATE_RTOL["llama"] for k, a in spec.arrays().items()
+    )
 
 
 # -- generation: the same tokens as the spec --------------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 from lmstep.spec import BUILTIN_MODELS, InputError, gpt2, llama, load, mamba
 
 NAMES = sorted(BUILTIN_MODELS)
-MODULES = {"tiny-llama": llama, "tiny-gpt2": gpt2, "tiny-mamba": mamba}
+MODULES = {"tiny-llama": llama, "tiny-gpt2": gpt2, "tiny-mamba": mamba, "tiny-mistral": llama}
 
 
 @pytest.mark.parametrize("name", NAMES)

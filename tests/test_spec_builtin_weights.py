@@ -43,7 +43,7 @@ def published_digests() -> dict[str, str]:
     return dict(re.findall(r"^\| (tiny-[a-z0-9]+) \| `([0-9a-f]{64})` \|$", SPEC.read_text(), re.M))
 
 
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba"])
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral"])
 def test_weights_regenerate_from_the_written_spec(name):
     model = load(name)
     key, offset, h = mix(20261126), 0, hashlib.sha256()

@@ -18,7 +18,8 @@ from lmstep.mutation import build
 from lmstep.spec import load
 
 PROMPT = list(b"The quick brown fox jumps")  # 25 tokens; with PROMPT[:8] an odd and an even scan length
-LONG = PROMPT * 2  # 50 tokens: past the 32 a scan with too few rounds would get right
+LONG = PROMPT * 2  # 50 tokens: past the 32 a scan with too few rounds would get right, and past tiny-mistral's
+# window of 16 three times (its state wraps its buffer of 30 rows once)
 BATCH = np.array([list(b"The quick brown fox"), list(b"jumps over the lazy")], np.int64)
 
 
@@ -42,7 +43,13 @@ CHECKS = {
     "unrolled-eq-recurrent": lambda mut, m: far(
         max(laws.unrolled_vs_recurrent(m, t) for t in (PROMPT[:8], PROMPT, LONG)), m
     ),
-    "split-invariance": lambda mut, m: far(laws.split_invariance(m, PROMPT, [5, 9], [True, False, True]), m),
+    "split-invariance": lambda mut, m: far(
+        max(
+            laws.split_invariance(m, PROMPT, [5, 9], [True, False, True]),
+            laws.split_invariance(m, LONG, [5, 9, 30], [True, False, True, True]),  # a chunk after a full window
+        ),
+        m,
+    ),
     "causality": lambda mut, m: far(
         max(laws.causality(m, PROMPT[:k], PROMPT[k : k + n]) for k, n in ((2, 3), (10, 4))), m
     ),
@@ -58,6 +65,9 @@ CHECKS = {
         not laws.generation_split_invariance(m.with_sampler(temperature=1.0), PROMPT[:6], 8, 11, 3)
     ),
     "determinism": _determinism,
+    "sliding-window": lambda mut, m: (
+        getattr(m.config, "sliding_window", None) is not None and bool(laws.sliding_window(m, LONG))
+    ),
     "rand-stream": lambda mut, m: (
         sum(mut.function("rand.rand_for")(s, p) != bits / 2**24 for s, p, bits in VECTORS) >= len(VECTORS) - 1
     ),
@@ -87,7 +97,7 @@ def test_every_spec_level_law_has_a_check():
 def test_the_correct_spec_passes_every_check():
     """Positive control: the same checks on the correct spec report nothing."""
     spec = SimpleNamespace(name="", function=build(()).function)  # the spec's own functions, as a mutant offers
-    for model_name in ("tiny-llama", "tiny-gpt2", "tiny-mamba"):
+    for model_name in ("tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral"):
         model = load(model_name)
         for law, check in CHECKS.items():
             if law == "determinism":

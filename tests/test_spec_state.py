@@ -15,7 +15,7 @@ from lmstep.spec.model import StepOutput
 
 
 @pytest.mark.law("states-are-values")
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba"])
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral"])
 def test_state_and_output_arrays_are_read_only(name):
     model = load(name)
     state, out = model.step(model.init_state(), 1, 0.5)
@@ -37,7 +37,7 @@ def test_constructing_from_a_users_array_copies_it():
 
 
 @pytest.mark.law("states-are-values")
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba"])
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral"])
 def test_step_never_changes_its_input_state(name):
     model = load(name)
     s0, _ = model.prefill(model.init_state(), list(b"abc"))
@@ -131,6 +131,22 @@ def test_a_state_from_another_model_is_refused():
     llama, gpt2 = load("tiny-llama"), load("tiny-gpt2")
     with pytest.raises(InputError, match="state must be a State of this llama model"):
         llama.step(gpt2.init_state(), 1, 0.5)
+
+
+def test_a_state_of_another_shape_or_window_is_refused():
+    """tiny-llama's and tiny-mistral's states are both llama states, of other kv heads; and a full-attention state
+    of tiny-mistral's own shapes given to it (its decode would attend to every key, past the window) is refused
+    too, while the model's own states step on."""
+    import attrs
+
+    mistral = load("tiny-mistral")
+    full = attrs.evolve(mistral, config=attrs.evolve(mistral.config, sliding_window=None))
+    for state in (load("tiny-llama").init_state(), full.prefill(full.init_state(), [1, 2, 3])[0]):
+        with pytest.raises(InputError, match="other tensor shapes or another window"):
+            mistral.step(state, 1, 0.5)
+        with pytest.raises(InputError, match="other tensor shapes or another window"):
+            mistral.prefill(state, [1])
+    assert mistral.step(mistral.prefill(mistral.init_state(), [1, 2, 3])[0], 1, 0.5)[0].pos == 4
 
 
 def test_frozen_array_is_a_copy():

@@ -18,13 +18,23 @@ from __future__ import annotations
 import math
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MambaConfig, MambaForCausalLM
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MambaConfig,
+    MambaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+)
 
 CLASSES = {
     "gpt2": (GPT2Config, GPT2LMHeadModel),
     "llama": (LlamaConfig, LlamaForCausalLM),
     "mamba": (MambaConfig, MambaForCausalLM),
 }
+CLASSES["mistral"] = (MistralConfig, MistralForCausalLM)
 
 # Output projections get a larger gain so the residual branches, not the input token, steer the logits (with
 # tied embeddings a weak residual makes greedy decoding repeat the last token forever).
@@ -32,6 +42,7 @@ GAINS = {"c_proj": 2.0, "o_proj": 2.0, "down_proj": 2.0, "out_proj": 2.0, "lm_he
 
 EMBEDDINGS = {"gpt2": "wte.weight", "llama": "embed_tokens.weight", "mamba": "embeddings.weight"}
 FINAL_NORMS = {"gpt2": "ln_f.weight", "llama": "model.norm.weight", "mamba": "norm_f.weight"}
+EMBEDDINGS["mistral"], FINAL_NORMS["mistral"] = EMBEDDINGS["llama"], FINAL_NORMS["llama"]
 
 
 def build(arch: str, seed: int, **config: object) -> torch.nn.Module:

@@ -2,6 +2,7 @@
 
     pip install -e '.[hf]'          # torch==2.13.0, transformers, safetensors
     python tools/make_fixtures.py   # rewrites tests/fixtures/hf/
+    python tools/make_fixtures.py mistral-gqa-window4   # rewrites only the fixtures named
 
 Each fixture is a small randomly initialised transformers model (tools/hf_random.py), saved with
 ``save_pretrained`` as a checkpoint folder (config.json + model.safetensors, or shards + index), plus:
@@ -121,6 +122,58 @@ FIXTURES: dict[str, tuple[str, dict, dict]] = {
         {"dtype": torch.float16, "max_shard_size": 20_000},
     ),
 }
+# Mistral: windows shorter than the sequences (17 and 40 tokens) and than the greedy runs (up to 17 positions), so
+# every comparison crosses the window; one without a window (null: full attention). "seed" fixes the weights
+# whatever the fixture's place in this table; "seq_lens" replaces SEQ_LENS.
+FIXTURES |= {
+    "mistral-gqa-window4": (
+        "mistral",
+        dict(
+            vocab_size=72,
+            hidden_size=32,
+            intermediate_size=56,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            sliding_window=4,
+            max_position_embeddings=64,
+        ),
+        {"seed": 1501, "seq_lens": (1, 6, 17, 40)},
+    ),
+    "mistral-mqa-tied-headdim-window7-bf16-sharded": (
+        "mistral",
+        dict(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=48,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=1,
+            head_dim=12,
+            tie_word_embeddings=True,
+            sliding_window=7,
+            rope_theta=500000.0,
+            rms_norm_eps=1e-5,
+            max_position_embeddings=64,
+        ),
+        {"seed": 1502, "seq_lens": (1, 6, 17, 40), "dtype": torch.bfloat16, "max_shard_size": 24_000},
+    ),
+    "mistral-no-window-f16": (
+        "mistral",
+        dict(
+            vocab_size=70,
+            hidden_size=24,
+            intermediate_size=40,
+            num_hidden_layers=3,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            sliding_window=None,
+            rms_norm_eps=1e-4,
+            max_position_embeddings=64,
+        ),
+        {"seed": 1503, "dtype": torch.float16},
+    ),
+}
 
 CORPUS = (
     "the quick brown fox jumps over the lazy dog. a step is a pure function of state, input and rand. "
@@ -142,12 +195,20 @@ def make_tokenizer():
     return tok
 
 
-def main() -> None:
+def main(names: list[str]) -> None:
     torch.set_num_threads(1)
-    if os.path.isdir(ROOT):
+    unknown = sorted(set(names) - set(FIXTURES))
+    if unknown:
+        sys.exit(f"unknown fixture {unknown[0]!r}; choose from: {', '.join(FIXTURES)}")
+    if not names and os.path.isdir(ROOT):
         shutil.rmtree(ROOT)
-    for seed, (name, (arch, config, how)) in enumerate(FIXTURES.items()):
+    for index, (name, (arch, config, how)) in enumerate(FIXTURES.items()):
+        if names and name not in names:
+            continue
+        seed = how.get("seed", index)
         folder = os.path.join(ROOT, name)
+        if os.path.isdir(folder):
+            shutil.rmtree(folder)
         tok = make_tokenizer() if how.get("tokenizer") else None
         if tok is not None:
             config = dict(config, vocab_size=tok.get_vocab_size())
@@ -160,7 +221,7 @@ def main() -> None:
         os.remove(os.path.join(folder, "generation_config.json"))  # lmstep reads config.json only
         if tok is not None:
             tok.save(os.path.join(folder, "tokenizer.json"))
-        record(folder, arch, config, tok, seed)
+        record(folder, arch, config, tok, seed, how.get("seq_lens", SEQ_LENS))
         files = sorted(os.listdir(folder))
         size = sum(os.path.getsize(os.path.join(folder, f)) for f in files)
         print(f"{name:<30} {size / 1024:7.1f} KiB  {', '.join(files)}")
@@ -168,11 +229,11 @@ def main() -> None:
     print(f"total {total / 1024:.1f} KiB")
 
 
-def record(folder: str, arch: str, config: dict, tok, seed: int) -> None:
+def record(folder: str, arch: str, config: dict, tok, seed: int, seq_lens: tuple[int, ...] = SEQ_LENS) -> None:
     ref = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     vocab = ref.config.vocab_size
     rng = np.random.default_rng(seed)
-    sequences = [rng.integers(0, vocab, n).tolist() for n in SEQ_LENS]
+    sequences = [rng.integers(0, vocab, n).tolist() for n in seq_lens]
     prompts = [sequences[1][:3], rng.integers(0, vocab, 5).tolist()]
     arrays: dict[str, np.ndarray] = {}
     with torch.no_grad():
@@ -217,4 +278,4 @@ def record(folder: str, arch: str, config: dict, tok, seed: int) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

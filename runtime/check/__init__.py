@@ -10,6 +10,16 @@ assert report.passed, report.message
 from .adapters import SpecImpl, open_impl
 from .levels import Level, parse_level
 from .protocol import Implementation, ImplementationError
-from .runner import Report, check
+from .runner import Report, check, parse_skip
 
-__all__ = ["Implementation", "ImplementationError", "Level", "Report", "SpecImpl", "check", "open_impl", "parse_level"]
+__all__ = [
+    "Implementation",
+    "ImplementationError",
+    "Level",
+    "Report",
+    "SpecImpl",
+    "check",
+    "open_impl",
+    "parse_level",
+    "parse_skip",
+]

@@ -4,7 +4,8 @@ spec                    the spec itself (a self-check: everything L0)
 onnx                    the --model exported to ONNX and run by onnxruntime (lmstep.runtime)
 onnx:DIR                an exported ONNX folder following lmstep's IO contract
 cmd:"program args"      any program speaking the JSON-lines protocol (external.py)
-python:module:factory   factory(model) -> an object with init/run/decode (+ optional fork/state/run_batch)
+python:module:factory   factory(model) -> an object with init/run/decode (+ optional fork/state/run_batch/release);
+                        the module is imported with the current folder on the import path
 mutant:NAME             a mutant of the catalogue (lmstep/mutants.py) in its engine (engines.py)
 hf / hf:FOLDER          transformers on a checkpoint folder (the --model folder by default; the hf extra)
 llamacpp:[FILE.gguf]    llama.cpp in process (llamacpp_impl.py; the llamacpp extra), options after the file
@@ -15,25 +16,42 @@ openai:URL              an OpenAI-compatible /v1/completions server (openai_impl
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from lmstep.spec import Model
+from lmstep.spec import Model, Sampler
 from lmstep.spec.errors import InputError
 
 from .protocol import CAPABILITIES, ImplementationError
 
 
 class ModelImpl:
-    """Any model with the spec's API (``init_state / prefill / step``, states with ``.arrays()``) as an
-    implementation: the spec itself, or the onnxruntime backend. Its states are values, so "immutable"."""
+    """Any model with the spec's API (``init_state / prefill / step``, states with ``.arrays()``, ``with_sampler``)
+    as an implementation: the spec itself, or the onnxruntime backend. Its states are values, so "immutable".
+    Protocol 2: each decode samples with the settings it is given (the model with those settings, kept per
+    setting)."""
 
     capabilities = frozenset({"fork", "state", "immutable"})
 
     def __init__(self, model: Any, name: str):
         self.model, self.name, self.vocab_size = model, name, model.vocab_size
+        self._samplers: dict[Sampler, Any] = {}
+
+    def sampling(self, sampler: Sampler | None) -> Any:
+        """The model with ``sampler``'s settings (the model itself for None or its own settings)."""
+        if sampler is None or sampler == self.model.sampler:
+            return self.model
+        if sampler not in self._samplers:
+            if len(self._samplers) > 64:
+                self._samplers.clear()
+            self._samplers[sampler] = self.model.with_sampler(
+                temperature=sampler.temperature, top_k=sampler.top_k, top_p=sampler.top_p
+            )
+        return self._samplers[sampler]
 
     def init(self) -> Any:
         return self.model.init_state()
@@ -41,8 +59,10 @@ class ModelImpl:
     def run(self, handle: Any, tokens: Sequence[int]) -> tuple[Any, np.ndarray]:
         return self.model.prefill(handle, list(tokens))
 
-    def decode(self, handle: Any, token: int, rand: float) -> tuple[Any, np.ndarray, int]:
-        state, out = self.model.step(handle, token, rand)
+    def decode(
+        self, handle: Any, token: int, rand: float, sampler: Sampler | None = None
+    ) -> tuple[Any, np.ndarray, int]:
+        state, out = self.sampling(sampler).step(handle, token, rand)
         return state, out.logits, out.token
 
     def fork(self, handle: Any) -> Any:
@@ -81,7 +101,7 @@ def open_impl(spec: str, model: Model, timeout: float = 30.0, provider: str = "a
     if kind == "cmd":
         from .external import CommandImpl
 
-        return CommandImpl(arg.strip().strip('"').strip("'"), model_info(model), timeout=timeout)
+        return CommandImpl(arg.strip().strip('"').strip("'"), model_info(model), timeout=timeout, sampler=model.sampler)
     if kind == "python":
         return _python_impl(arg, model)
     if kind == "onnx":
@@ -112,6 +132,9 @@ def _python_impl(target: str, model: Model) -> Any:
     module_name, _, factory_name = target.partition(":")
     if not module_name or not factory_name:
         raise InputError(f"python:{target}: use python:module:factory, e.g. python:my_engine.lmstep:build")
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:  # like `python -m`: a module in the current folder imports
+        sys.path.insert(0, here)
     try:
         factory = getattr(importlib.import_module(module_name), factory_name)
     except ImportError as err:
@@ -154,7 +177,7 @@ def validate(impl: Any, what: str) -> None:
     unknown = set(impl.capabilities) - set(CAPABILITIES)
     if unknown:
         raise InputError(f"{what}: unknown capabilities {sorted(unknown)}; known: {list(CAPABILITIES)}")
-    for cap, method in (("fork", "fork"), ("state", "state"), ("batch", "run_batch")):
+    for cap, method in (("fork", "fork"), ("state", "state"), ("batch", "run_batch"), ("release", "release")):
         if cap in impl.capabilities and not hasattr(impl, method):
             raise InputError(f"{what}: announces {cap!r} but has no {method}()")
 

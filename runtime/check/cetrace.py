@@ -6,11 +6,12 @@ Schema (``lmstep-counterexample``, version 2; documented in docs/checking.md):
      "model": {"name", "arch", "weights_digest", "sampler": {"temperature", "top_k", "top_p"}},
      "impl": "the --impl value", "required_level": "L1",
      "failure": {"law", "message"},
+     "skip_laws": ["batch", ...],   (optional: checker laws the check dropped on purpose, --skip-law)
      "environment": {...},   (version 2: where lmstep ran the spec side: runtime/environment.py)
      "ops": [{"op": "init", "new": 0}, {"op": "run", "session": 0, "new": 1, "tokens": [...]}, ...]}
 
-Version 1 files (without "environment") are still read. Rands inside ops are float32 bit patterns
-({"f32": "0x..."}), so a replay is bit-exact in any language. :func:`read` checks the type of every field a
+Version 1 files (without "environment") are still read. Rands and sampler settings inside ops are float32 bit
+patterns ({"f32": "0x..."}), so a replay is bit-exact in any language. :func:`read` checks the type of every field a
 replay uses, so any file either reads or gives one InputError line.
 """
 
@@ -24,15 +25,15 @@ import attrs
 import numpy as np
 
 from lmstep.spec import Model, load
-from lmstep.spec.conformance import FORMS, rel_err
+from lmstep.spec.conformance import STATE_FACTOR, bound, rel_err
 from lmstep.spec.errors import CheckpointError, InputError, LmstepError
 
 from ..codec import brief, f32_value
 from ..environment import differences, record
 from .levels import Grade, parse_level
-from .lockstep import Executor, NotApplicable, needed
-from .machine import Failure
+from .lockstep import LAWS, Executor, NotApplicable, Seen, needed
 from .protocol import ImplementationError
+from .recorder import Failure
 
 FORMAT, VERSION = "lmstep-counterexample", 2
 MAX_BYTES = 256 << 20  # read whole; a larger file is refused
@@ -52,6 +53,7 @@ def to_json(model: Model, impl_spec: str, report: Any) -> dict[str, Any]:
         "impl": impl_spec,
         "required_level": report.required.name,
         "failure": {"law": report.failed_law, "message": report.message},
+        "skip_laws": list(report.skipped),
         "environment": record(model),
         "ops": report.counterexample or [],
     }
@@ -106,6 +108,9 @@ def read(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: required_level must be one of L0, L1, L2, L3")
     if "environment" in doc and not isinstance(doc["environment"], dict):
         raise InputError(f"{path}: environment must be an object")
+    skip = doc.get("skip_laws", [])
+    if not isinstance(skip, list) or not all(isinstance(n, str) and n in LAWS for n in skip):
+        raise InputError(f"{path}: skip_laws must be a list of checker laws ({', '.join(LAWS)})")
     return doc
 
 
@@ -156,11 +161,14 @@ OP_FIELDS = {  # the schema of each operation record: field -> kind
     "run": {"session": _INT, "new": _INT, "tokens": _TOKENS},
     "decode": {"session": _INT, "new": _INT, "token": _INT, "rand": "f32"},
     "fork": {"session": _INT, "new": _INT},
+    "release": {"session": _INT},
     "run_batch": {"sessions": "ints", "new": "ints", "tokens": "token_lists"},
     "repeat": {"session": _INT, "token": _INT, "rand": "f32"},
+    "twice": {"tokens": _TOKENS, "token": _INT, "rand": "f32"},
     "causality": {"tokens": _TOKENS, "extra": _TOKENS},
     "distribution": {"session": _INT, "token": _INT, "rands": "f32s"},
 }
+SAMPLED = ("decode", "repeat", "twice", "distribution")  # may carry "sampler" settings (protocol 2)
 
 
 def validate_ops(ops: Any, vocab: int) -> None:
@@ -191,10 +199,23 @@ def validate_ops(ops: Any, vocab: int) -> None:
         for field, want in OP_FIELDS[kind].items():
             if not checks[want](op.get(field)):
                 raise InputError(f"op {i} ({kind}): field {field!r} is missing or not {want.replace('_', ' ')}")
-        if kind in ("decode", "repeat", "distribution") and not token_ok(op["token"]):
+        if kind in SAMPLED and not token_ok(op["token"]):
             raise InputError(f"op {i} ({kind}): token {op['token']} is outside the vocabulary [0, {vocab})")
+        if kind in SAMPLED and "sampler" in op:
+            _check_sampler(op["sampler"], f"op {i} ({kind})")
         if kind == "run_batch" and not len(op["sessions"]) == len(op["new"]) == len(op["tokens"]):
             raise InputError(f"op {i} (run_batch): sessions, new and tokens must have the same length")
+
+
+def _check_sampler(obj: Any, where: str) -> None:
+    from .lockstep import sampler_from
+
+    if not isinstance(obj, dict) or set(obj) != {"temperature", "top_k", "top_p"} or not _is_int(obj["top_k"]):
+        raise InputError(f"{where}: sampler must be {{temperature, top_k, top_p}} with an integer top_k")
+    try:
+        sampler_from(obj)
+    except LmstepError as err:
+        raise InputError(f"{where}: sampler settings: {err}") from None
 
 
 def _f32_ok(v: Any) -> bool:
@@ -218,14 +239,12 @@ def replay(doc: dict[str, Any], model: Model, impl: Any) -> list[OpResult]:
     """Re-run every op on the spec and ``impl``; stop at the first divergence and locate it by layer."""
     validate_ops(doc["ops"], model.vocab_size)
     required = parse_level(doc.get("required_level", "L1"))
-    fails: list[tuple[str, Grade, str]] = []
 
-    def grade(law: str, g: Grade, where: str) -> None:
+    def grade(law: str, g: Grade, where: str, seen: Seen) -> None:
         if g.level < needed(law, required):
-            fails.append((law, g, where))
             raise Failure(law, g, where, required)
 
-    ex, out = Executor(model, impl, grade), []
+    ex, out = Executor(model, impl, grade, frozenset(doc.get("skip_laws", []))), []
     for i, op in enumerate(doc["ops"]):
         try:
             ex.apply(op, f"op {i} {op['op']}")
@@ -236,13 +255,17 @@ def replay(doc: dict[str, Any], model: Model, impl: Any) -> list[OpResult]:
             out.append(OpResult(i, op["op"], "error", str(err)))
             break
         except Failure as err:
-            out.append(OpResult(i, op["op"], "diverged", str(err), _first_layer(ex, op, model)))
+            out.append(OpResult(i, op["op"], "diverged", str(err), _first_layer(ex, op)))
             break
         out.append(OpResult(i, op["op"], "ok"))
+    try:
+        ex.close()
+    except ImplementationError:
+        pass
     return out
 
 
-def _first_layer(ex: Executor, op: dict[str, Any], model: Model) -> str:
+def _first_layer(ex: Executor, op: dict[str, Any]) -> str:
     """The first layer whose state differs after the failing op, by comparing every state tensor in order."""
     new = op.get("new")
     sessions = [new] if isinstance(new, int) else list(new or [])
@@ -252,9 +275,11 @@ def _first_layer(ex: Executor, op: dict[str, Any], model: Model) -> str:
         s = ex.sessions.get(sid)
         if s is None:
             continue
-        got, want = ex.impl.state(s.handle), s.spec.arrays()
+        got, want, wide = ex.impl.state(s.handle), s.spec.arrays(), s.wide.arrays()
         for name in sorted(want, key=_layer_order):
-            if name not in got or rel_err(np.asarray(got[name]), want[name]) > FORMS[model.arch]:
+            if name not in got or rel_err(np.asarray(got[name]), want[name]) > bound(
+                want[name], wide[name], STATE_FACTOR
+            ):
                 return name
         return "every layer's state agrees: the divergence is in the output (logits or sampling)"
     return ""

@@ -3,6 +3,10 @@
 lmstep writes one JSON request per line and reads one JSON response per line. A crash, a hang (no answer within
 ``timeout`` seconds), output that is not JSON, or a malformed answer becomes an ``ImplementationError`` that
 carries the tail of the program's stderr: a failure of that implementation, never a crash of lmstep.
+
+Protocol versions: lmstep's hello names "lmstep-impl/2" (and the model's sampler settings); a program that answers
+with "protocol": "lmstep-impl/2" gets the sampler settings with every decode, one that does not is spoken to in
+"lmstep-impl/1" (no settings: it samples with --model's, which the hello announces).
 """
 
 from __future__ import annotations
@@ -20,17 +24,20 @@ from typing import Any
 
 import numpy as np
 
+from lmstep.spec import Sampler
+
 from ..codec import CodecError, brief, decode_array, f32_hex
 from .protocol import CAPABILITIES, ImplementationError, check_logits, check_token
 
-PROTOCOL = "lmstep-impl/1"
+PROTOCOL = "lmstep-impl/2"
+PROTOCOLS = ("lmstep-impl/1", "lmstep-impl/2")
 MAX_LINE = 256 * 1024 * 1024  # a reply larger than this is refused, not buffered forever
 
 
 class CommandImpl:
     """Runs ``command`` once and keeps talking to it; ``close()`` asks it to exit, then kills it."""
 
-    def __init__(self, command: str, model_info: dict[str, Any], timeout: float = 30.0):
+    def __init__(self, command: str, model_info: dict[str, Any], timeout: float = 30.0, sampler: Sampler | None = None):
         try:
             argv = shlex.split(command)
         except ValueError as err:  # an unbalanced quote
@@ -50,8 +57,21 @@ class CommandImpl:
         self._next_id = 0
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.proc.stdout, selectors.EVENT_READ)
-        hello = self._call({"op": "hello", "protocol": PROTOCOL, "model": model_info})
+        s = sampler or Sampler()
+        hello = self._call(
+            {
+                "op": "hello",
+                "protocol": PROTOCOL,
+                "protocols": list(PROTOCOLS),
+                "model": model_info,
+                "sampler": _settings(s),
+            }
+        )
         vocab, caps = hello.get("vocab_size"), hello.get("capabilities", [])
+        spoken = hello.get("protocol", PROTOCOLS[0])
+        if spoken not in PROTOCOLS:
+            raise self._error(f"hello: protocol {brief(spoken)} is not one of {list(PROTOCOLS)}")
+        self.protocol = PROTOCOLS.index(spoken) + 1
         if isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 1:
             raise self._error(f"hello: the reply needs vocab_size (an integer >= 1), got {brief(vocab)}")
         if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
@@ -75,8 +95,13 @@ class CommandImpl:
         reply = self._call({"op": "run", "handle": handle, "tokens": [int(t) for t in tokens]})
         return self._handle(reply, "run"), check_logits(self._array(reply, "run"), len(tokens), self.vocab_size, "run")
 
-    def decode(self, handle: Any, token: int, rand: float) -> tuple[Any, np.ndarray, int]:
-        reply = self._call({"op": "decode", "handle": handle, "token": int(token), "rand": f32_hex(rand)})
+    def decode(
+        self, handle: Any, token: int, rand: float, sampler: Sampler | None = None
+    ) -> tuple[Any, np.ndarray, int]:
+        request = {"op": "decode", "handle": handle, "token": int(token), "rand": f32_hex(rand)}
+        if sampler is not None and self.protocol >= 2:
+            request["sampler"] = _settings(sampler)
+        reply = self._call(request)
         logits = check_logits(self._array(reply, "decode"), None, self.vocab_size, "decode")
         return self._handle(reply, "decode"), logits, check_token(reply.get("token"), self.vocab_size, "decode")
 
@@ -108,6 +133,9 @@ class CommandImpl:
             for r, c in zip(results, chunks)
         ]
 
+    def release(self, handle: Any) -> None:
+        self._call({"op": "release", "handle": handle})
+
     def close(self) -> None:
         if self.proc.poll() is None:
             try:
@@ -129,8 +157,10 @@ class CommandImpl:
             raise self._error(f"{request['op']}: the reply is not JSON: {line[:80]!r}") from None
         if not isinstance(reply, dict):
             raise self._error(f"{request['op']}: the reply is not a JSON object")
-        if reply.get("ok") is False:
-            raise self._error(f"{request['op']}: the implementation reported: {brief(reply.get('error'), 200)}")
+        if reply.get("ok") is False:  # the program is alive and answered: its operations can be replayed
+            raise self._error(
+                f"{request['op']}: the implementation reported: {brief(reply.get('error'), 200)}", alive=True
+            )
         if reply.get("id", request["id"]) != request["id"]:
             raise self._error(
                 f"{request['op']}: reply id {brief(reply.get('id'))} does not answer request {request['id']}"
@@ -185,7 +215,11 @@ class CommandImpl:
         time.sleep(0.05)  # let the drain thread catch up with a program that just died
         return "\n".join(list(self._stderr)[-lines:])
 
-    def _error(self, message: str) -> ImplementationError:
-        err = ImplementationError(f"cmd:{self.command}: {message}")
-        err.stderr_tail = self.stderr_tail()  # shown by the report under the one-line message
-        return err
+    def _error(self, message: str, alive: bool = False) -> ImplementationError:
+        # the stderr tail is shown by the report under the one-line message
+        return ImplementationError(f"cmd:{self.command}: {message}", alive=alive, tail=self.stderr_tail())
+
+
+def _settings(s: Sampler) -> dict[str, Any]:
+    """Sampler settings as the protocol sends them: float32 bit patterns and an integer."""
+    return {"temperature": f32_hex(s.temperature), "top_k": int(s.top_k), "top_p": f32_hex(s.top_p)}

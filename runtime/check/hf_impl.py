@@ -4,9 +4,11 @@ The checkpoint folder is loaded with ``AutoModelForCausalLM`` in float32 and dri
 (``cache=`` in transformers 5): a chunk after a cache is one forward call with that cache, exactly as a user of
 transformers would continue a sequence. Handles are (position, cache) values: every call works on a deep copy
 of the cache, so old handles stay valid ("immutable"). Tokens are drawn from transformers' logits by the spec's
-sampler with the given rand (transformers has no explicit-rand sampler). The state is exposed under the spec's
-names; transformers' Mamba conv state holds the last W inputs, the spec's the last W - 1, so its oldest column
-is dropped.
+sampler with the given rand and settings (transformers has no explicit-rand sampler). The state is exposed under
+the spec's names; transformers' Mamba conv state holds the last W inputs, the spec's the last W - 1, so its oldest
+column is dropped. Its Mistral cache (``DynamicSlidingWindowLayer``) holds the spec's last W - 1 keys, except for a
+window of 1, where its slice ``[-W + 1:]`` keeps every key: the adapter presents the last W - 1 rows
+(contract.kept_state).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from lmstep.spec import Model
+from lmstep.runtime.contract import kept_state
+from lmstep.spec import Model, Sampler
 from lmstep.spec.errors import InputError
 from lmstep.spec.sampler import sample_one
 
@@ -63,9 +66,11 @@ class HfImpl:
     def run(self, handle: tuple[int, Any], tokens: Sequence[int]) -> tuple[tuple[int, Any], np.ndarray]:
         return self._forward(handle, tokens)
 
-    def decode(self, handle: tuple[int, Any], token: int, rand: float) -> tuple[tuple[int, Any], np.ndarray, int]:
+    def decode(
+        self, handle: tuple[int, Any], token: int, rand: float, sampler: Sampler | None = None
+    ) -> tuple[tuple[int, Any], np.ndarray, int]:
         new, logits = self._forward(handle, [token])
-        return new, logits[0], sample_one(logits[0], rand, self.spec_model.sampler)
+        return new, logits[0], sample_one(logits[0], rand, sampler or self.spec_model.sampler)
 
     def fork(self, handle: tuple[int, Any]) -> tuple[int, Any]:
         return handle
@@ -83,7 +88,7 @@ class HfImpl:
                 conv, rec = next(iter(layer.conv_states.values())), next(iter(layer.recurrent_states.values()))
                 out[f"past_key_values.{i}.conv_state"] = conv.numpy()[..., 1:].astype(np.float32)
                 out[f"past_key_values.{i}.recurrent_state"] = rec.numpy().astype(np.float32)
-        return out
+        return kept_state(self.spec_model.config, out)
 
     def close(self) -> None:
         pass

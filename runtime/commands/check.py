@@ -11,19 +11,25 @@ from . import options as opt
 HELP = """Check an implementation against the spec, law by law.
 
 \b
-IMPL: spec | onnx[:DIR] | cmd:"program args" | python:module:factory | mutant:NAME | hf[:DIR]
-      | llamacpp:[FILE.gguf] [opts] | genai:[DIR] | openai:URL [opts]    (docs/checking.md)
-Levels: L0 bitwise, L1 numeric (measured tolerance), L2 tokens (margin rule).
-A failure is shrunk to a short op sequence (--out; `lmstep replay FILE` re-runs it).
-Exit status 0 pass, 1 fail, 2 usage or input error (the check could not run).
+IMPL: spec | onnx | onnx:DIR | cmd:"program args" | python:module:factory |
+      hf[:FOLDER] | mutant:NAME | llamacpp:[FILE.gguf] [opts] | genai:[DIR] |
+      openai:URL [opts]    (docs/checking.md, Engines)
+Levels: L0 bitwise, L1 numeric (the spec's own float32 error x 10),
+L2 tokens (1% of the logit scale; near ties), L3 distribution (G-test).
+Laws: unrolled split recurrent sampler state fork batch determinism causality.
+A law the check could not exercise (e.g. batch, without the capability)
+fails unless dropped with --skip-law. A coverage run reaches position 512
+(thorough: 2048) before Hypothesis explores. A failure is shrunk to a short
+operation sequence, written with --out and replayable with `lmstep replay
+FILE`. Exit status 0 pass, 1 fail, 2 usage or input error.
 \b
 Examples:
-  lmstep check -m tiny-llama --impl onnx
+  lmstep check -m tiny-llama --impl onnx --skip-law batch
   lmstep check -m tiny-gpt2 --impl cmd:"python my_engine.py" --level L2 --out cex.json
   lmstep check -m tiny-llama --impl "llamacpp: kv=f16 fa=on" --level L2
 """
 
-PROFILES = {"quick": (30, 10), "thorough": (300, 25)}
+PROFILES = {"quick": (30, 10, 512), "thorough": (300, 25, 2048)}
 
 
 def register(app: typer.Typer) -> None:
@@ -31,10 +37,18 @@ def register(app: typer.Typer) -> None:
     def check(
         model: str = opt.Model,
         impl: str = typer.Option(..., "--impl", help="The implementation to check (see above)."),
-        level: str = typer.Option("L1", "--level", help="Required conformance level: L0, L1 or L2."),
-        profile: str = typer.Option("quick", "--profile", help="quick (30 runs x 10 ops) or thorough (300 x 25)."),
-        examples: int | None = typer.Option(None, "--examples", min=1, help="Runs (overrides the profile)."),
+        level: str = typer.Option("L1", "--level", help="Required conformance level: L0, L1, L2 or L3."),
+        profile: str = typer.Option(
+            "quick", "--profile", help="quick (depth 512, 30 runs x 10 ops) or thorough (depth 2048, 300 x 25)."
+        ),
+        examples: int | None = typer.Option(None, "--examples", min=1, help="Explored runs (overrides the profile)."),
         steps: int | None = typer.Option(None, "--steps", min=1, help="Operations per run (overrides the profile)."),
+        depth: int | None = typer.Option(
+            None, "--depth", min=1, help="Position the coverage run passes (overrides the profile)."
+        ),
+        skip_law: list[str] = typer.Option(
+            [], "--skip-law", help="Drop a checker law on purpose (repeatable or comma-separated); echoed."
+        ),
         temperature: float = opt.Temperature,
         top_k: int = opt.TopK,
         top_p: float = opt.TopP,
@@ -49,7 +63,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = opt.Json,
     ) -> None:
         from lmstep.runtime.check import check as run_check
-        from lmstep.runtime.check import open_impl, parse_level
+        from lmstep.runtime.check import open_impl, parse_level, parse_skip
         from lmstep.runtime.check.cetrace import to_json
         from lmstep.runtime.check.report import render
         from lmstep.runtime.files import check_writable, write_atomic
@@ -64,12 +78,14 @@ def register(app: typer.Typer) -> None:
         if profile not in PROFILES:
             raise InputError(f"unknown profile {profile!r}; use quick or thorough")
         required = parse_level(level)
+        skipped = parse_skip(skip_law)
         out = None if out_name is None else check_writable(out_name, force)  # a str: typer reads '' as Path('.')
         m = open_model(model, temperature=temperature, top_k=top_k, top_p=top_p)
-        n_examples, n_steps = examples or PROFILES[profile][0], steps or PROFILES[profile][1]
+        n_examples, n_steps, n_depth = examples or PROFILES[profile][0], steps or PROFILES[profile][1], depth
+        n_depth = n_depth or PROFILES[profile][2]
         implementation = open_impl(impl, m, timeout=timeout or 30.0, provider=provider or "auto")
         try:
-            report = _run(run_check, m, implementation, required, n_examples, n_steps)
+            report = _run(run_check, m, implementation, required, n_examples, n_steps, n_depth, skipped)
         finally:
             getattr(implementation, "close", lambda: None)()
         if out is not None and not report.passed:
@@ -81,22 +97,58 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(0 if report.passed else 1)
 
 
-def _run(run_check, model, impl, required, examples, steps):
+# Without a terminal (a log, CI) progress is a plain line on stderr this often, once a check runs that long: a
+# quick profile on a 1B-parameter checkpoint takes minutes (docs/checking.md has the cost per operation).
+PROGRESS_EVERY_S = 30.0
+
+
+def _run(run_check, model, impl, required, examples, steps, depth, skipped):
     import sys
+    import time
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (TextColumn("checking {task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task(impl.name, total=examples)
+    tty = sys.stderr.isatty()
+    columns = (
+        TextColumn("checking {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("runs, {task.fields[ops]} operations"),
+        TimeElapsedColumn(),
+    )
+    t0 = last = time.perf_counter()
+    state = {"example": 0}
+
+    def on_op(n: int) -> None:
+        nonlocal last
+        bar.update(task, ops=n)
+        now = time.perf_counter()
+        if not tty and now - last >= PROGRESS_EVERY_S:
+            last = now
+            print(
+                f"lmstep: checking {impl.name}: run {state['example']}/{examples + 1}, {n} operations, "
+                f"{now - t0:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def on_example(n: int) -> None:
+        state["example"] = min(n, examples + 1)  # run 1 is the coverage run
+        bar.update(task, completed=state["example"])
+
+    with Progress(*columns, console=Console(stderr=True), transient=True, disable=not tty) as bar:
+        task = bar.add_task(impl.name, total=examples + 1, ops=0)
         return run_check(
             model,
             impl,
             required=required,
             max_examples=examples,
             steps=steps,
-            on_example=lambda n: bar.update(task, completed=min(n, examples)),
+            depth=depth,
+            skip_laws=skipped,
+            on_example=on_example,
+            on_op=on_op,
         )
 
 
@@ -108,14 +160,18 @@ def _as_dict(report, out) -> dict:
         "passed": report.passed,
         "laws": {
             law: {
-                "level": s["level"].name if s["level"] else "FAIL",
-                "worst_rel_err": s["worst_err"],
-                "excused": s["excused"],
-                "comparisons": s["n"],
+                "level": "not exercised" if s["level"] is None else s["level"].name,
+                "worst_rel_err": s.get("worst_err", 0.0),
+                "worst_err_over_bound": s.get("worst_ratio", 0.0),
+                "excused": s.get("excused", 0),
+                "coverage": report.coverage.get(law, {}),
             }
             for law, s in report.laws.items()
         },
-        "examples": report.examples,
+        "skipped_laws": list(report.skipped),
+        "operations": report.operations,
+        "notes": list(report.notes),
+        "runs": report.examples,
         "seconds": round(report.seconds, 3),
         "message": report.message,
         "failed_law": report.failed_law,

@@ -47,8 +47,11 @@ def _describe(name: str, desc: str) -> dict:
     m = load(name)
     before = m.init_state()
     after, _ = m.step(before, 0, 0.0)
-    layer0 = {  # the axis that grows with each token (a KV cache's sequence axis) is written "T"
-        k.split(".", 2)[2]: [d if d == e else "T" for d, e in zip(a.shape, after.arrays()[k].shape)]
+    # The axis that grows with each token (a KV cache's sequence axis) is written "T"; a sliding window bounds it.
+    keep = getattr(m.config, "kept_keys", None)
+    grows = "T" if keep is None else f"min(T, {keep})"
+    layer0 = {
+        k.split(".", 2)[2]: [d if d == e else grows for d, e in zip(a.shape, after.arrays()[k].shape)]
         for k, a in before.arrays().items()
         if k.startswith("past_key_values.0.")
     }

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..codec import f32_bits as f32_hex
+from . import attention
 from .measure import TensorDiff, by_layer, summarize, top_candidates
 from .session import Entry, Session
 from .text import token_text, tokens_text
@@ -104,6 +105,9 @@ def _transition(model: Any, e: Entry, seed: int) -> Any:
             style=style,
         )
     grid.add_row("top", top)
+    heads = attention.for_entry(model, e)
+    if heads:
+        grid.add_row("attend", Text(attention.summary(heads)))
     return grid
 
 
@@ -163,8 +167,11 @@ def plain_block(model: Any, e: Entry, seed: int) -> str:
         f"pos {pos - 1}  in {quoted(model, e.input)}  rand {e.rand:.7f} ({f32_hex(e.rand)})  "
         f"-> sampled {quoted(model, e.output.token)}  next {quoted(model, e.next)} ({e.source})",
         f"  top    {top}",
-        f"  state  pos {pos}  digest {e.state.digest()}",
     ]
+    heads = attention.for_entry(model, e)
+    if heads:
+        lines.append(f"  attend {attention.summary(heads)}")
+    lines += [f"  state  pos {pos}  digest {e.state.digest()}"]
     for i, tensors in by_layer(summarize(e.state)).items():
         cells = "  ".join(f"{t.name.split('.', 2)[2]} {list(t.shape)} |{t.norm:.4f}|" for t in tensors)
         lines.append(f"    layer {i}  {cells}")
@@ -189,6 +196,10 @@ def json_record(model: Any, e: Entry, seed: int) -> dict[str, Any]:
         "sampled_text": token_text(model, e.output.token),
         "next": e.next,
         "next_source": e.source,
+        "attention": [
+            {"layer": v.layer, "head": v.head, "top": v.top, "weight": float(v.weights[v.top])}
+            for v in attention.for_entry(model, e)
+        ],
         "state": {
             "pos": pos,
             "digest": e.state.digest(),

@@ -13,11 +13,18 @@ up to ``seqs`` sequences; a handle is a sequence id and its position):
     run_batch   one llama_decode holding every sequence's chunk, each token tagged with its sequence
     state       llama_state_seq_get_data, parsed (llamacpp_state.py) into the spec's names and layout: keys
                 [1, K, pos, D] back in rotate-half order (llama.cpp's "normal" RoPE caches adjacent pairs)
-    release     llama_memory_seq_rm; without an explicit release, a sequence is freed when its handle is
-                garbage-collected (the checker drops sessions it no longer needs), so 256 ids go a long way
+    release     llama_memory_seq_rm (capability "release": the checker releases every handle it is done with);
+                a handle dropped without release is freed when it is garbage-collected, as a fallback
+
+A context holds at most ``seqs`` sequences (n_seq_max): a check that needs more live handles than that gets a
+clear failure naming the limit (protocol.Guarded adds how many handles the checker held).
 
 Options (impl_options.py): kv=f32|f16|bf16|q8_0 (KV-cache type, default f32), fa=off|on (flash attention),
 threads=N, sampler=lmstep|native, ctx=N (KV cells shared by all live sequences), seqs=N (at most 256).
+ctx must hold the deepest sequence the checker drives (:func:`cells_needed`: the thorough coverage run's main
+line, up to the model's context) beside the others; a smaller ctx is refused when the engine is opened, so a
+check never reports a full cache as a finding about llama.cpp. The default is four times the model's context (at
+most 4096), and never less than that need.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ OPTIONS = {
     "seqs": (integer(1, 256), 256),
     "vocab": (choice("model", "ids"), "model"),  # the vocabulary of the GGUF written for llamacpp: (no file)
 }
+SIDE_CELLS = 256  # cells for the sessions beside the deepest one (coverage.py's side work stays below 100 tokens)
 LOG_TAIL: collections.deque[str] = collections.deque(maxlen=30)
 _STATE: dict[str, Any] = {}
 
@@ -73,6 +81,23 @@ def _lib() -> Any:
     return llama_cpp
 
 
+def cells_needed(model: Model) -> int:
+    """KV cells the checker can need at once: its deepest session, the main line of the thorough coverage run
+    (coverage.py: chunks of LENGTHS with a decode after each until past DEPTH["thorough"]), capped by the model's
+    context, plus the sessions beside it. A recurrent model (Mamba) keeps no cells per position: ctx then only
+    bounds a llama_decode's tokens (n_batch), and the longest chunk is the need."""
+    from .coverage import DEPTH, LENGTHS
+
+    pos = 0
+    for n in LENGTHS:
+        pos += n + 1
+        if pos > DEPTH["thorough"]:
+            break
+    if model.arch == "mamba":
+        return max(LENGTHS) + 1
+    return min(pos, model.context_limit or pos) + SIDE_CELLS
+
+
 def log_tail(n: int = 6) -> str:
     useful = [ln for ln in LOG_TAIL if len(ln.strip(". ")) > 2]  # not the loader's progress dots
     lines = [ln for ln in useful if "error" in ln.lower() or "failed" in ln.lower() or "not" in ln] or useful
@@ -92,6 +117,12 @@ class Seq:
 
 class LlamaCppImpl:
     def __init__(self, model: Model, path: str, options: dict[str, Any], spec_text: str):
+        need = cells_needed(model)
+        if options["ctx"] and options["ctx"] < need:
+            raise InputError(
+                f"llamacpp: ctx={options['ctx']} is below the {need} KV cells the check can need at once (its "
+                f"deepest sequence, up to the model's context, beside the others); use ctx>={need} or leave ctx unset"
+            )
         L = self.L = _lib()
         self.model, self.path, self.opts = model, path, options
         self.name = f"llama.cpp {spec_text}".strip()
@@ -102,8 +133,7 @@ class LlamaCppImpl:
         if not self.lm:
             raise InputError(f"llamacpp:{path}: llama.cpp cannot load it: {log_tail() or 'no reason given'}")
         self._check_model()
-        limit = model.context_limit or 4096
-        n_ctx = options["ctx"] or 4 * min(limit, 4096)
+        n_ctx = options["ctx"] or max(4 * min(model.context_limit or 4096, 4096), need)
         cp = L.llama_context_default_params()
         cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = n_ctx, n_ctx, min(512, n_ctx), options["seqs"]
         cp.n_threads = cp.n_threads_batch = options["threads"]

@@ -7,9 +7,14 @@ the token sequence itself (an immutable value) and every operation is one or mor
                         temperature 0 and logprobs N; row k is the first generated token's top_logprobs.
                         rows=echo: one request with echo, whose top_logprobs[i] is the distribution predicting
                         prompt token i (OpenAI's semantics), plus the generated token's for the last row.
-    decode(h, t, rand)  one request on h + [t] with max_tokens 1, the sampler's temperature / top_k / top_p and
-                        seed = the float32 bits of rand: the row, and the sampled token. The server draws with its
-                        own RNG, so a sampled token is graded at L3 (its distribution), greedy at L2 or better.
+    decode(h, t, rand, sampler)  one request on h + [t] with max_tokens 1, that decode's temperature / top_k /
+                        top_p (protocol 2: the checker varies them per decode) and seed = the float32 bits of rand:
+                        the row, and the sampled token. The server draws with its own RNG, so a sampled token is
+                        graded at L3 (its distribution), greedy at L2 or better. The sampled token's entry that
+                        OpenAI's top_logprobs add beyond the top N is left out of the row.
+
+Capabilities: "fork" and "immutable" (a handle is a value), nothing to release (the server keeps no session);
+no "state" or "batch": check with --skip-law state,batch.
 
 What comes back is a TopLogprobs (logprobs.py), graded against the spec's log-softmax at those ids: L1 at best.
 Every other sampling knob is sent neutral (min_p 0, repeat_penalty 1, penalties 0), since servers default some on.
@@ -202,7 +207,10 @@ class OpenAIImpl:
             raise ImplementationError(
                 f"openai: max_tokens 1 without echo gave {len(positions)} log-probability entries, expected 1"
             )
-        return positions[0][0], int(positions[0][1])
+        top, sampled = positions[0][0], int(positions[0][1])
+        if len(top) > self.n and sampled in top:  # OpenAI's top_logprobs add the sampled token when outside the top N
+            top = {i: v for i, v in top.items() if i != sampled}
+        return top, sampled
 
     # -- the protocol -------------------------------------------------------------------------------------
     def init(self) -> tuple[int, ...]:

@@ -83,16 +83,19 @@ def run_row(row: Row, examples: int, servers: dict[str, str]) -> dict[str, Any]:
     spec = row.impl.replace("{server}", servers.get(row.family, ""))
     result: dict[str, Any] = {"row": row, "model": Path(str(name)).name, "laws": {}, "err": 0.0, "seconds": 0.0}
     # the checker's own sampler settings per decode (protocol 2: greedy, top-k, top-p, tiny temperatures, ...); a
-    # law that fails even L3 stops the run, so it is recorded and the others are measured in a run without it
+    # law that fails even L3 stops the run. Where it is one whose operations leave no session behind (the sampled
+    # token is never fed back: the checker picks the next token), it is recorded and the others are measured in a
+    # run without it; a failing logits or state law leaves the sessions after it wrong, so the laws the run did not
+    # reach stay "not reached" rather than failing as its consequences.
     failed: list[str] = []
     finite: list[dict[str, Any]] = []
     for _ in range(3):
         r = timed(result, spec, load(name), examples, failed)
         for law, s in r.laws.items():
             if law not in failed:
-                result["laws"][law] = s["level"]
+                result["laws"][law] = s["level"] if s["level"] is not None else "not reached"
         finite += [s for s in r.laws.values() if s.get("n") and s["worst_err"] != float("inf")]
-        if r.passed or r.laws.get(r.failed_law, {}).get("level") is None:
+        if r.passed or r.failed_law not in RERUN or r.laws.get(r.failed_law, {}).get("level") is None:
             if not r.passed:  # a protocol failure, or a failure that did not recur
                 result.setdefault("failures", []).append(("checker's settings", r.failed_law, r.message))
             break
@@ -123,6 +126,7 @@ def run_row(row: Row, examples: int, servers: dict[str, str]) -> dict[str, Any]:
     return result
 
 
+RERUN = ("sampler", "determinism", "causality")  # failing laws whose operations leave no session behind
 DEEP = 2048  # one chunk this long (or the context, if shorter): the thorough profile's depth in one call
 NEEDS = {"state": "state", "fork": "fork", "batch": "batch"}  # laws an engine cannot be compared on without these
 
@@ -184,7 +188,8 @@ def locate(row: Row, name: Any, spec: str, result: dict[str, Any]) -> list[tuple
     from lmstep.spec import load
 
     out = []
-    if any(level is not None and level < Level.L1 for law, level in result["laws"].items() if law != "sampler"):
+    levels = [v for law, v in result["laws"].items() if law != "sampler" and not isinstance(v, (str, type(None)))]
+    if any(level < Level.L1 for level in levels):
         model = load(name)
         impl = open_impl(spec, model)
         try:
@@ -256,7 +261,8 @@ EXPLANATIONS = {
         "the cells sit in the KV cache; a fork's new cells land in whatever cells are free (freed sequences leave "
         "holes), so two forks of one state decoding the same token sum in different orders and differ by ~6e-4 "
         "(shrunk to: a few decodes and forks, then the same decode on two forks). A server with several slots and "
-        "flash attention on gives a prompt different logits depending on what ran before."
+        "flash attention on gives a prompt different logits depending on what ran before (tests/test_check_llamacpp.py "
+        "reproduces it; a matrix run finds it only when its operations reuse freed cells that way)."
     ),
     ("llama.cpp", "*", "sampler=native", "checks"): (
         "llama.cpp's own chain (common/sampling.cpp order: top-k, top-p, min-p, then temperature, then the draw) "
@@ -270,12 +276,15 @@ EXPLANATIONS = {
     ("llama-cpp-python server", "gpt2", "*", "checks"): (
         "The same fp16 GELU table as llama.cpp in process (it is llama.cpp), seen through the log-probabilities: "
         "L2. And the sampler: llama-cpp-python adds top-k, typical-p, top-p and min-p before temperature, so with "
-        "top-p 0.9 it draws tokens the spec gives probability 0."
+        "top-p 0.9 it draws tokens the spec gives probability 0; at T=1e-40 (z / T overflows: greedy in SPEC.md §3) "
+        "its temperature sampler divides anyway and draws token V-1 = 255 from infinities, as llama.cpp's chain does."
     ),
     ("llama-cpp-python server", "*", "*", "checks"): (
         "llama-cpp-python's sampler adds top-k, typical-p, top-p and min-p before temperature (as llama.cpp's): the "
-        "same top-p-before-temperature order, found through the API. The log-probabilities it returns are its "
-        "float32 log-softmax of llama.cpp's logits, within L1 of the spec's."
+        "same top-p-before-temperature order, found through the API. At T=1e-40 (z / T overflows: greedy in "
+        "SPEC.md §3) its temperature sampler divides anyway and draws token V-1 = 255 from infinities, as llama.cpp's "
+        "chain does. The log-probabilities it returns are its float32 log-softmax of llama.cpp's logits, within L1 "
+        "of the spec's."
     ),
     ("transformers", "mamba", "*", "checks"): (
         "transformers' Mamba takes its one-token decode path for any forward with a cache, so a chunk of several "
@@ -368,7 +377,8 @@ runs per check after the coverage run to position 512). Each cell is the conform
 ([checking.md](checking.md)): L0 bitwise, L1 within the comparison's bound (the spec's own float32 error against
 its float64 twin, x 10), L2 within 1% of the logit scale with every token decision agreeing up to near ties, L3
 the sampled tokens follow the spec's distribution, fail, or — where the engine's API offers no way to compare it
-(no fork, batch or state: dropped with --skip-law). Every check runs with the requirement at L3, so a law below
+(no fork, batch or state: dropped with --skip-law), or "not reached" where a law failing before it left the
+sessions wrong. Every check runs with the requirement at L3, so a law below
 L1 shows how far it falls instead of stopping the run. "sampler": the checker's own settings per decode (protocol
 2: greedy, top-k, top-p, a temperature so small that z / T overflows, ...); "sampler T=0.8 alone": every decode
 with T=0.8, top-k 40, top-p 0.9 (the engine as a protocol-1 implementation). An engine that draws with its own RNG

@@ -25,7 +25,7 @@ def llama_logits(model, path: Path, tokens: list[int]) -> np.ndarray:
     pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (optional: pip install -e '.[llamacpp]')")
     from lmstep.runtime.check.llamacpp_impl import LlamaCppImpl
 
-    impl = LlamaCppImpl.open(f"{path} ctx=256 seqs=2", model)
+    impl = LlamaCppImpl.open(f"{path} seqs=2", model)
     try:
         return impl.run(impl.init(), tokens)[1]
     finally:

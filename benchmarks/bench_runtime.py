@@ -157,11 +157,11 @@ if __name__ == "__main__":
         f" {'quick' if QUICK else 'full'} run"
     )
     print(f"1. decode, greedy, {NEW} new tokens after {len(PROMPT)} prompt tokens")
-    for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba"):
+    for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mamba2"):
         decode(name)
     print("2. prefill 256 tokens: unrolled graph vs 256 step calls")
-    for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba"):
+    for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mamba2"):
         prefill(name)
     print("3. per-step time vs context")
-    for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba"):
+    for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mamba2"):
         per_step(name)

@@ -14,8 +14,8 @@ import numpy as np
 def to_transformers(model: Any) -> Any:
     import torch
 
-    build = {"llama": _llama, "gpt2": _gpt2, "mamba": _mamba}[model.arch]
-    hf, state = build(model.config, model.weights)
+    build = {"llama": _llama, "gpt2": _gpt2, "mamba": _mamba, "mamba2": _mamba2}[model.arch]
+    hf, state = build(model.config, model.weights) if model.arch != "mamba2" else _mamba2(model)
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v, np.float32)) for k, v in state.items()}
     missing, unexpected = hf.load_state_dict(tensors, strict=False)
     missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied heads load with the embedding
@@ -145,6 +145,24 @@ def _mamba(cfg: Any, w: Any):
         if layer.in_proj_bias is not None:
             sd[p + "mixer.in_proj.bias"] = layer.in_proj_bias
             sd[p + "mixer.out_proj.bias"] = layer.out_proj_bias
+    return hf, sd
+
+
+def _mamba2(model: Any):
+    """Mamba-2 through the checkpoint loader's own name table (spec/hf_names.py), inverted."""
+    from transformers import Mamba2Config, Mamba2ForCausalLM
+
+    from lmstep.spec import hf_names
+
+    cfg = model.config
+    fields = ("vocab_size", "hidden_size", "state_size", "num_hidden_layers", "num_heads", "head_dim", "expand")
+    fields += ("n_groups", "conv_kernel", "chunk_size", "time_step_limit", "layer_norm_epsilon", "use_bias")
+    fields += ("use_conv_bias", "tie_word_embeddings")
+    hf = Mamba2ForCausalLM(Mamba2Config(**{f: getattr(cfg, f) for f in fields}))
+    sd = {}
+    for ours, a in model.named_weights().items():
+        name, layout = hf_names.hf_name("mamba2", ours)
+        sd[name] = a.T if layout == "linear" else a.T[:, None, :] if layout == "conv" else a
     return hf, sd
 
 

@@ -53,7 +53,7 @@ if __name__ == "__main__":
             f"CUDA vs CPU, TF32 {'on' if tf32 == '1' else 'off (pinned)'}: "
             "worst relative error over 4 x (prefill 300 + 64 steps)"
         )
-        for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba"):
+        for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mamba2"):
             w = errors(name)
             arch = name.split("-")[1]
             print(

@@ -76,7 +76,7 @@ def main() -> None:
         )
     if args.long:
         tokens = np.random.default_rng(0).integers(0, 256, 1024).tolist()
-        for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral"):
+        for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral", "tiny-mamba2"):
             model = load(name)
             found = (
                 mamba_errors(model, tokens)

@@ -87,8 +87,8 @@ _CATALOGUE = [
         ["unrolled-eq-recurrent", "state-contract"],
         "model code",
         "decode keeps the old conv window instead of shifting the new input in",
-        [Edit("mamba._mixer_step", "o.slice(window, 2, 1, None)", "o.slice(window, 2, 0, -1)")],
-        models=["tiny-mamba"],
+        [Edit("layers.causal_conv_step", "o.slice(window, 2, 1, None)", "o.slice(window, 2, 0, -1)")],
+        models=["tiny-mamba", "tiny-mamba2"],
     ),
     Mutant(
         "scan-swapped",
@@ -119,6 +119,86 @@ _CATALOGUE = [
             )
         ],
         models=["tiny-mamba"],
+    ),
+    # Mamba-2's chunked SSD (mamba2.ssd, the unrolled form) and its mixer.
+    Mutant(
+        "ssd-state-not-carried",
+        ["unrolled-eq-recurrent", "split-invariance", "state-contract"],
+        "state handling",
+        "the chunked SSD drops every chunk's end state: each chunk starts from the carried state alone",
+        [
+            Edit(
+                "mamba2.ssd",
+                "o.concat([o.unsqueeze(h0, 1), states], axis=1)",
+                "o.concat([o.unsqueeze(h0, 1), o.mul(states, 0.0)], axis=1)",
+            )
+        ],
+        models=["tiny-mamba2"],
+    ),
+    Mutant(
+        "ssd-chunk-decay-off-by-one",
+        ["unrolled-eq-recurrent", "split-invariance", "state-contract"],
+        "model code",
+        "the decay between chunks is shifted by one chunk: a state is decayed through the chunks after the one it "
+        "enters instead of those before (the chunk totals padded at the end, not the front)",
+        [
+            Edit(
+                "mamba2.ssd",
+                "o.pad_front(totals, -1, 1, 0.0)",
+                "o.concat([totals, o.mul(o.slice(totals, -1, 0, 1), 0.0)], axis=-1)",
+            )
+        ],
+        models=["tiny-mamba2"],
+    ),
+    Mutant(
+        "ssd-h0-undecayed",
+        ["unrolled-eq-recurrent", "split-invariance", "state-contract"],
+        "model code",
+        "the state entering a chunk reaches its outputs without the decay from the chunk's start",
+        [
+            Edit(
+                "mamba2.ssd",
+                "o.mul(o.matmul(c, start), o.unsqueeze(o.exp(cumulative), -1))",
+                "o.matmul(c, start)",
+            )
+        ],
+        models=["tiny-mamba2"],
+    ),
+    Mutant(
+        "ssd-decay-per-group",
+        ["unrolled-eq-recurrent", "split-invariance", "state-contract"],
+        "model code",
+        "the unrolled form decays every head of a group with the A of the group's first head (A indexed per group)",
+        [
+            Edit(
+                "mamba2._mixer_unrolled",
+                "o.neg(o.exp(layer.A_log))",
+                "o.neg(o.exp(o.gather(layer.A_log, o.mul(o.int_div(o.arange(0, cfg.num_heads), "
+                "cfg.num_heads // cfg.n_groups), cfg.num_heads // cfg.n_groups))))",
+            )
+        ],
+        models=["tiny-mamba2"],
+    ),
+    Mutant(
+        "gated-norm-before-gate",
+        ["numeric-tolerance"],
+        "model code",
+        "the grouped RMSNorm applied before the gate, norm(y) * silu(z) (mamba_ssm's RMSNormGated default; "
+        "Mamba-2 gates first), in both forms alike: only a comparison with the spec shows it",
+        [
+            Edit(
+                "mamba2._output",
+                "gated = o.reshape(o.mul(y, silu(o, z)), (*lead, cfg.n_groups, -1))",
+                "gated = o.reshape(y, (*lead, cfg.n_groups, -1))",
+            ),
+            Edit(
+                "mamba2._output",
+                "normed = o.reshape(rms_norm(o, gated, weight, cfg.layer_norm_epsilon), (*lead, -1))",
+                "normed = o.mul(o.reshape(rms_norm(o, gated, weight, cfg.layer_norm_epsilon), (*lead, -1)), "
+                "silu(o, z))",
+            ),
+        ],
+        models=["tiny-mamba2"],
     ),
     # The runtime's scan schedule (runtime/mamba_scan.py, what the export builds): its mutants are copies of that
     # module, run by the proofs and the schedule's tests; the spec and the checker's spec engines do not use it.
@@ -286,7 +366,7 @@ _CATALOGUE = [
                 "state.pos + n, freeze_cache(cache)), frozen_array(logits[0, :n], np.float32)",
             ),
         ],
-        models=["tiny-mamba"],
+        models=["tiny-mamba", "tiny-mamba2"],
     ),
     Mutant(
         "forks-share-buffer",
@@ -391,15 +471,11 @@ _CATALOGUE = [
         ["numeric-tolerance"],
         "numerics",
         "Mamba's block RMSNorms use a hard-coded eps 1e-6 instead of the config's 1e-5",
+        # mamba.blocks: the residual stack both forms (and Mamba-2) share, so both forms are wrong alike
         [
             Edit(
-                "mamba.forward",
-                "rms_norm(o, x, layer.norm, cfg.layer_norm_epsilon)",
-                "rms_norm(o, x, layer.norm, 1e-6)",
-            ),
-            Edit(
-                "mamba.decode", "rms_norm(o, x, layer.norm, cfg.layer_norm_epsilon)", "rms_norm(o, x, layer.norm, 1e-6)"
-            ),
+                "mamba.blocks", "rms_norm(o, x, layer.norm, cfg.layer_norm_epsilon)", "rms_norm(o, x, layer.norm, 1e-6)"
+            )
         ],
         models=["tiny-mamba"],
     ),

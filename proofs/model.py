@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import z3
 
-from lmstep.spec import builtin, gpt2, llama, mamba
+from lmstep.spec import builtin, gpt2, llama, mamba, mamba2
 from lmstep.spec.arrays import SeqBuffer
 from lmstep.spec.model import ARCHITECTURES
 
@@ -60,7 +60,22 @@ CONFIGS: dict[str, Any] = {
         time_step_rank=1,
         conv_kernel=2,
     ),
+    # Two heads in two groups (each its own B, C and norm group), chunks of 2: the 3 tokens cross a chunk boundary.
+    "mamba2": mamba2.Config(
+        vocab_size=2,
+        hidden_size=1,
+        state_size=1,
+        num_hidden_layers=1,
+        num_heads=2,
+        head_dim=1,
+        n_groups=2,
+        conv_kernel=2,
+        chunk_size=2,
+    ),
 }
+# Mamba-2's decays are exps of segment sums in the unrolled form and products of exps in the recurrent one: the
+# "product" exp model (symbolic.py) makes them the same polynomial. The others use the field lemmas.
+EXP = {"mamba2": "product"}
 
 
 def symbolic_weights(o: Z3Ops, module: ModuleType, cfg: Any) -> Any:
@@ -96,7 +111,7 @@ def prefill_query(
     ``decode`` / ``forward``: a mutant's (default: the architecture's own)."""
     module = ARCHITECTURES[FAMILY_ARCH.get(arch, arch)]
     decode, forward = decode or module.decode, forward or module.forward
-    cfg, o = CONFIGS[arch], Z3Ops(Real(), normalize=True)
+    cfg, o = CONFIGS[arch], Z3Ops(Real(), normalize=True, exp=EXP.get(arch, "field"))
     w = builtin.init_weights(FAMILY_ARCH.get(arch, arch), cfg, 0) if seeded else symbolic_weights(o, module, cfg)
     positions = np.arange(len(tokens), dtype=np.int64)[None]
     tokens = np.array([tokens], np.int64)
@@ -117,6 +132,7 @@ MUTANTS: dict[str, tuple[str, str, list[int], bool]] = {  # obligation suffix, c
     "mistral": ("window-only-in-decode", "window-only-in-decode", TOKENS, True),  # mutates forward, not decode
     "gpt2": ("position-off-by-one", "decode-position-off-by-one", TOKENS[:1], False),
     "mamba": ("conv-window", "conv-not-shifted", TOKENS[:2], True),
+    "mamba2": ("conv-window", "conv-not-shifted", TOKENS[:2], True),  # the conv step both generations share
 }
 
 

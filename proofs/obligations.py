@@ -31,7 +31,7 @@ from lmstep.spec.laws import BY_ID
 
 from .domains import model_value
 
-TOPICS = ("scan", "attention", "sampler", "floats", "integers", "linear", "model", "algorithm")
+TOPICS = ("scan", "attention", "sampler", "floats", "integers", "linear", "model", "algorithm", "ssd")
 
 
 @dataclasses.dataclass

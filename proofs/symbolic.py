@@ -92,8 +92,8 @@ class Z3Ops:
         mask_as_neg_inf: bool | None = None,
         normalize: bool = False,
     ) -> None:
-        if exp not in ("field", "positive", "libm"):
-            raise ValueError(f"exp model must be field, positive or libm, not {exp!r}")
+        if exp not in ("field", "product", "positive", "libm"):
+            raise ValueError(f"exp model must be field, product, positive or libm, not {exp!r}")
         self.dom = domain if domain is not None else Real()
         self.shift, self.exp_model = shift, exp
         self.exp_lemmas = exp == "field"
@@ -333,6 +333,8 @@ class Z3Ops:
         x = self._lift(x, self.dom.const(0))  # not normalized: the exp lemmas split x along its own + and -
         if self.exp_model == "libm" or isinstance(self.dom, Float):
             return self._exp_libm(x)
+        if self.exp_model == "product" and z3.is_add(x):  # exp(a + b) is the term exp(a) exp(b)
+            return functools.reduce(lambda p, q: p * q, [self._exp(x.arg(i)) for i in range(x.num_args())])
         e = self.func("exp")(x)
         self.fact("exp > 0", e > 0)
         if self.exp_lemmas:

@@ -9,6 +9,8 @@ Names follow onnxruntime-genai's decoder contract (docs/design.md §7) so ``mode
                                                        (Mistral: past = min(pos, W - 1), see below)
              past_key_values.{i}.conv_state            [batch, E, W-1] float32   (Mamba)
              past_key_values.{i}.recurrent_state       [batch, E, N] float32     (Mamba)
+             past_key_values.{i}.conv_state            [batch, E + 2GN, W-1]     (Mamba-2: x, B and C)
+             past_key_values.{i}.recurrent_state       [batch, H, P, N]          (Mamba-2: one [P, N] per head)
     outputs  logits [batch, seq, vocab] float32
              present.{i}.key / .value / .conv_state / .recurrent_state   (the state after these tokens)
 
@@ -52,7 +54,9 @@ SAMPLER_INPUTS = {
 }
 TOKEN_OUTPUT = "token"
 
-HAS_POSITIONS = {"llama": True, "gpt2": True, "mamba": False}
+HAS_POSITIONS = {"llama": True, "gpt2": True, "mamba": False, "mamba2": False}
+# Architectures whose state is fixed-size tensors (conv window + SSM state), not a KV cache that grows.
+RECURRENT = ("mamba", "mamba2")
 
 
 def past_name(layer: int, kind: str) -> str:
@@ -64,6 +68,11 @@ def state_shapes(arch: str, cfg: Any, batch: Any = BATCH, past: Any = PAST) -> d
     if arch == "mamba":
         e = cfg.intermediate_size
         per_layer = {"conv_state": (batch, e, cfg.conv_kernel - 1), "recurrent_state": (batch, e, cfg.state_size)}
+    elif arch == "mamba2":
+        per_layer = {
+            "conv_state": (batch, cfg.conv_dim, cfg.conv_kernel - 1),
+            "recurrent_state": (batch, cfg.num_heads, cfg.head_dim, cfg.state_size),
+        }
     else:
         kv_heads = cfg.num_key_value_heads if arch == "llama" else cfg.n_head
         per_layer = {kind: (batch, kv_heads, past, cfg.head_dim) for kind in STATE_KINDS[arch]}

@@ -132,7 +132,7 @@ def _spec_cache(model: Model, past: dict[str, Var], bounded: bool = True) -> tup
     as onnxruntime-genai allocates it (contract.py)."""
     values = list(past.values())
     pairs = [tuple(values[i : i + 2]) for i in range(0, len(values), 2)]
-    if model.arch == "mamba":
+    if model.arch in io.RECURRENT:
         return tuple(pairs)
     keep = io.kept_rows(model.config) if bounded else None  # Mistral: W - 1
     return tuple((GraphCache(k, keep), GraphCache(v, keep)) for k, v in pairs)

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import attrs
 import onnx
 
 from lmstep.spec.arrays import tree_leaves
+from lmstep.spec.config import from_json, to_json
 from lmstep.spec.errors import LmstepError
 from lmstep.spec.model import ARCHITECTURES, Model
 
@@ -71,7 +71,7 @@ def export_key(model: Model) -> str:
     desc = json.dumps(
         {
             "arch": model.arch,
-            "config": attrs.asdict(model.config),
+            "config": to_json(model.config),
             "weights": model.weights_digest(),
             "exporter": EXPORTER_VERSION,
             "code": code_digest(),
@@ -100,7 +100,7 @@ def manifest(model: Model) -> dict[str, Any]:
         "opset": OPSET,
         "name": model.name,
         "arch": arch,
-        "config": attrs.asdict(cfg),
+        "config": to_json(cfg),
         "weights_sha256": model.weights_digest(),
         "graphs": {"step": STEP_FILE, "unrolled": UNROLLED_FILE},
         "io": {
@@ -258,7 +258,7 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
 
 def config_from_manifest(m: dict[str, Any]) -> Any:
     try:
-        return ARCHITECTURES[m["arch"]].Config(**m["config"])
+        return ARCHITECTURES[m["arch"]].Config(**from_json(m["config"]))
     except (TypeError, KeyError, ValueError) as err:
         raise ExportFolderError(
             f"the manifest's config does not fit {m['arch']} ({' '.join(str(err).split())[:120]}); re-export the model"

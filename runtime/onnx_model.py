@@ -222,11 +222,11 @@ class OnnxModel:
             return []
         self._check_tokens([token] * steps, state.pos)  # token is valid and every step fits the context
         values, pos, out = state.values, state.pos, []
-        # Fixed-shape states (Mamba) are written into two private buffer sets in turn: step i reads what step
+        # Fixed-shape states (Mamba, Mamba-2) are written into two private buffer sets in turn: step i reads what step
         # i-1 wrote (the caller's state at i = 0) and writes set i % 2, so no buffer is ever bound as both input
         # and output and the caller's state is never written. KV caches grow by one row per step, so
         # onnxruntime allocates each present instead (the old past is released, not copied on the host).
-        sets = [self._private_buffers(values) for _ in range(2)] if self.arch == "mamba" else None
+        sets = [self._private_buffers(values) for _ in range(2)] if self.arch in io.RECURRENT else None
         runner = self._step_runner()
         for i in range(steps):
             result = runner.run(

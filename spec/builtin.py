@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from . import gpt2, llama, mamba
+from . import gpt2, llama, mamba, mamba2
 from .model import ARCHITECTURES, Config, Weights
 from .rand import uniform_array
 
@@ -70,6 +70,22 @@ CONFIGS: dict[str, tuple[str, Config, str]] = {
         ),
         "Mistral-style: tiny-llama's decoder with a sliding window of 16 (bounded state), 1 kv head; bytes",
     ),
+    "tiny-mamba2": (
+        "mamba2",
+        mamba2.Config(
+            vocab_size=256,
+            hidden_size=64,
+            state_size=16,
+            num_hidden_layers=2,
+            num_heads=8,
+            head_dim=16,
+            expand=2,
+            n_groups=2,
+            conv_kernel=4,
+            chunk_size=8,
+        ),
+        "Mamba-2 (SSD): 2 layers, width 64, 8 heads of 16 in 2 groups, state 16, conv 4, chunks of 8; bytes",
+    ),
 }
 
 
@@ -81,7 +97,7 @@ def init_affine(name: str, shape: tuple[int, ...]) -> tuple[float, float]:
     leaf = name.rsplit(".", 1)[-1]
     if leaf == "A_log":  # A = -exp(A_log) in -[0.61, 4.5): decay rates spread like S4D-real's -(1..N)
         return 1.0, 0.5
-    if leaf == "dt_proj_bias":  # softplus^-1 of dt in about [1e-3, 0.1] (Mamba §3.6): bias in [-6.9, -2.3)
+    if leaf in ("dt_proj_bias", "dt_bias"):  # softplus^-1 of dt in about [1e-3, 0.1] (Mamba §3.6): [-6.9, -2.3)
         return 2.3, -4.6
     if leaf == "D":
         return 0.0, 1.0

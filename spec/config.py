@@ -45,3 +45,34 @@ POSITIVE_INT: dict[str, Any] = {"validator": positive_int}
 OPTIONAL_POSITIVE_INT: dict[str, Any] = {"validator": optional_positive_int}
 POSITIVE_FLOAT: dict[str, Any] = {"converter": _to_float, "validator": positive_float}
 BOOLEAN: dict[str, Any] = {"validator": boolean}
+
+
+# transformers 5 writes inf and nan as {"__float__": "Infinity"} in config.json (JSON has no such numbers;
+# PreTrainedConfig._encode_special_floats), older versions as a bare Infinity that only lenient readers accept.
+_FLOAT_TAGS = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
+
+
+def to_json(cfg: Any) -> dict[str, Any]:
+    """A Config as standard JSON values (for traces and export manifests): tuples as lists, inf and nan tagged as
+    transformers tags them (json.dumps would write the bare Infinity that strict JSON parsers reject)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, (tuple, list)):
+            return [plain(x) for x in v]
+        if isinstance(v, float) and not math.isfinite(v):
+            return {"__float__": "NaN" if math.isnan(v) else "Infinity" if v > 0 else "-Infinity"}
+        return v
+
+    return {k: plain(v) for k, v in attrs.asdict(cfg, recurse=False).items()}
+
+
+def from_json(obj: Any) -> Any:
+    """The inverse of :func:`to_json`'s float tags, anywhere in a JSON value (transformers' _decode_special_floats)."""
+    if isinstance(obj, dict):
+        tag = obj.get("__float__") if set(obj) == {"__float__"} else None
+        if isinstance(tag, str) and tag in _FLOAT_TAGS:
+            return _FLOAT_TAGS[tag]
+        return {k: from_json(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [from_json(v) for v in obj]
+    return obj

@@ -17,12 +17,14 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from . import gpt2, llama, mamba
+from . import gpt2, llama, mamba, mamba2
+from .config import from_json
 from .errors import ConfigError
 
 ARCHITECTURES = {"GPT2LMHeadModel": "gpt2", "LlamaForCausalLM": "llama", "MambaForCausalLM": "mamba"}
 MODEL_TYPES = {"gpt2": "gpt2", "llama": "llama", "mamba": "mamba"}
 ARCHITECTURES["MistralForCausalLM"] = MODEL_TYPES["mistral"] = "mistral"
+ARCHITECTURES["Mamba2ForCausalLM"] = MODEL_TYPES["mamba2"] = "mamba2"
 # Families that another architecture's code runs: Mistral is the Llama decoder with a sliding window.
 FAMILY_ARCH = {"mistral": "llama"}
 
@@ -321,8 +323,47 @@ def mamba_config(f: Fields) -> mamba.Config:
     )
 
 
+# -- Mamba-2: transformers Mamba2Config -------------------------------------------------------------------------
+def mamba2_config(f: Fields) -> mamba2.Config:
+    f.expect("hidden_act", ("silu",), "silu", ", the conv activation")
+    f.expect("rms_norm", (True,), True)  # transformers 4.x name: Mamba2 always uses (gated) RMSNorm
+    # mamba_ssm's option; transformers' Mamba2 always gates before its norm: norm(y * silu(z)).
+    f.expect("norm_before_gate", (False,), False, ", the gate is applied before the grouped RMSNorm")
+    # residual_in_fp32: we compute in float32 throughout. time_step_rank is stored by transformers' Mamba2 but read
+    # by no computation (Mamba-2 has no dt projection); time_step_min/max/floor and rescale_prenorm_residual only
+    # shape the initialisation.
+    f.inert(
+        "residual_in_fp32",
+        "time_step_rank",
+        "time_step_min",
+        "time_step_max",
+        "time_step_floor",
+        "rescale_prenorm_residual",
+    )
+    return mamba2.Config(
+        vocab_size=f.take("vocab_size", 32768),
+        hidden_size=f.take("hidden_size", 4096),
+        state_size=f.take("state_size", 128),
+        num_hidden_layers=f.take("num_hidden_layers", 64),
+        num_heads=f.take("num_heads", 128),
+        head_dim=f.take("head_dim", 64),
+        expand=f.take("expand", 2),
+        n_groups=f.take("n_groups", 8),
+        conv_kernel=f.take("conv_kernel", 4),
+        # chunk_size does not change the math over the reals (proofs/ssd.py), only the float32 order of the
+        # unrolled form: lmstep chunks as the checkpoint does.
+        chunk_size=f.take("chunk_size", 256),
+        time_step_limit=f.take("time_step_limit", (0.0, math.inf)),
+        layer_norm_epsilon=f.take("layer_norm_epsilon", 1e-5),
+        use_bias=f.take("use_bias", False),
+        use_conv_bias=f.take("use_conv_bias", True),
+        tie_word_embeddings=f.take("tie_word_embeddings", False),
+    )
+
+
 MAPPERS: dict[str, Callable[[Fields], Any]] = {"gpt2": gpt2_config, "llama": llama_config, "mamba": mamba_config}
 MAPPERS["mistral"] = mistral_config
+MAPPERS["mamba2"] = mamba2_config
 
 
 def read_config(path: str | os.PathLike) -> tuple[str, Any]:
@@ -339,6 +380,7 @@ def read_config(path: str | os.PathLike) -> tuple[str, Any]:
         raise ConfigError(f"{path}: not valid JSON ({err}); fix or regenerate config.json") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must hold a JSON object, got {type(raw).__name__}")
+    raw = from_json(raw)  # {"__float__": "Infinity"}, as transformers 5 writes inf (e.g. Mamba-2's time_step_limit)
     arch = detect_architecture(raw, path)
     fields = Fields(raw, path, arch)
     try:

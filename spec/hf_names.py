@@ -2,8 +2,8 @@
 
 Ours are the dotted names of ``<arch>.param_shapes(cfg)``; matrices are stored [in, out] so a layer is
 ``x @ W``. transformers' ``nn.Linear`` stores [out, in] (``x @ W.T``), so those are transposed ("linear");
-GPT-2's ``Conv1D`` is already [in, out] ("copy"); Mamba's depthwise ``nn.Conv1d`` weight is [E, 1, W] and ours
-is [W, E] ("conv").
+GPT-2's ``Conv1D`` is already [in, out] ("copy"); Mamba's (and Mamba-2's) depthwise ``nn.Conv1d`` weight is
+[E, 1, W] and ours is [W, E] ("conv").
 """
 
 from __future__ import annotations
@@ -14,8 +14,13 @@ from collections.abc import Iterable
 import numpy as np
 
 # transformers' base_model_prefix per architecture: the backbone's tensors live under it.
-PREFIX = {"gpt2": "transformer.", "llama": "model.", "mamba": "backbone."}
-LAYER = {"gpt2": "transformer.h.{i}.", "llama": "model.layers.{i}.", "mamba": "backbone.layers.{i}."}
+PREFIX = {"gpt2": "transformer.", "llama": "model.", "mamba": "backbone.", "mamba2": "backbone."}
+LAYER = {
+    "gpt2": "transformer.h.{i}.",
+    "llama": "model.layers.{i}.",
+    "mamba": "backbone.layers.{i}.",
+    "mamba2": "backbone.layers.{i}.",
+}
 
 # Per-layer leaves: our leaf -> (HF suffix after the layer prefix, layout).
 LAYER_LEAVES: dict[str, dict[str, tuple[str, str]]] = {
@@ -48,6 +53,19 @@ LAYER_LEAVES: dict[str, dict[str, tuple[str, str]]] = {
         "out_proj": ("mixer.out_proj.weight", "linear"),
         "out_proj_bias": ("mixer.out_proj.bias", "copy"),
     },
+    "mamba2": {
+        "norm": ("norm.weight", "copy"),
+        "in_proj": ("mixer.in_proj.weight", "linear"),
+        "in_proj_bias": ("mixer.in_proj.bias", "copy"),
+        "conv1d_weight": ("mixer.conv1d.weight", "conv"),
+        "conv1d_bias": ("mixer.conv1d.bias", "copy"),
+        "dt_bias": ("mixer.dt_bias", "copy"),
+        "A_log": ("mixer.A_log", "copy"),
+        "D": ("mixer.D", "copy"),
+        "gated_norm": ("mixer.norm.weight", "copy"),
+        "out_proj": ("mixer.out_proj.weight", "linear"),
+        "out_proj_bias": ("mixer.out_proj.bias", "copy"),
+    },
 }
 
 # Top-level parameters: our name -> (HF name, layout).
@@ -68,12 +86,18 @@ TOP: dict[str, dict[str, tuple[str, str]]] = {
         "norm_f": ("backbone.norm_f.weight", "copy"),
         "lm_head": ("lm_head.weight", "linear"),
     },
+    "mamba2": {
+        "embeddings": ("backbone.embeddings.weight", "copy"),
+        "norm_f": ("backbone.norm_f.weight", "copy"),
+        "lm_head": ("lm_head.weight", "linear"),
+    },
 }
 # The input embedding, which a tied output projection reuses.
 EMBEDDING = {
     "llama": "model.embed_tokens.weight",
     "gpt2": "transformer.wte.weight",
     "mamba": "backbone.embeddings.weight",
+    "mamba2": "backbone.embeddings.weight",
 }
 LM_HEAD = "lm_head.weight"
 
@@ -83,6 +107,7 @@ IGNORED = {
     "gpt2": re.compile(r"transformer\.h\.\d+\.attn\.(bias|masked_bias)"),
     "llama": re.compile(r"model\.(layers\.\d+\.self_attn\.)?rotary_emb\.inv_freq"),
     "mamba": re.compile(r"(?!)"),  # none
+    "mamba2": re.compile(r"(?!)"),  # none
 }
 
 _LAYER_NAME = re.compile(r"layers\.(\d+)\.(\w+)")

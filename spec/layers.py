@@ -51,6 +51,31 @@ def softmax(o: Ops[T], scores: T) -> T:
     return o.div(e, o.reduce_sum(e, axis=-1))
 
 
+def causal_conv(o: Ops[T], u: T, conv_state: T, weight: T, bias: T | None, width: int) -> tuple[T, T]:
+    """Causal depthwise convolution over time, unrolled (Mamba's conv1d, Gu & Dao 2023, §3.4): u [B, T, D] after
+    conv_state [B, D, W-1] (the last W-1 inputs, oldest first); weight [W, D] -> (conv [B, T, D], conv_state').
+
+    W shifted multiply-adds over [past W-1 inputs; u], summed in tap order (SPEC.md §7)."""
+    full = o.concat([o.transpose(conv_state, (0, 2, 1)), u], axis=1)  # [B, W-1+T, D]
+    conv = o.mul(o.slice(full, 1, 0, 1 - width), o.slice(weight, 0, 0, 1))  # tap 0 (width >= 2)
+    for k in range(1, width):
+        end = k - (width - 1) if k < width - 1 else None
+        conv = o.add(conv, o.mul(o.slice(full, 1, k, end), o.slice(weight, 0, k, k + 1)))
+    if bias is not None:
+        conv = o.add(conv, bias)
+    return conv, o.transpose(o.slice(full, 1, -(width - 1), None), (0, 2, 1))
+
+
+def causal_conv_step(o: Ops[T], u: T, conv_state: T, weight: T, bias: T | None) -> tuple[T, T]:
+    """The same convolution for one new input u [B, D]: one reduction over the window [conv_state | u]
+    [B, D, W] -> (conv [B, D], conv_state' = the window without its oldest column)."""
+    window = o.concat([conv_state, o.unsqueeze(u, -1)], axis=2)  # [B, D, W]
+    conv = o.reduce_sum(o.mul(window, o.transpose(weight, (1, 0))), axis=-1, keepdims=False)
+    if bias is not None:
+        conv = o.add(conv, bias)
+    return conv, o.slice(window, 2, 1, None)
+
+
 def linear(o: Ops[T], x: T, w: T, b: T | None = None) -> T:
     """x @ w (+ b); weights are stored [in, out]."""
     y = o.matmul(x, w)

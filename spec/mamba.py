@@ -24,14 +24,14 @@ a faster schedule of the same scan (runtime/mamba_scan.py), proved equal to the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, TypeAlias
+from typing import Any, Generic, TypeAlias
 
 import attrs
 import numpy as np
 
 from .arrays import WEIGHT, as_tuple, frozen_array
 from .config import BOOLEAN, POSITIVE_FLOAT, POSITIVE_INT, require
-from .layers import linear, rms_norm, silu
+from .layers import causal_conv, causal_conv_step, linear, rms_norm, silu
 from .vocabulary import Ops, T
 
 # A graph does not know T: the scan's rounds are unrolled for up to this many tokens (rounds with a distance of T
@@ -114,6 +114,8 @@ def weights_from_dict(cfg: Config, params: dict[str, T]) -> Weights[T]:
 SSMState: TypeAlias = tuple[tuple[T, T], ...]
 """Mamba's state: per layer, the conv window [B, E, W-1] and the SSM state h [B, E, N]."""
 SelectiveScan: TypeAlias = Callable[[Ops[T], T, T, T, T, T, T], tuple[T, T]]
+Mixer: TypeAlias = Callable[[Any, T, T, T], tuple[T, T, T]]
+"""(layer, normed x, conv window, SSM state) -> (mixer output, conv window', SSM state'): one form's mixer."""
 """(o, u, dt, A, B, C, h0) -> (y, h_{T-1}): :func:`selective_scan`, or another schedule of it (runtime/)."""
 
 
@@ -139,17 +141,9 @@ def _mixer_unrolled(
     """x: [B, T, C]; conv_state: [B, E, W-1]; h0: [B, E, N] -> out [B, T, C], conv_state', h_{T-1} [B, E, N].
     ``scan``: a function with the signature of :func:`selective_scan` (the default); lmstep.runtime passes
     another schedule of the same scan."""
-    e, w = cfg.intermediate_size, cfg.conv_kernel
+    e = cfg.intermediate_size
     u, z = o.split(linear(o, x, layer.in_proj, layer.in_proj_bias), -1, (e, e))  # [B, T, E] each
-    # Causal depthwise conv as W shifted multiply-adds over [past W-1 inputs; u].
-    full = o.concat([o.transpose(conv_state, (0, 2, 1)), u], axis=1)  # [B, W-1+T, E]
-    conv = o.mul(o.slice(full, 1, 0, 1 - w), o.slice(layer.conv1d_weight, 0, 0, 1))  # tap 0 (w >= 2)
-    for k in range(1, w):
-        tap = o.mul(o.slice(full, 1, k, k - (w - 1) if k < w - 1 else None), o.slice(layer.conv1d_weight, 0, k, k + 1))
-        conv = o.add(conv, tap)
-    if layer.conv1d_bias is not None:
-        conv = o.add(conv, layer.conv1d_bias)
-    new_conv_state = o.transpose(o.slice(full, 1, -(w - 1), None), (0, 2, 1))
+    conv, new_conv_state = causal_conv(o, u, conv_state, layer.conv1d_weight, layer.conv1d_bias, cfg.conv_kernel)
     u = silu(o, conv)
     dt, b, c = _ssm_inputs(o, cfg, layer, u)  # [B,T,E], [B,T,N], [B,T,N]
     y, h_last = (scan or selective_scan)(o, u, dt, o.neg(o.exp(layer.A_log)), b, c, h0)
@@ -198,10 +192,7 @@ def _mixer_step(o: Ops[T], cfg: Config, layer: Layer[T], x: T, conv_state: T, h:
     """x: [B, C] one token; conv_state [B, E, W-1]; h [B, E, N] -> out [B, C], conv_state', h'."""
     e = cfg.intermediate_size
     u, z = o.split(linear(o, x, layer.in_proj, layer.in_proj_bias), -1, (e, e))  # [B, E]
-    window = o.concat([conv_state, o.unsqueeze(u, -1)], axis=2)  # [B, E, W]
-    conv = o.reduce_sum(o.mul(window, o.transpose(layer.conv1d_weight, (1, 0))), axis=-1, keepdims=False)
-    if layer.conv1d_bias is not None:
-        conv = o.add(conv, layer.conv1d_bias)
+    conv, new_conv_state = causal_conv_step(o, u, conv_state, layer.conv1d_weight, layer.conv1d_bias)
     u = silu(o, conv)
     dt, b, c = _ssm_inputs(o, cfg, layer, u)  # [B, E], [B, N], [B, N]
     decay = o.exp(o.mul(o.neg(o.exp(layer.A_log)), o.unsqueeze(dt, -1)))  # [B, E, N]
@@ -209,12 +200,21 @@ def _mixer_step(o: Ops[T], cfg: Config, layer: Layer[T], x: T, conv_state: T, h:
     h = o.add(o.mul(decay, h), drive)
     y = o.squeeze(o.matmul(h, o.unsqueeze(c, -1)), -1)  # [B, E]
     y = o.mul(o.add(y, o.mul(u, layer.D)), silu(o, z))
-    return linear(o, y, layer.out_proj, layer.out_proj_bias), o.slice(window, 2, 1, None), h
+    return linear(o, y, layer.out_proj, layer.out_proj_bias), new_conv_state, h
 
 
-def _logits(o: Ops[T], cfg: Config, w: Weights[T], x: T) -> T:
+def blocks(o: Ops[T], cfg: Any, w: Any, x: T, cache: SSMState[T], mixer: Mixer[T]) -> tuple[T, SSMState[T]]:
+    """The residual stack of both Mamba generations (mamba2.py too), for either form: per layer
+    x <- x + Mixer(RMSNorm(x; norm)) with that layer's (conv window, SSM state) -> state', then the logits
+    RMSNorm(x; norm_f) (lm_head, or embeddings^T when tied). ``cfg``/``w``: either generation's Config/Weights."""
+    new_cache: list[tuple[T, T]] = []
+    for layer, (conv_state, h) in zip(w.layers, cache):
+        out, conv_state, h = mixer(layer, rms_norm(o, x, layer.norm, cfg.layer_norm_epsilon), conv_state, h)
+        x = o.add(x, out)
+        new_cache.append((conv_state, h))
     x = rms_norm(o, x, w.norm_f, cfg.layer_norm_epsilon)
-    return o.matmul(x, w.lm_head if w.lm_head is not None else o.transpose(w.embeddings, (1, 0)))
+    head = w.lm_head if w.lm_head is not None else o.transpose(w.embeddings, (1, 0))
+    return o.matmul(x, head), tuple(new_cache)
 
 
 def forward(
@@ -233,14 +233,11 @@ def forward(
     (``key_mask``) is not supported by a recurrent state and must be None. ``scan``: see :func:`_mixer_unrolled`.
     """
     require(key_mask is None, "Mamba has no attention mask: run padded sequences separately")
-    x = o.gather(w.embeddings, tokens)
-    new_cache: list[tuple[T, T]] = []
-    for layer, (conv_state, h) in zip(w.layers, cache):
-        x_norm = rms_norm(o, x, layer.norm, cfg.layer_norm_epsilon)
-        out, conv_state, h = _mixer_unrolled(o, cfg, layer, x_norm, conv_state, h, scan=scan)
-        x = o.add(x, out)
-        new_cache.append((conv_state, h))
-    return _logits(o, cfg, w, x), tuple(new_cache)
+
+    def mixer(layer: Layer[T], x: T, conv_state: T, h: T) -> tuple[T, T, T]:
+        return _mixer_unrolled(o, cfg, layer, x, conv_state, h, scan=scan)
+
+    return blocks(o, cfg, w, o.gather(w.embeddings, tokens), cache, mixer)
 
 
 def decode(
@@ -248,12 +245,4 @@ def decode(
 ) -> tuple[T, SSMState[T]]:
     """Recurrent form: one token [B] -> logits [B, V], the state advanced by one step of eq. 2."""
     require(key_mask is None, "Mamba has no attention mask: run padded sequences separately")
-    x = o.gather(w.embeddings, token)  # [B, C]
-    new_cache: list[tuple[T, T]] = []
-    for layer, (conv_state, h) in zip(w.layers, cache):
-        out, conv_state, h = _mixer_step(
-            o, cfg, layer, rms_norm(o, x, layer.norm, cfg.layer_norm_epsilon), conv_state, h
-        )
-        x = o.add(x, out)
-        new_cache.append((conv_state, h))
-    return _logits(o, cfg, w, x), tuple(new_cache)
+    return blocks(o, cfg, w, o.gather(w.embeddings, token), cache, lambda *a: _mixer_step(o, cfg, *a))

@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import attrs
 import numpy as np
 
-from . import gpt2, llama, mamba
+from . import gpt2, llama, mamba, mamba2
 from .arrays import SeqBuffer, array_options, frozen_array, tree_leaves
 from .errors import InputError
 from .interface import LanguageModel, check_tokens, generate, step_loop
 from .ops import NP
 from .sampler import Sampler, check_rand, sample_one
 
-ARCHITECTURES: dict[str, ModuleType] = {"llama": llama, "gpt2": gpt2, "mamba": mamba}
+ARCHITECTURES: dict[str, ModuleType] = {"llama": llama, "gpt2": gpt2, "mamba": mamba, "mamba2": mamba2}
 _DIGESTS: dict[int, tuple[weakref.ref[Any], str]] = {}  # id(weights) -> (weak reference to them, digest)
 
 
@@ -43,9 +43,16 @@ def _forget(key: int) -> Callable[[weakref.ref[Any]], None]:
     return forget
 
 
-STATE_KINDS = {"llama": ("key", "value"), "gpt2": ("key", "value"), "mamba": ("conv_state", "recurrent_state")}
-Config: TypeAlias = llama.Config | gpt2.Config | mamba.Config
-Weights: TypeAlias = llama.Weights[np.ndarray] | gpt2.Weights[np.ndarray] | mamba.Weights[np.ndarray]
+STATE_KINDS = {
+    "llama": ("key", "value"),
+    "gpt2": ("key", "value"),
+    "mamba": ("conv_state", "recurrent_state"),
+    "mamba2": ("conv_state", "recurrent_state"),
+}
+Config: TypeAlias = llama.Config | gpt2.Config | mamba.Config | mamba2.Config
+Weights: TypeAlias = (
+    llama.Weights[np.ndarray] | gpt2.Weights[np.ndarray] | mamba.Weights[np.ndarray] | mamba2.Weights[np.ndarray]
+)
 StateTensor: TypeAlias = SeqBuffer | np.ndarray  # a KV buffer (transformers) or a read-only array (Mamba)
 
 

@@ -112,7 +112,7 @@ FRESH_PROCESS_CODE = (
     "print(json.dumps([laws.trajectory(mutate(load(n, temperature=0.9, top_k=20)), [72, 105, 33], 12, 2**63 + 5)"
     " for n in sys.argv[2:]]))"
 )
-BUILTINS = ("tiny-llama", "tiny-gpt2", "tiny-mamba")
+BUILTINS = ("tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mamba2")
 
 
 def fresh_process_trajectories(hash_seed: str, mutant: str = "", models: Sequence[str] = BUILTINS) -> list:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from lmstep.spec import Model, builtin, gpt2, llama, mamba
+from lmstep.spec import Model, builtin, gpt2, llama, mamba, mamba2
 
-ARCHS = ("llama", "gpt2", "mamba")
+ARCHS = ("llama", "gpt2", "mamba", "mamba2")
 # Sliding windows (Mistral: the Llama decoder with sliding_window): 1 (each token alone) up to more than the short
 # sequences, so most sequences cross them. A random Llama config has one a quarter of the time; the family
 # "mistral" (models(("mistral",))) always has one.
@@ -62,6 +62,8 @@ def configs(draw, arch: str):
             n_positions=CONTEXT,
             n_inner=draw(st.sampled_from([8, 32])),
         )
+    if arch == "mamba2":
+        return draw(mamba2_configs(vocab, layers))
     return mamba.Config(
         vocab_size=vocab,
         hidden_size=draw(st.sampled_from([8, 16])),
@@ -70,6 +72,35 @@ def configs(draw, arch: str):
         intermediate_size=draw(st.sampled_from([8, 16, 32])),
         time_step_rank=draw(st.sampled_from([1, 2, 4])),
         conv_kernel=draw(st.sampled_from([2, 3, 4])),
+        use_bias=draw(st.booleans()),
+        use_conv_bias=draw(st.booleans()),
+        tie_word_embeddings=draw(st.booleans()),
+    )
+
+
+# time_step_limit: the default (no clamp), and limits that bind for the small dt of random weights (dt ~ 1e-3..0.1).
+TIME_STEP_LIMITS = [(0.0, float("inf")), (0.0, 0.05), (0.01, float("inf")), (0.005, 0.03)]
+
+
+@st.composite
+def mamba2_configs(draw, vocab: int, layers: int):
+    """Small Mamba-2 configs: H P = expand C, G | H, and chunks of 1..5 or 8 so that random lengths cross chunk
+    boundaries (T < Q, T = Q, ragged last chunks, many chunks). Width >= 8 and norm groups of >= 4 channels, for
+    the reason GPT-2's width is (an RMSNorm over 1-2 values amplifies rounding; measured tail 4.7e-5 vs 8e-6)."""
+    hidden, expand = draw(st.sampled_from([8, 16])), draw(st.sampled_from([1, 2]))
+    heads = draw(st.sampled_from([1, 2, 4]))
+    return mamba2.Config(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        state_size=draw(st.sampled_from([2, 4])),
+        num_hidden_layers=layers,
+        num_heads=heads,
+        head_dim=expand * hidden // heads,
+        expand=expand,
+        n_groups=draw(st.sampled_from([g for g in (1, 2, 4) if heads % g == 0 and expand * hidden // g >= 4])),
+        conv_kernel=draw(st.sampled_from([2, 3, 4])),
+        chunk_size=draw(st.sampled_from([1, 2, 3, 4, 5, 8])),
+        time_step_limit=draw(st.sampled_from(TIME_STEP_LIMITS)),
         use_bias=draw(st.booleans()),
         use_conv_bias=draw(st.booleans()),
         tie_word_embeddings=draw(st.booleans()),

@@ -17,7 +17,7 @@ from lmstep.runtime.check.levels import (
     plausible_excuses,
     reachable,
 )
-from lmstep.runtime.check.probes import TOP, edge_rand, exact_top_p
+from lmstep.runtime.check.probes import TOP, edge_rand, exact_top_p, inside_top_k
 from lmstep.runtime.check.protocol import speaks_v2
 from lmstep.runtime.codec import CodecError, decode_array, encode_array, f32_hex, f32_value
 from lmstep.spec import InputError, Sampler, load
@@ -42,11 +42,13 @@ def test_the_bound_is_factor_times_the_specs_own_error_with_a_floor():
     assert bound(spec, spec.astype(np.float64) + 0.5) == CEILING  # a twin that computes something else: capped
 
 
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral"])
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral", "tiny-mamba2"])
 def test_the_float64_twin_computes_what_the_spec_computes(name):
     """The bound trusts the float64 twin: its logits stay within float32 rounding of the spec's over a sequence
-    that crosses a sliding window three times, prefilled and stepped. Control: a twin whose state forgets the
-    window (the bug this test was written for, which made every bound huge) errs by orders of magnitude."""
+    that crosses a sliding window three times (and tiny-mamba2's chunks of 8: a 20-token prefill ends inside its
+    third chunk), prefilled and stepped, and every tensor of its state stays float64 (a twin that fell back to
+    float32 somewhere would make the bound its own rounding). Control: a twin whose state forgets the window (the
+    bug this test was written for, which made every bound huge) errs by orders of magnitude."""
     model = load(name)
     seq = [(7 * i + 3) % model.vocab_size for i in range(50)]
     wide = Wide(model)
@@ -54,7 +56,9 @@ def test_the_float64_twin_computes_what_the_spec_computes(name):
     for t in seq[20:]:
         s, out = model.step(s, t, 0.5)
         w, z = wide.step(w, t)
-        assert rel_err(out.logits, z) < 1e-5
+        assert rel_err(out.logits, z) < 1e-5 and z.dtype == np.float64
+    assert {str(a.dtype) for a in w.arrays().values()} == {"float64"}
+    assert w.arrays().keys() == s.arrays().keys() and all(w.arrays()[k].shape == a.shape for k, a in s.arrays().items())
     if name == "tiny-mistral":
         from lmstep.spec.arrays import SeqBuffer
 
@@ -68,6 +72,57 @@ def test_the_float64_twin_computes_what_the_spec_computes(name):
             w, z = wide.step(w, t)
             errs.append(rel_err(out.logits, z))
         assert max(errs) > 100 * CEILING
+
+
+@pytest.mark.parametrize("name", ["gpt2-ninner-bf16", "mamba-bias-rank-f16-sharded"])
+def test_the_float64_twin_of_a_stored_checkpoint_widens_on_use(name):
+    """A checkpoint's bf16 / f16 weights stay stored (spec/stored.py) in the spec and in its float64 twin (the
+    twin widening the whole checkpoint would hold 4x its size; before WideStored it crashed every check of such a
+    checkpoint). The twin computes what the spec computes, in float64 from its first op (the embedding rows), and
+    a check of the spec against itself passes at L0."""
+    from pathlib import Path
+
+    from lmstep.spec.arrays import tree_leaves
+    from lmstep.spec.conformance import WideStored
+    from lmstep.spec.stored import StoredArray
+
+    model = load(Path(__file__).parent / "fixtures" / "hf" / name)
+    wide = Wide(model)
+    stored = [a for _, a in tree_leaves(wide.weights) if isinstance(a, StoredArray)]
+    assert stored and all(isinstance(a, WideStored) for a in stored)
+    assert all(np.asarray(a).dtype == np.float64 and a.take([0], axis=0).dtype == np.float64 for a in stored)
+    seq = [(5 * i + 1) % model.vocab_size for i in range(12)]
+    z32 = model.prefill(model.init_state(), seq)[1]
+    z64 = wide.prefill(wide.init_state(), seq)[1]
+    assert z64.dtype == np.float64 and 0 < rel_err(z32, z64) < 1e-5
+    report = check(model, open_impl("spec", model), required=Level.L0, skip_laws=["batch"], max_examples=1)
+    assert report.passed, report.message
+
+
+@pytest.mark.parametrize("name", ["mamba2-limit-groups4-bf16", "llama-mqa-headdim-bias-bf16"])
+def test_the_float64_twin_of_a_checkpoint_kept_as_stored(name):
+    """A bfloat16 checkpoint's weights are StoredArrays (spec/stored.py, widened on use), not numpy arrays: the
+    twin widens them to float64 with exactly their values and computes the spec's logits within float32 rounding,
+    prefilled across chunks and stepped (before, widen called .astype on them and every check of a bf16 or f16
+    checkpoint stopped with an AttributeError)."""
+    from pathlib import Path
+
+    from lmstep.spec.arrays import tree_leaves
+    from lmstep.spec.stored import StoredArray
+
+    model = load(Path(__file__).parent / "fixtures" / "hf" / name)
+    stored = [a for _, a in tree_leaves(model.weights) if isinstance(a, StoredArray)]
+    assert stored  # the case under test: weights kept as stored
+    wide = Wide(model)
+    wides = dict(tree_leaves(wide.weights))
+    for key, a in tree_leaves(model.weights):
+        assert wides[key].dtype == np.float64 and np.array_equal(wides[key], np.asarray(a))
+    seq = [(5 * i + 1) % model.vocab_size for i in range(12)]
+    s, w = model.prefill(model.init_state(), seq[:8])[0], wide.prefill(wide.init_state(), seq[:8])[0]
+    for t in seq[8:]:
+        s, out = model.step(s, t, 0.5)
+        w, z = wide.step(w, t)
+        assert rel_err(out.logits, z) < 1e-5
 
 
 def test_argmax_flips_at_l2_are_counted():
@@ -141,6 +196,33 @@ def test_an_exact_top_p_probe_puts_the_threshold_on_a_cumulative_sum():
     s = exact_top_p(Z, Sampler(temperature=1.0, top_p=0.5), seed=1)
     _, e, c, _ = _buckets(Z, Sampler(temperature=1.0))
     assert s.top_p != 0.5 and np.float32(c[-1] * np.float32(s.top_p)) in set(c.tolist())
+
+
+@given(seed=st.integers(0, 2**32 - 1), k=st.integers(2, 12), t=st.sampled_from([0.5, 1.0, 1.5]))
+def test_an_inside_top_k_probe_cuts_the_top_k_where_no_rounding_decides(seed, k, t):
+    """The top_p chosen by inside_top_k keeps fewer than k ranks, keeps the same ranks when the logits move by an
+    L1-sized amount (so the sampler grading cannot excuse a different draw), and the same fraction of the whole
+    distribution would keep more (top-p before top-k is caught with the largest rand). Control: the given top_p,
+    whose cut may fall anywhere, does not promise that."""
+    z = np.random.default_rng(seed).normal(0, 2, 64).astype(np.float32)
+    s = inside_top_k(z, Sampler(temperature=t, top_k=k, top_p=0.8))
+    if s.top_p == np.float32(0.8):
+        return  # no cut far enough from rounding (the probe then keeps the given settings)
+    m = _buckets(z, s)[3]
+    assert 1 <= m < k
+    for sign in (-1, 1):
+        moved = z + sign * 1e-5 * np.random.default_rng(seed + 1).random(64).astype(np.float32)
+        assert _buckets(moved, s)[3] == m
+    _, _, c_all, _ = _buckets(z, Sampler(temperature=t))
+    _, _, c, _ = _buckets(z, Sampler(temperature=t, top_k=k))
+    assert c[m - 1] < c_all[-1] * np.float32(s.top_p)  # the other order keeps rank m too
+
+
+def test_inside_top_k_is_a_probe_the_plain_settings_are_not():
+    z = np.random.default_rng(5).normal(0, 2, 64).astype(np.float32)
+    plain = Sampler(temperature=1.0, top_k=8, top_p=0.999)
+    assert _buckets(z, plain)[3] == 8  # the given top_p cuts nothing inside the top-k: no order difference to see
+    assert _buckets(z, inside_top_k(z, plain))[3] < 8
 
 
 @given(st.lists(st.floats(width=32, allow_nan=False), min_size=0, max_size=20), st.integers(1, 4))

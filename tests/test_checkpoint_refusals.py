@@ -170,6 +170,31 @@ CONFIG_CASES = {
         ["layer_types", "unknown field"],
     ),
     "mistral-act": ("mistral-no-window-f16", {"hidden_act": "gelu"}, {"hidden_act": "silu"}, ["hidden_act", "gelu"]),
+    "mamba2-act": ("mamba2-groups-chunk4", {"hidden_act": "gelu"}, {"hidden_act": "silu"}, ["hidden_act"]),
+    "mamba2-norm-before-gate": (
+        "mamba2-groups-chunk4",
+        {"norm_before_gate": True},
+        {"norm_before_gate": False},
+        ["norm_before_gate"],
+    ),
+    "mamba2-heads-times-head-dim": (
+        "mamba2-groups-chunk4",
+        {"head_dim": 4},
+        {"head_dim": 8},
+        ["num_heads * head_dim", "expand * hidden_size"],
+    ),
+    "mamba2-groups-not-dividing-heads": (
+        "mamba2-groups-chunk4",
+        {"n_groups": 3},
+        {"n_groups": 2},
+        ["n_groups", "num_heads"],
+    ),
+    "mamba2-time-step-limit": (
+        "mamba2-groups-chunk4",
+        {"time_step_limit": [0.1, 0.01]},
+        {"time_step_limit": [0.0, 1e30]},
+        ["time_step_limit"],
+    ),
 }
 
 
@@ -393,3 +418,20 @@ def test_mamba_ssm_era_config_fields(copy):
     with pytest.raises(ConfigError) as err:
         load(path)
     refused(err, os.path.join(path, "config.json"), "n_layer", "disagrees")
+
+
+def test_mamba2_special_floats_and_inert_fields(copy):
+    """transformers 5 writes inf as {"__float__": "Infinity"}, older versions as the bare Infinity that Python's json
+    reads; both mean the default limit (no clamp). time_step_rank and the initialisation ranges are inert (no
+    computation of Mamba-2 reads them). Control: a limit that binds changes the logits (the fixture's checks fail)."""
+    path = copy("mamba2-groups-chunk4")
+    assert load(path).config.time_step_limit == (0.0, float("inf"))  # the {"__float__": "Infinity"} spelling
+    raw = open(os.path.join(path, "config.json")).read()
+    cfg = json.loads(raw)
+    cfg["time_step_limit"] = [0.0, float("inf")]
+    open(os.path.join(path, "config.json"), "w").write(json.dumps(cfg))  # writes the bare Infinity
+    assert "Infinity" in open(os.path.join(path, "config.json")).read()
+    edit_config(path, time_step_rank=99, time_step_min=0.5, time_step_floor=0.2, rescale_prenorm_residual=True)
+    assert deviations(load(path), "mamba2-groups-chunk4") == []
+    edit_config(path, time_step_limit=[0.0, 0.01])
+    assert deviations(load(path), "mamba2-groups-chunk4") != []

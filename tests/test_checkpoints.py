@@ -70,8 +70,8 @@ def test_fixtures_cover_the_issue():
     """The fixture set exercises what the issue asks for (so a regenerated set cannot silently drop a case)."""
     configs = {n: json.load(open(f"{folder(n)}/config.json")) for n in NAMES}
     arch = {n: c["model_type"] for n, c in configs.items()}
-    assert set(arch.values()) >= {"gpt2", "llama", "mamba", "mistral"}
-    assert all(sum(a == x for a in arch.values()) >= 2 for x in ("gpt2", "llama", "mamba", "mistral"))
+    assert set(arch.values()) >= {"gpt2", "llama", "mamba", "mistral", "mamba2"}
+    assert all(sum(a == x for a in arch.values()) >= 2 for x in ("gpt2", "llama", "mamba", "mistral", "mamba2"))
     llama = [c for c in configs.values() if c["model_type"] == "llama"]
     assert any(c["num_key_value_heads"] < c["num_attention_heads"] for c in llama)  # GQA
     assert any(c["rope_parameters"]["rope_theta"] != 10000.0 for c in llama)
@@ -89,6 +89,13 @@ def test_fixtures_cover_the_issue():
     assert any(c["num_key_value_heads"] == 1 for c in mistral.values()) and any(
         1 < c["num_key_value_heads"] < c["num_attention_heads"] for c in mistral.values()
     )  # MQA and GQA
+    mamba2 = [c for c in configs.values() if c["model_type"] == "mamba2"]
+    assert {c["n_groups"] == 1 for c in mamba2} == {True, False}  # B, C and the gated norm shared by all heads or not
+    assert len({c["chunk_size"] for c in mamba2}) >= 2 and all(c["chunk_size"] < 17 for c in mamba2)
+    assert {(c["use_bias"], c["use_conv_bias"]) for c in mamba2} >= {(False, True), (True, False)}
+    assert {c["tie_word_embeddings"] for c in mamba2} == {True, False}
+    assert len({c["layer_norm_epsilon"] for c in mamba2}) >= 2
+    assert any(c["time_step_limit"][1] != {"__float__": "Infinity"} for c in mamba2)  # a limit that binds
     dtypes = {c["dtype"] for c in configs.values()}
     assert {"float32", "bfloat16", "float16"} <= dtypes
     assert sum("-sharded" in n for n in NAMES) >= 2
@@ -124,8 +131,17 @@ def _default_rope_theta(model: Model) -> Model:  # rope_theta from rope_paramete
 
 def _conv_reshaped(model: Model) -> Model:  # Conv1d [E, 1, W] reshaped to [W, E] instead of transposed
     w = model.weights.layers[0]
-    e, k = model.config.intermediate_size, model.config.conv_kernel
+    k, e = w.conv1d_weight.shape  # E: Mamba's inner width, Mamba-2's conv channels (x, B and C)
     return _evolve_layer(model, 0, conv1d_weight=w.conv1d_weight.T.reshape(e, 1, k).reshape(k, e).copy())
+
+
+def _dt_bias_dropped(model: Model) -> Model:  # Mamba-2's mixer.dt_bias not read (zeros)
+    return _evolve_layer(model, 1, dt_bias=np.zeros_like(model.weights.layers[1].dt_bias))
+
+
+def _gated_norm_from_block_norm(model: Model) -> Model:  # mixer.norm.weight mistaken for the block's norm.weight
+    w = model.weights.layers[0]
+    return _evolve_layer(model, 0, gated_norm=np.resize(w.norm, w.gated_norm.shape).astype(np.float32))
 
 
 def _dropped_bias(model: Model) -> Model:  # a bias silently dropped (as if attention_bias were ignored)
@@ -147,6 +163,9 @@ CONTROLS = {
     "gpt2-qkv-order": ("gpt2-ninner-bf16", _gpt2_qkv_order),
     "wrong-rope-theta": ("llama-gqa-theta-sharded", _default_rope_theta),
     "conv-reshaped": ("mamba-base", _conv_reshaped),
+    "mamba2-conv-reshaped": ("mamba2-groups-chunk4", _conv_reshaped),
+    "mamba2-dt-bias-dropped": ("mamba2-tied-bias-f16-sharded", _dt_bias_dropped),
+    "mamba2-gated-norm-confused": ("mamba2-limit-groups4-bf16", _gated_norm_from_block_norm),
     "dropped-bias": ("llama-mqa-headdim-bias-bf16", _dropped_bias),
     "window-ignored": ("mistral-gqa-window4", _window_ignored),
     "window-off-by-one": ("mistral-mqa-tied-headdim-window7-bf16-sharded", _window_off_by_one),
@@ -178,7 +197,14 @@ def test_control_bf16_read_as_f16_fails_the_check(monkeypatch):
 
 # -- the CLI, through its real entry point ---------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "name", ["gpt2-base", "llama-gqa-theta-sharded", "mamba-bias-rank-f16-sharded", "mistral-gqa-window4"]
+    "name",
+    [
+        "gpt2-base",
+        "llama-gqa-theta-sharded",
+        "mamba-bias-rank-f16-sharded",
+        "mistral-gqa-window4",
+        "mamba2-tied-bias-f16-sharded",
+    ],
 )
 def test_generate_tokens_json_matches_transformers_greedy(name, capsys):
     g = expected(name)[0]["greedy"][0]

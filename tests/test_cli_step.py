@@ -16,7 +16,7 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba"])
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mamba2"])
 def test_json_lines_are_model_step_results(capsys, name):
     code, out, _ = run(
         capsys,
@@ -96,6 +96,7 @@ def test_models_lists_what_each_is(capsys):
         ("tiny-gpt2", "gpt2"),
         ("tiny-mamba", "mamba"),
         ("tiny-mistral", "llama"),
+        ("tiny-mamba2", "mamba2"),
     ]:
         assert f"{name:<12} {arch}" in out
     assert "key [1, 2, T, 16]" in out and "recurrent_state [1, 128, 16]" in out and "GQA" in out
@@ -103,7 +104,7 @@ def test_models_lists_what_each_is(capsys):
     code, out, _ = run(capsys, "models", "--json")
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["name"] for r in rows][:3] == ["tiny-llama", "tiny-gpt2", "tiny-mamba"] and rows[0]["params"] > 0
-    assert "tiny-mistral" in [r["name"] for r in rows]
+    assert {"tiny-mistral", "tiny-mamba2"} <= {r["name"] for r in rows}
 
 
 def test_the_readme_quick_start_command_runs(capsys):

@@ -165,3 +165,21 @@ def test_a_sliding_window_trace_past_the_window_replays_bitwise(tmp_path, capsys
     assert shapes == {(1, 1, 15, 16)} and ops[-1]["state"]["pos"] == 12 + 29
     code, out, _ = run(capsys, "replay", path)
     assert code == 0 and "OK: 30 of 30 ops bitwise" in out
+
+
+def test_a_mamba2_trace_is_standard_json_and_replays(tmp_path, capsys):
+    """Mamba-2's config holds an infinite time_step_limit: the header tags it as transformers does
+    ({"__float__": "Infinity"}) instead of json's bare Infinity, which strict parsers reject, and replay still
+    recognises the model. Control: the bare spelling is what plain json.dumps would have written."""
+    path = tmp_path / "m2.jsonl"
+    assert run(capsys, "trace", "-m", "tiny-mamba2", "--prompt", "Hi", "--steps", "3", "-o", path)[0] == 0
+
+    def strict(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    header = json.loads(path.read_text().splitlines()[0], parse_constant=strict)
+    assert header["#meta"]["model"]["config"]["time_step_limit"] == [0.0, {"__float__": "Infinity"}]
+    code, out, _ = run(capsys, "replay", path)
+    assert code == 0 and "OK: 3 of 3 ops bitwise" in out
+    with pytest.raises(ValueError, match="non-standard"):
+        json.loads(json.dumps({"limit": [0.0, float("inf")]}), parse_constant=strict)

@@ -19,7 +19,7 @@ from lmstep.runtime.onnx_model import OnnxModel, OnnxState
 from lmstep.spec import InputError, Model, State, load, rand_for
 from lmstep.spec.interface import LanguageModel, ModelState, step_loop
 
-BUILTINS = ("tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral")
+BUILTINS = ("tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral", "tiny-mamba2")
 
 
 @pytest.mark.parametrize("cls", [Model, OnnxModel])

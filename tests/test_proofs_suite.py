@@ -77,6 +77,9 @@ def test_default_suite_covers_the_issue():
         "linear/depth-collapse",
         "linear/xor-not-linear",
         "linear/xor-one-relu-layer",
+        "ssd/chunked-eq-recurrence",
+        "ssd/carried-state",
+        "model/mamba2-prefill-eq-decode",
     ]:
         assert required in names, required
     assert any(REGISTRY[n].via.startswith("spec:") for n in names)

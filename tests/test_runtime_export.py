@@ -29,7 +29,7 @@ from lmstep.runtime.folder import (
 from lmstep.runtime.onnx_model import OnnxModel
 from lmstep.spec import load
 
-BUILTINS = ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral"]
+BUILTINS = ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral", "tiny-mamba2"]
 F32, I64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
 
 
@@ -69,7 +69,7 @@ def test_builtin_export_is_checked_and_follows_the_contract(name):
     m = read_manifest(folder)
     assert m["arch"] == model.arch and config_from_manifest(m) == model.config
     genai = folder / GENAI_FILE
-    assert genai.exists() == (model.arch != "mamba")
+    assert genai.exists() == (model.arch not in ("mamba", "mamba2"))
 
 
 @settings(max_examples=4)  # every export in the other tests is also checked by write_folder; this adds random configs

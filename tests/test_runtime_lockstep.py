@@ -11,7 +11,7 @@ from runtime_helpers import GAP_FACTOR, LOGITS_RTOL, STATE_RTOL, greedy_gap, onn
 
 from lmstep.spec import load
 
-MODELS = {name: load(name) for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral")}
+MODELS = {name: load(name) for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral", "tiny-mamba2")}
 tokens = st.integers(0, 255)
 
 

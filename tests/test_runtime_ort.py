@@ -19,7 +19,7 @@ from lmstep.runtime.onnx_model import OnnxState
 from lmstep.spec import load, rand_for
 from lmstep.spec.arrays import tree_map
 
-BUILTINS = ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral"]
+BUILTINS = ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral", "tiny-mamba2"]
 
 
 def divergences(model, om, chunks, steps) -> list[str]:

@@ -135,7 +135,7 @@ def test_mistral_graphs_equal_spec_bitwise_past_the_window():
 
 
 @pytest.mark.control("state-contract")
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral"])
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral", "tiny-mamba2"])
 def test_negative_control_mutated_graph_is_caught(name):
     model = load(name, temperature=0.8)
     step_proto, unrolled_proto = graphs(model)

@@ -4,10 +4,10 @@ guarantee that the unrolled form never loops the recurrent one."""
 import numpy as np
 import pytest
 
-from lmstep.spec import BUILTIN_MODELS, InputError, gpt2, llama, load, mamba
+from lmstep.spec import BUILTIN_MODELS, InputError, gpt2, llama, load, mamba, mamba2
 
 NAMES = sorted(BUILTIN_MODELS)
-MODULES = {"tiny-llama": llama, "tiny-gpt2": gpt2, "tiny-mamba": mamba, "tiny-mistral": llama}
+MODULES = {"tiny-llama": llama, "tiny-gpt2": gpt2, "tiny-mamba": mamba, "tiny-mistral": llama, "tiny-mamba2": mamba2}
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -26,7 +26,7 @@ def mix(x: int) -> int:
 def affine(name: str, shape) -> tuple[float, float]:
     """SPEC.md §9's table."""
     leaf = name.rsplit(".", 1)[-1]
-    table = {"A_log": (1.0, 0.5), "dt_proj_bias": (2.3, -4.6), "D": (0.0, 1.0)}
+    table = {"A_log": (1.0, 0.5), "dt_proj_bias": (2.3, -4.6), "dt_bias": (2.3, -4.6), "D": (0.0, 1.0)}
     if leaf in table:
         return table[leaf]
     if "norm" in leaf or (leaf.startswith("ln_") and leaf.endswith("_weight")):
@@ -43,7 +43,7 @@ def published_digests() -> dict[str, str]:
     return dict(re.findall(r"^\| (tiny-[a-z0-9]+) \| `([0-9a-f]{64})` \|$", SPEC.read_text(), re.M))
 
 
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral"])
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral", "tiny-mamba2"])
 def test_weights_regenerate_from_the_written_spec(name):
     model = load(name)
     key, offset, h = mix(20261126), 0, hashlib.sha256()

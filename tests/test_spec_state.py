@@ -15,7 +15,7 @@ from lmstep.spec.model import StepOutput
 
 
 @pytest.mark.law("states-are-values")
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral"])
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral", "tiny-mamba2"])
 def test_state_and_output_arrays_are_read_only(name):
     model = load(name)
     state, out = model.step(model.init_state(), 1, 0.5)
@@ -37,7 +37,7 @@ def test_constructing_from_a_users_array_copies_it():
 
 
 @pytest.mark.law("states-are-values")
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral"])
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral", "tiny-mamba2"])
 def test_step_never_changes_its_input_state(name):
     model = load(name)
     s0, _ = model.prefill(model.init_state(), list(b"abc"))

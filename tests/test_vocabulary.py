@@ -96,7 +96,7 @@ def ops_used(monkeypatch: pytest.MonkeyPatch) -> set[str]:
     used: set[str] = set()
     _record(NumpyOps, used, monkeypatch)
     _record(GraphOps, used, monkeypatch)
-    for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba"):
+    for name in ("tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mamba2"):
         model = load(name, temperature=0.8, top_k=5, top_p=0.9)
         state, _ = model.prefill(model.init_state(), [1, 2, 3])
         model.step(state, 4, 0.5)

@@ -4,7 +4,7 @@ transformers' own initialisation (normal(0, 0.02), LayerNorm/RMSNorm weights 1, 
 logits and all-zero biases, so a loader that dropped a bias or a norm weight would still "match". Here every
 parameter is redrawn: matrices with variance gain^2 / fan_in, norm weights 1 + 0.2 N(0, 1), biases 0.2 N(0, 1),
 embeddings N(0, 1). Mamba's A_log, D and dt bias keep their structured initialisation (S4D-real, skip = 1,
-dt in [1e-3, 1e-1]) so the recurrence stays stable, but D gets noise too.
+dt in [1e-3, 1e-1]; Mamba-2's per-head A_log and dt_bias alike) so the recurrence stays stable, but D gets noise too.
 
 With tied embeddings the logits are LN(x) . E_t and x starts as E[token], so strong embeddings make every token
 predict itself and greedy decoding repeats one token. Tied models therefore get embeddings of std 0.1 and a final
@@ -23,6 +23,8 @@ from transformers import (
     GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
+    Mamba2Config,
+    Mamba2ForCausalLM,
     MambaConfig,
     MambaForCausalLM,
     MistralConfig,
@@ -33,6 +35,7 @@ CLASSES = {
     "gpt2": (GPT2Config, GPT2LMHeadModel),
     "llama": (LlamaConfig, LlamaForCausalLM),
     "mamba": (MambaConfig, MambaForCausalLM),
+    "mamba2": (Mamba2Config, Mamba2ForCausalLM),
 }
 CLASSES["mistral"] = (MistralConfig, MistralForCausalLM)
 
@@ -43,6 +46,7 @@ GAINS = {"c_proj": 2.0, "o_proj": 2.0, "down_proj": 2.0, "out_proj": 2.0, "lm_he
 EMBEDDINGS = {"gpt2": "wte.weight", "llama": "embed_tokens.weight", "mamba": "embeddings.weight"}
 FINAL_NORMS = {"gpt2": "ln_f.weight", "llama": "model.norm.weight", "mamba": "norm_f.weight"}
 EMBEDDINGS["mistral"], FINAL_NORMS["mistral"] = EMBEDDINGS["llama"], FINAL_NORMS["llama"]
+EMBEDDINGS["mamba2"], FINAL_NORMS["mamba2"] = EMBEDDINGS["mamba"], FINAL_NORMS["mamba"]
 
 
 def build(arch: str, seed: int, **config: object) -> torch.nn.Module:
@@ -66,7 +70,7 @@ def build(arch: str, seed: int, **config: object) -> torch.nn.Module:
 def _draw(arch: str, name: str, p: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     leaf = name.split(".")[-1]
     noise = torch.randn(p.shape, generator=gen)
-    if leaf == "A_log" or name.endswith("dt_proj.bias"):
+    if leaf in ("A_log", "dt_bias") or name.endswith("dt_proj.bias"):
         return p.detach().clone()
     if leaf == "D":
         return 1.0 + 0.2 * noise

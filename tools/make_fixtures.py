@@ -2,7 +2,7 @@
 
     pip install -e '.[hf]'          # torch==2.13.0, transformers, safetensors
     python tools/make_fixtures.py   # rewrites tests/fixtures/hf/
-    python tools/make_fixtures.py mistral-gqa-window4   # rewrites only the fixtures named
+    python tools/make_fixtures.py mamba2-groups-chunk4   # rewrites only the fixtures named
 
 Each fixture is a small randomly initialised transformers model (tools/hf_random.py), saved with
 ``save_pretrained`` as a checkpoint folder (config.json + model.safetensors, or shards + index), plus:
@@ -10,7 +10,7 @@ Each fixture is a small randomly initialised transformers model (tools/hf_random
   (``generate(do_sample=False)``), the versions of transformers and torch, and the attention implementation;
 - expected.safetensors: transformers' float32 logits, ``logits.{i}`` [len, V] for sequence i (one forward
   pass), and ``decode_logits.{j}`` [steps, V] for greedy prompt j (the scores ``generate`` computed step by
-  step with its cache).
+  step with its cache; without it where a fixture says ``"cache": False``, recorded as ``greedy_cache``).
 The reference logits always come from the checkpoint as saved, reloaded in float32, so a bfloat16 or float16
 fixture is compared on exactly the weights lmstep reads. The tests (tests/test_checkpoints.py) need no torch.
 """
@@ -121,6 +121,50 @@ FIXTURES: dict[str, tuple[str, dict, dict]] = {
         ),
         {"dtype": torch.float16, "max_shard_size": 20_000},
     ),
+    # Mamba-2: fixed seeds (not the position in this table), so adding fixtures elsewhere changes none of these.
+    "mamba2-groups-chunk4": (  # 8 heads sharing B, C in 2 groups; chunks of 4 (the 6- and 17-token sequences cross)
+        "mamba2",
+        dict(vocab_size=64, hidden_size=32, num_heads=8, head_dim=8, state_size=8, num_hidden_layers=2, n_groups=2)
+        | {"chunk_size": 4},
+        {"seed": 50},
+    ),
+    "mamba2-tied-bias-f16-sharded": (  # one group, chunks of 5, in/out biases without a conv bias, tied, conv 3
+        "mamba2",
+        dict(
+            vocab_size=60,
+            hidden_size=24,
+            num_heads=4,
+            head_dim=12,
+            state_size=4,
+            num_hidden_layers=2,
+            n_groups=1,
+            chunk_size=5,
+            conv_kernel=3,
+            use_bias=True,
+            use_conv_bias=False,
+            tie_word_embeddings=True,
+            layer_norm_epsilon=1e-4,
+        ),
+        {"seed": 51, "dtype": torch.float16, "max_shard_size": 8_000},
+    ),
+    # A time_step_limit that binds. transformers clamps dt in its chunked forward but not in its cached decode
+    # (mamba2_selective_state_update takes no limit), so its cached generate computes another model: the greedy
+    # reference is generate(use_cache=False), every step a full forward (docs/checkpoints.md).
+    "mamba2-limit-groups4-bf16": (
+        "mamba2",
+        dict(
+            vocab_size=48,
+            hidden_size=16,
+            num_heads=4,
+            head_dim=8,
+            state_size=8,
+            num_hidden_layers=2,
+            n_groups=4,
+            chunk_size=3,
+            time_step_limit=(0.0, 0.05),
+        ),
+        {"seed": 52, "dtype": torch.bfloat16, "cache": False},
+    ),
 }
 # Mistral: windows shorter than the sequences (17 and 40 tokens) and than the greedy runs (up to 17 positions), so
 # every comparison crosses the window; one without a window (null: full attention). "seed" fixes the weights
@@ -196,6 +240,7 @@ def make_tokenizer():
 
 
 def main(names: list[str]) -> None:
+    """``python tools/make_fixtures.py [NAME ...]``: rewrite every fixture, or only the named ones."""
     torch.set_num_threads(1)
     unknown = sorted(set(names) - set(FIXTURES))
     if unknown:
@@ -221,7 +266,7 @@ def main(names: list[str]) -> None:
         os.remove(os.path.join(folder, "generation_config.json"))  # lmstep reads config.json only
         if tok is not None:
             tok.save(os.path.join(folder, "tokenizer.json"))
-        record(folder, arch, config, tok, seed, how.get("seq_lens", SEQ_LENS))
+        record(folder, arch, config, tok, seed, how.get("seq_lens", SEQ_LENS), cache=how.get("cache", True))
         files = sorted(os.listdir(folder))
         size = sum(os.path.getsize(os.path.join(folder, f)) for f in files)
         print(f"{name:<30} {size / 1024:7.1f} KiB  {', '.join(files)}")
@@ -229,7 +274,9 @@ def main(names: list[str]) -> None:
     print(f"total {total / 1024:.1f} KiB")
 
 
-def record(folder: str, arch: str, config: dict, tok, seed: int, seq_lens: tuple[int, ...] = SEQ_LENS) -> None:
+def record(
+    folder: str, arch: str, config: dict, tok, seed: int, seq_lens: tuple[int, ...] = SEQ_LENS, cache: bool = True
+) -> None:
     ref = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     vocab = ref.config.vocab_size
     rng = np.random.default_rng(seed)
@@ -254,6 +301,7 @@ def record(folder: str, arch: str, config: dict, tok, seed: int, seq_lens: tuple
                 pad_token_id=0,
                 output_logits=True,
                 return_dict_in_generate=True,
+                use_cache=cache,
             )
             new = out.sequences[0, len(prompt) :].tolist()
             assert len(new) == STEPS, new
@@ -265,6 +313,7 @@ def record(folder: str, arch: str, config: dict, tok, seed: int, seq_lens: tuple
         "architecture": arch,
         "versions": {"transformers": transformers.__version__, "torch": torch.__version__},
         "attn_implementation": getattr(ref.config, "_attn_implementation", None),
+        "greedy_cache": cache,
         "sequences": sequences,
         "greedy": greedy,
     }

@@ -5,10 +5,10 @@ The checkpoint folder is loaded with ``AutoModelForCausalLM`` in float32 and dri
 transformers would continue a sequence. Handles are (position, cache) values: every call works on a deep copy
 of the cache, so old handles stay valid ("immutable"). Tokens are drawn from transformers' logits by the spec's
 sampler with the given rand and settings (transformers has no explicit-rand sampler). The state is exposed under
-the spec's names; transformers' Mamba conv state holds the last W inputs, the spec's the last W - 1, so its oldest
-column is dropped. Its Mistral cache (``DynamicSlidingWindowLayer``) holds the spec's last W - 1 keys, except for a
-window of 1, where its slice ``[-W + 1:]`` keeps every key: the adapter presents the last W - 1 rows
-(contract.kept_state).
+the spec's names; transformers' Mamba (and Mamba-2) conv state holds the last W inputs, the spec's the last W - 1,
+so its oldest column is dropped. Its Mistral cache (``DynamicSlidingWindowLayer``) holds the spec's last W - 1
+keys, except for a window of 1, where its slice ``[-W + 1:]`` keeps every key: the adapter presents the last
+W - 1 rows (contract.kept_state).
 """
 
 from __future__ import annotations

@@ -12,7 +12,10 @@ out) would pass most checks. The checker knows the spec's logits before it sends
 
 and it cycles through SETTINGS: greedy, small top-k at high temperature, top-p alone and with top-k, a
 temperature that overflows z / T (the greedy rule of SPEC.md §3 step 1), and a top-p whose threshold
-top_p * total rounds exactly onto a c_{r-1} (the strict "<" of step 5 decides).
+top_p * total rounds exactly onto a c_{r-1} (the strict "<" of step 5 decides), and a top-p cut well inside a
+top-k ("inside-top-k": the spec's threshold is a fraction of the top-k mass, placed midway between two cumulative
+sums, so no rounding decides it; an engine that takes the fraction of the whole distribution, top-p before top-k,
+keeps one more rank and the largest rand draws it: a token the spec gives probability 0).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ SETTINGS: tuple[tuple[Sampler, str], ...] = (
     (Sampler(temperature=1.0), "top"),
     (Sampler(temperature=1.3, top_k=20, top_p=0.7), "seed"),
     (Sampler(temperature=0.9, top_k=5), "edge"),
-    (Sampler(temperature=1.0, top_k=3, top_p=0.8), "top"),
+    (Sampler(temperature=1.0, top_k=8, top_p=0.8), "inside-top-k"),
     (Sampler(temperature=0.6, top_k=10), "seed"),
 )
 DRAWS = 200  # draws per distribution test: enough for a G-test to see a 10-point probability shift
@@ -48,6 +51,9 @@ def aim(z: np.ndarray, s: Sampler, kind: str, seed: int, pos: int) -> tuple[Samp
         return s, rand_for(seed, pos + 1)
     if kind == "exact-top-p":
         s = exact_top_p(z, s, seed)
+        kind = "top"
+    if kind == "inside-top-k":
+        s = inside_top_k(z, s)
         kind = "top"
     if kind == "top":
         return s, TOP
@@ -87,6 +93,31 @@ def exact_top_p(z: np.ndarray, s: Sampler, seed: int) -> Sampler:
         if 0 < p < 1 and np.float32(p * total) == c[r - 1]:
             return Sampler(temperature=s.temperature, top_k=s.top_k, top_p=float(p))
     return s
+
+
+def inside_top_k(z: np.ndarray, s: Sampler) -> Sampler:
+    """``s`` with a top_p that cuts the top-k set at rank r with the widest margin: top_p * c_{k-1} midway between
+    c_{r-2} and c_{r-1} (the spec keeps ranks < r, far from rounding either way), chosen so that the same fraction
+    of the whole distribution's mass lies clearly above c_{r-1} (applied before top-k it would keep rank r)."""
+    if s.top_k < 2:
+        return s
+    with np.errstate(over="ignore", invalid="ignore"):
+        _, e, c, _ = _buckets(np.asarray(z, np.float32), Sampler(temperature=s.temperature, top_k=s.top_k))
+        _, _, c_all, _ = _buckets(np.asarray(z, np.float32), Sampler(temperature=s.temperature))
+    k = int(np.sum(e > 0))
+    total, whole = float(c[-1]), float(c_all[-1])
+    if k < 2 or not (np.isfinite(total) and np.isfinite(whole)):
+        return s
+    best, best_p = 0.0, None
+    for r in range(1, k):
+        lo, hi = (float(c[r - 2]) if r >= 2 else 0.0), float(c[r - 1])
+        p = (lo + hi) / 2 / total
+        margin = min(hi - lo, 2 * (p * whole - hi)) / total  # both sides of the spec's cut, and the other order's
+        if margin > best:
+            best, best_p = margin, p
+    if best_p is None or best < 1e-4:  # no cut that rounding cannot decide: keep the given settings
+        return s
+    return Sampler(temperature=s.temperature, top_k=s.top_k, top_p=float(np.float32(best_p)))
 
 
 def _neighbours(x: np.float32, n: int = 8) -> list[np.float32]:

@@ -14,14 +14,11 @@ HELP = """Check an implementation against the spec, law by law.
 IMPL: spec | onnx | onnx:DIR | cmd:"program args" | python:module:factory |
       hf[:FOLDER] | mutant:NAME | llamacpp:[FILE.gguf] [opts] | genai:[DIR] |
       openai:URL [opts]    (docs/checking.md, Engines)
-Levels: L0 bitwise, L1 numeric (the spec's own float32 error x 10),
-L2 tokens (1% of the logit scale; near ties), L3 distribution (G-test).
-Laws: unrolled split recurrent sampler state fork batch determinism causality.
-A law the check could not exercise (e.g. batch, without the capability)
-fails unless dropped with --skip-law. A coverage run reaches position 512
-(thorough: 2048) before Hypothesis explores. A failure is shrunk to a short
-operation sequence, written with --out and replayable with `lmstep replay
-FILE`. Exit status 0 pass, 1 fail, 2 usage or input error.
+Levels: L0 bitwise, L1 numeric (10x the spec's own float32 error), L2 tokens
+(near ties), L3 distribution. A law never exercised fails unless dropped
+with --skip-law. A coverage run passes position 512 (thorough: 2048), then
+Hypothesis explores; a failure is shrunk, written with --out, replayed with
+`lmstep replay FILE`. Exit status 0 pass, 1 fail, 2 usage or input error.
 \b
 Examples:
   lmstep check -m tiny-llama --impl onnx --skip-law batch
@@ -36,28 +33,18 @@ def register(app: typer.Typer) -> None:
     @app.command("check", help=HELP, short_help="Check an implementation against the spec, law by law.")
     def check(
         model: str = opt.Model,
-        impl: str = typer.Option(..., "--impl", help="The implementation to check (see above)."),
-        level: str = typer.Option("L1", "--level", help="Required conformance level: L0, L1, L2 or L3."),
-        profile: str = typer.Option(
-            "quick", "--profile", help="quick (depth 512, 30 runs x 10 ops) or thorough (depth 2048, 300 x 25)."
-        ),
+        impl: str = typer.Option(..., "--impl", help="What to check (see above)."),
+        level: str = typer.Option("L1", "--level", help="Required level: L0, L1, L2 or L3."),
+        profile: str = typer.Option("quick", "--profile", help="quick (512 deep, 30 runs) or thorough (2048, 300)."),
         examples: int | None = typer.Option(None, "--examples", min=1, help="Explored runs (overrides the profile)."),
-        steps: int | None = typer.Option(None, "--steps", min=1, help="Operations per run (overrides the profile)."),
-        depth: int | None = typer.Option(
-            None, "--depth", min=1, help="Position the coverage run passes (overrides the profile)."
-        ),
-        skip_law: list[str] = typer.Option(
-            [], "--skip-law", help="Drop a checker law on purpose (repeatable or comma-separated); echoed."
-        ),
+        steps: int | None = typer.Option(None, "--steps", min=1, help="Operations per run (overrides)."),
+        depth: int | None = typer.Option(None, "--depth", min=1, help="Position to pass (overrides)."),
+        skip_law: list[str] = typer.Option([], "--skip-law", help="Drop a law on purpose (repeatable)."),
         temperature: float = opt.Temperature,
         top_k: int = opt.TopK,
         top_p: float = opt.TopP,
-        timeout: float | None = typer.Option(
-            None, "--timeout", min=0.1, help="cmd: implementations: seconds the program may take per reply [30]."
-        ),
-        provider: str | None = typer.Option(
-            None, "--provider", help="onnx implementations: cpu, cuda or auto (cuda if available) [auto]."
-        ),
+        timeout: float | None = typer.Option(None, "--timeout", min=0.1, help="cmd: seconds per reply [30]."),
+        provider: str | None = typer.Option(None, "--provider", help="onnx: cpu, cuda or auto [auto]."),
         out_name: str | None = typer.Option(None, "--out", "-o", help="Write a counterexample here on failure."),
         force: bool = opt.Force,
         as_json: bool = opt.Json,

@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from lmstep.spec.config import to_json
 from lmstep.spec.errors import LmstepError
 
 from ..codec import CodecError, brief, f32_from_bits, f32_hex
@@ -69,7 +70,7 @@ def weights_sha256(model: Any) -> str:
 def model_record(model: Any) -> dict[str, Any]:
     """The header's "model": name, arch, config and weights digest (a runtime wrapper exposes its spec model)."""
     spec = getattr(model, "spec", model)
-    config = attrs.asdict(spec.config) if attrs.has(type(spec.config)) else dict(vars(spec.config))
+    config = to_json(spec.config) if attrs.has(type(spec.config)) else dict(vars(spec.config))
     return {"name": spec.name, "arch": spec.arch, "config": config, "weights_sha256": weights_sha256(spec)}
 
 

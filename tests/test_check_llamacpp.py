@@ -54,9 +54,17 @@ def test_half_precision_kv_settings_reach_l2_not_l1(setting):
     assert not report.passed and report.failed_law in {"unrolled", "state"}, report.message
     report = check(model, open_impl(f"llamacpp: {setting}", model), required=Level.L2, max_examples=10)
     assert report.passed, report.message
-    numeric = {law: s for law, s in report.laws.items() if s["worst_err"] > 0}
-    assert {"unrolled", "split", "recurrent", "state", "fork", "batch"} <= set(numeric), report.laws
-    assert all(s["worst_ratio"] > 1 and s["worst_err"] < L2_REL for s in numeric.values()), report.laws
+    # The laws compared with the spec round through the F16 cache: each exceeds its L1 bound, all stay within L2.
+    # determinism and causality compare llama.cpp with itself (a prefix run as a shorter chunk takes other ggml
+    # kernel blockings: differences of ~3e-7 on some programs), so they are held to L1, not required to exceed it.
+    # Which programs exploration draws depends, beyond the seed, on the modules imported so far (Hypothesis draws
+    # constants from loaded modules' source), so in the full suite other programs run than alone.
+    spec_laws = {"unrolled", "split", "recurrent", "state", "fork", "batch"}
+    numeric = {law: s for law, s in report.laws.items() if law in spec_laws and s["worst_err"] > 0}
+    assert spec_laws == set(numeric), report.laws
+    off = {law: s for law, s in numeric.items() if not (s["worst_ratio"] > 1 and s["worst_err"] < L2_REL)}
+    assert not off, off
+    assert all(report.laws[law]["level"] >= Level.L1 for law in ("determinism", "causality")), report.laws
 
 
 def one_setting(impl):

@@ -20,6 +20,16 @@ HOT = {"temperature": 0.9, "top_k": 40, "top_p": 0.8}  # sampler settings under 
 SAMPLE = "sampler.sample"
 SCHEDULE = "lmstep.runtime.mamba_scan"
 WHOLE = ("tiny-llama", "tiny-gpt2", "tiny-mamba")
+PLAIN_ROPE = (
+    'rope_type="default", factor=None, low_freq_factor=None, high_freq_factor=None, '
+    "original_max_position_embeddings=None"
+)
+
+
+def _layers(changes: str) -> str:
+    """Source of ``w`` with every layer's fields changed: weights a decode path would not read."""
+    return f"attrs.evolve(w, layers=tuple(attrs.evolve(layer, {changes}) for layer in w.layers))"
+
 
 _CATALOGUE = [
     # -- model code: one equation of a layer is wrong ---------------------------------------------------------
@@ -119,6 +129,70 @@ _CATALOGUE = [
             )
         ],
         models=["tiny-mamba"],
+    ),
+    # The Llama-style families (SPEC.md §5): an engine whose decode path was written for plain Llama, so it skips
+    # the family's feature there while its prefill keeps it (prefill and decode taking different paths, §6 of
+    # docs/design.md); and Gemma's embedding scale in bfloat16, the model dtype's rounding transformers once had.
+    Mutant(
+        "llama3-rope-unscaled-in-decode",
+        ["unrolled-eq-recurrent", "state-contract"],
+        "model code",
+        "decode rotates with plain RoPE frequencies, ignoring the llama3 scaling that prefill applies",
+        [Edit("llama.decode", "_decoder(o, cfg, w,", f"_decoder(o, attrs.evolve(cfg, {PLAIN_ROPE}), w,")],
+        models=["tiny-llama3"],
+    ),
+    Mutant(
+        "qkv-bias-dropped-in-decode",
+        ["unrolled-eq-recurrent", "state-contract"],
+        "model code",
+        "decode projects q, k and v without Qwen2's biases",
+        [
+            Edit(
+                "llama.decode",
+                "_decoder(o, cfg, w,",
+                f"_decoder(o, cfg, {_layers('q_bias=None, k_bias=None, v_bias=None')},",
+            )
+        ],
+        models=["tiny-qwen2"],
+    ),
+    Mutant(
+        "qk-norm-skipped-in-decode",
+        ["unrolled-eq-recurrent", "state-contract"],
+        "model code",
+        "decode skips Qwen3's RMSNorm of each head's q and k",
+        [Edit("llama.decode", "_decoder(o, cfg, w,", f"_decoder(o, cfg, {_layers('q_norm=None, k_norm=None')},")],
+        models=["tiny-qwen3"],
+    ),
+    Mutant(
+        "norm-offset-dropped-in-decode",
+        ["unrolled-eq-recurrent", "state-contract"],
+        "model code",
+        "decode's RMSNorms scale by w instead of Gemma's (1 + w)",
+        [Edit("llama.decode", "_decoder(o, cfg, w,", "_decoder(o, attrs.evolve(cfg, norm_unit_offset=False), w,")],
+        models=["tiny-gemma"],
+    ),
+    Mutant(
+        "embedding-scale-bfloat16",
+        ["numeric-tolerance"],
+        "numerics",
+        "Gemma's sqrt(hidden_size) rounded to bfloat16 (6.9375 for 48) instead of float32, in both forms",
+        [
+            Edit(
+                "llama._decoder",
+                "x = o.mul(x, cfg.embedding_scale)",
+                "x = o.mul(x, float((np.float32(cfg.embedding_scale).view(np.uint32) + np.uint32(0x8000) "
+                "& np.uint32(0xFFFF0000)).view(np.float32)))",
+            )
+        ],
+        models=["tiny-gemma"],
+    ),
+    Mutant(
+        "partial-rotary-ignored-in-decode",
+        ["unrolled-eq-recurrent", "state-contract"],
+        "model code",
+        "decode rotates the whole head instead of Phi-3's first partial_rotary_factor of it",
+        [Edit("llama.decode", "_decoder(o, cfg, w,", "_decoder(o, attrs.evolve(cfg, partial_rotary_factor=1.0), w,")],
+        models=["tiny-phi3"],
     ),
     # Mamba-2's chunked SSD (mamba2.ssd, the unrolled form) and its mixer.
     Mutant(
@@ -464,7 +538,8 @@ _CATALOGUE = [
         ["numeric-tolerance"],
         "numerics",
         "RoPE base 10100 instead of the config's 10000 (wrong in its third significant digit)",
-        [Edit("llama._decoder", "rope_inv_freq(D, cfg.rope_theta)", "rope_inv_freq(D, cfg.rope_theta * 1.01)")],
+        # rope.inv_freq: every Llama-style family's frequencies start from theta there (SPEC.md §4)
+        [Edit("rope.inv_freq", "cfg.rope_theta)", "cfg.rope_theta * 1.01)")],
     ),
     Mutant(
         "norm-eps-hardcoded",

@@ -6,6 +6,14 @@ update state wrongly), stated for *all* weights of a tiny configuration: weights
 and positions concrete. sqrt, reciprocal, sigmoid, softplus, tanh are uninterpreted (only congruence is used:
 both forms must apply them to provably equal arguments); cos/sin of concrete positions are computed by numpy.
 The logits at every position and the final state must be equal.
+
+The Llama-style families (SPEC.md §5) are the same decoder with switches, each proved on its own tiny config:
+Qwen3's RMSNorm of each head's q and k and Gemma's (1 + w) norms, scaled embedding and tanh GELU add
+normalisations and gates on both paths, partial RoPE (Phi-3) slices each head, llama3 RoPE scaling changes only
+the concrete frequencies, Qwen2's biases enter the projections, and Mistral's sliding window (3 tokens across a
+window of 2) bounds the state and bands the unrolled mask; none may break prefill = decode. Each has a catalogue
+mutant whose decode path skips the family's feature (for Mistral, a forward that ignores the window), which must
+come back refuted.
 """
 
 from __future__ import annotations
@@ -25,31 +33,19 @@ from .obligations import Obligation, Query, catalogue, register
 from .symbolic import Z3Ops, all_equal
 
 TOKENS = [1, 0, 1]  # a repeated token, so a cache that ignored position or order would be caught
-FAMILY_ARCH = {"mistral": "llama"}  # Mistral: the Llama decoder with a sliding window
 
+TINY_LLAMA = dict(
+    vocab_size=2,
+    hidden_size=2,
+    intermediate_size=2,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    head_dim=2,
+    max_position_embeddings=8,
+)
 CONFIGS: dict[str, Any] = {
-    "llama": llama.Config(
-        vocab_size=2,
-        hidden_size=2,
-        intermediate_size=2,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=2,
-        max_position_embeddings=8,
-    ),
-    # Mistral: the same decoder with a window of 2, so the 3 tokens cross it (the state keeps 1 key).
-    "mistral": llama.Config(
-        vocab_size=2,
-        hidden_size=2,
-        intermediate_size=2,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=2,
-        max_position_embeddings=8,
-        sliding_window=2,
-    ),
+    "llama": llama.Config(**TINY_LLAMA),
     "gpt2": gpt2.Config(vocab_size=2, n_embd=2, n_layer=1, n_head=1, n_positions=8, n_inner=2),
     "mamba": mamba.Config(
         vocab_size=2,
@@ -60,6 +56,27 @@ CONFIGS: dict[str, Any] = {
         time_step_rank=1,
         conv_kernel=2,
     ),
+    # the Llama-style families: spec/llama.py's decoder with each family's switches
+    "llama3": llama.Config(
+        **TINY_LLAMA,
+        rope_type="llama3",
+        factor=8.0,
+        low_freq_factor=1.0,
+        high_freq_factor=4.0,
+        original_max_position_embeddings=4,
+    ),
+    "qwen2": llama.Config(**TINY_LLAMA, model_type="qwen2", qkv_bias=True),
+    "qwen3": llama.Config(**TINY_LLAMA, model_type="qwen3", qk_norm=True),
+    "gemma": llama.Config(
+        **TINY_LLAMA,
+        model_type="gemma",
+        hidden_act="gelu_pytorch_tanh",
+        norm_unit_offset=True,
+        scale_embeddings=True,
+    ),
+    "phi3": llama.Config(**{**TINY_LLAMA, "head_dim": 4}, model_type="phi3", partial_rotary_factor=0.5),
+    # Mistral: a window of 2, so the 3 tokens cross it (the state keeps 1 key).
+    "mistral": llama.Config(**TINY_LLAMA, model_type="mistral", sliding_window=2),
     # Two heads in two groups (each its own B, C and norm group), chunks of 2: the 3 tokens cross a chunk boundary.
     "mamba2": mamba2.Config(
         vocab_size=2,
@@ -73,6 +90,7 @@ CONFIGS: dict[str, Any] = {
         chunk_size=2,
     ),
 }
+ARCH = {name: "llama" if isinstance(cfg, llama.Config) else name for name, cfg in CONFIGS.items()}
 # Mamba-2's decays are exps of segment sums in the unrolled form and products of exps in the recurrent one: the
 # "product" exp model (symbolic.py) makes them the same polynomial. The others use the field lemmas.
 EXP = {"mamba2": "product"}
@@ -99,20 +117,22 @@ def _state_terms(cache: Any) -> list[np.ndarray]:
 
 
 def prefill_query(
-    arch: str,
+    name: str,
     decode: Any = None,
     tokens: list[int] = TOKENS,
     seeded: bool = False,
     attempt_s: float | None = None,
     forward: Any = None,
 ) -> Query:
-    """``seeded``: the built-in generator's float32 weights (seed 0) instead of symbolic ones - for mutants, whose
-    counterexample Z3 then finds among the uninterpreted functions' values alone (symbolic weights: > 120 s).
-    ``decode`` / ``forward``: a mutant's (default: the architecture's own)."""
-    module = ARCHITECTURES[FAMILY_ARCH.get(arch, arch)]
+    """``name``: an architecture or a Llama-style family of CONFIGS. ``seeded``: the built-in generator's float32
+    weights (seed 0) instead of symbolic ones - for mutants, whose counterexample Z3 then finds among the
+    uninterpreted functions' values alone (symbolic weights: > 120 s). ``decode`` / ``forward``: a mutant's
+    (default: the architecture's own)."""
+    arch = ARCH[name]
+    module = ARCHITECTURES[arch]
     decode, forward = decode or module.decode, forward or module.forward
-    cfg, o = CONFIGS[arch], Z3Ops(Real(), normalize=True, exp=EXP.get(arch, "field"))
-    w = builtin.init_weights(FAMILY_ARCH.get(arch, arch), cfg, 0) if seeded else symbolic_weights(o, module, cfg)
+    cfg, o = CONFIGS[name], Z3Ops(Real(), normalize=True, exp=EXP.get(name, "field"))
+    w = builtin.init_weights(arch, cfg, 0) if seeded else symbolic_weights(o, module, cfg)
     positions = np.arange(len(tokens), dtype=np.int64)[None]
     tokens = np.array([tokens], np.int64)
     logits, cache = forward(o, cfg, w, tokens, positions, empty_cache(module, cfg))
@@ -132,49 +152,57 @@ MUTANTS: dict[str, tuple[str, str, list[int], bool]] = {  # obligation suffix, c
     "mistral": ("window-only-in-decode", "window-only-in-decode", TOKENS, True),  # mutates forward, not decode
     "gpt2": ("position-off-by-one", "decode-position-off-by-one", TOKENS[:1], False),
     "mamba": ("conv-window", "conv-not-shifted", TOKENS[:2], True),
+    "llama3": ("unscaled-rope", "llama3-rope-unscaled-in-decode", TOKENS[:2], True),
+    "qwen2": ("bias-dropped", "qkv-bias-dropped-in-decode", TOKENS[:1], True),
+    "qwen3": ("qk-norm-skipped", "qk-norm-skipped-in-decode", TOKENS[:1], True),
+    "gemma": ("norm-offset-dropped", "norm-offset-dropped-in-decode", TOKENS[:1], True),
+    "phi3": ("full-rotary", "partial-rotary-ignored-in-decode", TOKENS[:2], True),
     "mamba2": ("conv-window", "conv-not-shifted", TOKENS[:2], True),  # the conv step both generations share
 }
 
 
-def _mutated(arch: str, mutant: str) -> dict[str, Any]:
-    """``arch``'s decode, or for Mistral its forward (llama.py's: the window bug is in the unrolled form), with
+def _mutated(variant: str, mutant: str) -> dict[str, Any]:
+    """``variant``'s decode, or for Mistral its forward (llama.py's: the window bug is in the unrolled form), with
     the catalogue's ``mutant``."""
-    if arch == "mistral":
-        return {"forward": catalogue(mutant, "llama.forward")}
-    return {"decode": catalogue(mutant, f"{arch}.decode")}
+    return {MUTATED_FORM[variant]: catalogue(mutant, f"{ARCH[variant]}.{MUTATED_FORM[variant]}")}
+
+
+MUTATED_FORM = {variant: "forward" if variant == "mistral" else "decode" for variant in CONFIGS}
 
 
 # -- the registry -----------------------------------------------------------------------------------------
 REAL = "the reals; weights symbolic; sqrt/reciprocal/sigmoid/softplus/tanh uninterpreted; MASKED as -inf"
 SEEDED = REAL.replace("weights symbolic", "weights seeded (builtin.init_weights, seed 0)")
-for arch in CONFIGS:
-    name = f"model/{arch}-prefill-eq-decode"
+for variant in CONFIGS:
+    name, arch = f"model/{variant}-prefill-eq-decode", ARCH[variant]
+    family = "" if arch == variant else f" ({variant} switches)"
     register(
         Obligation(
             name,
             "model",
-            f"{arch}: forward over T tokens equals T decode steps (logits and state)",
+            f"{variant}: forward over T tokens equals T decode steps (logits and state)",
             REAL,
             f"T={len(TOKENS)}, tokens {TOKENS}, 1 layer, the tiny config in model.py",
-            f"spec: {arch}.forward, {arch}.decode",
+            f"spec: {arch}.forward, {arch}.decode{family}",
             "proved",
-            lambda arch=arch: prefill_query(arch),
+            lambda variant=variant: prefill_query(variant),
             timeout_s=120,
             law="unrolled-eq-recurrent",
         )
     )
-    bug, mutant, tokens, seeded = MUTANTS[arch]
+    bug, mutant, tokens, seeded = MUTANTS[variant]
+    form = MUTATED_FORM[variant]
     register(
         Obligation(
             f"{name}~{bug}",
             "model",
-            f"mutant: {arch}.decode with the {bug.replace('-', ' ')} bug differs from forward",
+            f"mutant: {arch}.{form}{family} with the {bug.replace('-', ' ')} bug: forward differs from decode",
             SEEDED if seeded else REAL,
             f"T={len(tokens)}",
-            f"spec: mutated {arch}.decode",
+            f"spec: mutated {arch}.{form}",
             "refuted",
-            lambda arch=arch, mutant=mutant, tokens=tokens, seeded=seeded: prefill_query(
-                arch, tokens=tokens, seeded=seeded, attempt_s=3.0, **_mutated(arch, mutant)
+            lambda variant=variant, mutant=mutant, tokens=tokens, seeded=seeded: prefill_query(
+                variant, tokens=tokens, seeded=seeded, attempt_s=3.0, **_mutated(variant, mutant)
             ),
             mutant_of=name,
             mutant=mutant,

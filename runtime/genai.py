@@ -1,9 +1,11 @@
 """genai_config.json for onnxruntime-genai, which runs ``model.onnx`` (the unrolled graph) as its decoder.
 
-Written for the transformer architectures: genai model type "llama" for Llama, and its generic "decoder" type
-for GPT-2 (genai's "gpt2" type expects the older GPT-2 export layout with other input names; measured with
-genai 0.18: "decoder" runs our contract and gives our greedy tokens). Not for Mamba: genai 0.18 has no plain-SSM
-model type; its recurrent-state support is tied to the hybrid architectures it knows.
+Written for the transformer architectures: for the Llama-style decoder, genai's model type of the same name as the
+family (llama, qwen2, qwen3, gemma, phi3, mistral: each a decoder-only type of genai 0.18 that runs this same
+contract; the family's math is inside model.onnx), and genai's generic "decoder" type for GPT-2 (genai's "gpt2"
+type expects the older GPT-2 export layout with other input names; measured with genai 0.18: "decoder" runs our
+contract and gives our greedy tokens). Not for Mamba: genai 0.18 has no plain-SSM model type; its recurrent-state
+support is tied to the hybrid architectures it knows.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ def genai_type(model: Model) -> str:
     docs/runtime.md)."""
     if getattr(model.config, "sliding_window", None) is not None:
         return "mistral"
-    return GENAI_TYPES[model.arch]
+    return model.config.model_type if model.arch == "llama" else GENAI_TYPES[model.arch]
 
 
 def genai_config(model: Model, eos_token_id: int | None = None) -> dict[str, Any] | None:

@@ -1,5 +1,6 @@
 """Load a Hugging Face checkpoint folder as a ``Model``: config.json + model.safetensors (or sharded with
-model.safetensors.index.json), for GPT2LMHeadModel, LlamaForCausalLM, MambaForCausalLM and MistralForCausalLM.
+model.safetensors.index.json), for the architectures of spec/hf_config.py (GPT-2, the Llama-style families
+including Mistral, Mamba).
 
     config.json        -> hf_config.read_config: architecture + Config, refusing what we do not implement
     *.safetensors      -> safetensors_io: validated, memory-mapped
@@ -115,29 +116,33 @@ def _no_weights_message(folder: str) -> str:
 def read_params(arch: str, cfg: Config, src: TensorSource) -> dict[str, ArrayLike]:
     """Our parameters (float32 values, our layout) from the checkpoint's tensors, every name and shape checked.
     Float32 tensors are read-only arrays; other formats are StoredArrays, widened where the model uses them."""
-    in_file = hf_names.with_base_prefix(arch, src.names())  # canonical HF name -> name in the file
+    family = hf_names.family(arch, cfg)
+    in_file = hf_names.with_base_prefix(family, src.names())  # canonical HF name -> name in the file
     params: dict[str, ArrayLike] = {}
     used: set[str] = set()
     scratch = Scratch()  # the model's widening buffers (stored.py)
+    last: tuple[str, np.ndarray] | None = None  # a fused tensor (Phi-3) is checked once for its consecutive blocks
     for ours, shape in ARCHITECTURES[arch].param_shapes(cfg).items():
-        hf, layout = hf_names.hf_name(arch, ours)
+        hf, layout = hf_names.hf_name(family, ours, cfg)
         if hf not in in_file:
             raise CheckpointError(
                 f"{src.where}: tensor {hf!r} is missing, but config.json needs it (shape "
                 f"{list(hf_names.hf_shape(shape, layout))}); the weights do not match config.json"
             )
         name = in_file[hf]
-        raw = _checked(src, name, hf_names.hf_shape(shape, layout))
+        if last is None or last[0] != hf:
+            last = (hf, _checked(src, name, hf_names.hf_shape(shape, layout)))
+        raw = last[1]
         f = src.files[name]
-        if layout != "copy":  # a private copy in our layout; the file's pages are not needed any more
+        if layout != "copy":  # a private copy in our layout (a block of rows, for a fused tensor); pages not needed
             raw = hf_names.to_ours(raw, layout)
             raw.flags.writeable = False  # ours alone: frozen in place, not copied again
-            f.release(name)
+            f.release(name)  # a fused tensor's next block maps its pages in again (read-only view, same bits)
         params[ours] = float32_leaf(raw, f.tensors[name].dtype, scratch)
         used.add(hf)
     tied = isinstance(cfg, gpt2.Config) or cfg.tie_word_embeddings  # untied, lm_head was read above like any parameter
     if tied and hf_names.LM_HEAD in in_file:  # a tied checkpoint may still store the (identical) output projection
-        emb, head = in_file[hf_names.EMBEDDING[arch]], in_file[hf_names.LM_HEAD]
+        emb, head = in_file[hf_names.EMBEDDING[family]], in_file[hf_names.LM_HEAD]
         emb_file = src.files[emb]
         head_raw = _checked(src, head, emb_file.tensors[emb].shape)
         if not _same_values(
@@ -154,7 +159,7 @@ def read_params(arch: str, cfg: Config, src: TensorSource) -> dict[str, ArrayLik
         emb_file.release(emb)
         used.add(hf_names.LM_HEAD)
     for hf in sorted(set(in_file) - used):
-        if not hf_names.IGNORED[arch].fullmatch(hf):
+        if not hf_names.IGNORED[family].fullmatch(hf):
             raise CheckpointError(
                 f"{src.files[in_file[hf]].path}: unexpected tensor {in_file[hf]!r}, which config.json does not use "
                 "(e.g. a bias with attention_bias=false); fix config.json or remove the tensor"

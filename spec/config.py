@@ -25,6 +25,11 @@ def optional_positive_int(inst: object, attr: attrs.Attribute[int | None], value
         raise ConfigError(f"{type(inst).__name__}.{attr.name} must be a positive integer or null, got {value!r}")
 
 
+def optional_positive_float(inst: object, attr: attrs.Attribute[float | None], value: object) -> None:
+    if value is not None:
+        positive_float(inst, attr, value)  # type: ignore[arg-type]
+
+
 def boolean(inst: object, attr: attrs.Attribute[bool], value: object) -> None:
     if not isinstance(value, bool):
         raise ConfigError(f"{type(inst).__name__}.{attr.name} must be true or false, got {value!r}")
@@ -42,9 +47,11 @@ def _to_float(v: object) -> object:
 # Options for the Config fields, spelled ``x: int = attrs.field(**POSITIVE_INT)`` (an attrs.field call, so that
 # type checkers see which fields are required).
 POSITIVE_INT: dict[str, Any] = {"validator": positive_int}
-OPTIONAL_POSITIVE_INT: dict[str, Any] = {"validator": optional_positive_int}
 POSITIVE_FLOAT: dict[str, Any] = {"converter": _to_float, "validator": positive_float}
 BOOLEAN: dict[str, Any] = {"validator": boolean}
+# None: the configuration does not use the field (a window, a RoPE scaling parameter)
+OPTIONAL_POSITIVE_INT: dict[str, Any] = {"validator": optional_positive_int}
+OPTIONAL_POSITIVE_FLOAT: dict[str, Any] = {"converter": _to_float, "validator": optional_positive_float}
 
 
 # transformers 5 writes inf and nan as {"__float__": "Infinity"} in config.json (JSON has no such numbers;

@@ -11,22 +11,41 @@ A field in none of the groups is refused too: we cannot tell whether it changes 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 from collections.abc import Callable
 from typing import Any
 
-from . import gpt2, llama, mamba, mamba2
+from . import gpt2, llama, mamba, mamba2, rope
 from .config import from_json
 from .errors import ConfigError
 
-ARCHITECTURES = {"GPT2LMHeadModel": "gpt2", "LlamaForCausalLM": "llama", "MambaForCausalLM": "mamba"}
-MODEL_TYPES = {"gpt2": "gpt2", "llama": "llama", "mamba": "mamba"}
-ARCHITECTURES["MistralForCausalLM"] = MODEL_TYPES["mistral"] = "mistral"
-ARCHITECTURES["Mamba2ForCausalLM"] = MODEL_TYPES["mamba2"] = "mamba2"
-# Families that another architecture's code runs: Mistral is the Llama decoder with a sliding window.
-FAMILY_ARCH = {"mistral": "llama"}
+ARCHITECTURES = {
+    "GPT2LMHeadModel": "gpt2",
+    "LlamaForCausalLM": "llama",
+    "MambaForCausalLM": "mamba",
+    "Qwen2ForCausalLM": "qwen2",
+    "Qwen3ForCausalLM": "qwen3",
+    "GemmaForCausalLM": "gemma",
+    "Phi3ForCausalLM": "phi3",
+    "MistralForCausalLM": "mistral",
+    "Mamba2ForCausalLM": "mamba2",
+}
+MODEL_TYPES = {
+    "gpt2": "gpt2",
+    "llama": "llama",
+    "mamba": "mamba",
+    "qwen2": "qwen2",
+    "qwen3": "qwen3",
+    "gemma": "gemma",
+    "phi3": "phi3",
+    "mistral": "mistral",
+    "mamba2": "mamba2",
+}
+# Families that another architecture's code runs: the Llama-style ones are spec/llama.py with switches.
+FAMILY_ARCH = {"qwen2": "llama", "qwen3": "llama", "gemma": "llama", "phi3": "llama", "mistral": "llama"}
 
 # Fields of transformers' PretrainedConfig and generation defaults that older configs carry: none changes the
 # logits. dtype / torch_dtype only say how the weights were stored: we always compute in float32.
@@ -193,85 +212,179 @@ def gpt2_config(f: Fields) -> gpt2.Config:
     )
 
 
-# -- Llama: transformers LlamaConfig ---------------------------------------------------------------------------
-ROPE_KEYS = {"rope_type", "type", "rope_theta", "partial_rotary_factor"}
+# -- The Llama-style families: transformers' Llama, Qwen2, Qwen3, Gemma, Phi3 and Mistral configs ---------------
+# Each maps to spec/llama.py's Config with its family's switches (SPEC.md §5). Defaults per family, read from
+# transformers 5.24's configuration_{llama,qwen2,qwen3,gemma,phi3,mistral}.py. head_dim None: hidden // heads (Qwen2
+# and Phi3 have no head_dim field, but their attention reads ``getattr(config, "head_dim", hidden // heads)``, so
+# a head_dim in config.json is honoured). kv None: as many kv heads as heads; a null num_key_value_heads means the
+# same, except for Gemma, whose config has no such rule (a null is refused as not an integer).
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "llama": dict(vocab=32000, hidden=4096, inter=11008, layers=32, heads=32, kv=None, head_dim=None, ctx=2048),
+    "qwen2": dict(vocab=151936, hidden=4096, inter=22016, layers=32, heads=32, kv=32, head_dim=None, ctx=32768),
+    "qwen3": dict(vocab=151936, hidden=4096, inter=22016, layers=32, heads=32, kv=32, head_dim=128, ctx=32768),
+    "gemma": dict(vocab=256000, hidden=3072, inter=24576, layers=28, heads=16, kv=16, head_dim=256, ctx=8192),
+    "phi3": dict(vocab=32064, hidden=3072, inter=8192, layers=32, heads=32, kv=None, head_dim=None, ctx=4096),
+    "mistral": dict(vocab=32000, hidden=4096, inter=14336, layers=32, heads=32, kv=8, head_dim=None, ctx=4096 * 32),
+}
+EPS = {"phi3": 1e-5}  # rms_norm_eps; 1e-6 for the others
+# The RoPE types each family's transformers code computes, of those lmstep implements (spec/rope.py). Phi3's
+# config accepts only "default" and "longrope" (its older names "su" and "yarn" become "longrope").
+ROPE_TYPES = {"llama": ("default", "linear", "llama3"), "phi3": ("default",), "mistral": ("default",)}
+ROPE_KEYS = {  # the keys of rope_parameters each type reads (transformers' _validate_*_rope_parameters)
+    "default": {"rope_type", "type", "rope_theta", "partial_rotary_factor"},
+    "linear": {"rope_type", "type", "rope_theta", "partial_rotary_factor", "factor"},
+    "llama3": {"rope_type", "type", "rope_theta", "partial_rotary_factor", *rope.LLAMA3_KEYS},
+}
 
 
-def llama_config(f: Fields) -> llama.Config:
-    hidden, heads = f.take("hidden_size", 4096), f.take("num_attention_heads", 32)
-    f.expect("hidden_act", ("silu",), "silu", ", the SwiGLU gate")
-    f.inert("attention_dropout", "pretraining_tp")  # pretraining_tp: transformers 5 no longer reads it
+def decoder_config(f: Fields, family: str) -> llama.Config:
+    """config.json of a Llama-style family -> llama.Config with that family's switches."""
+    d = DEFAULTS[family]
+    hidden, heads = f.take("hidden_size", d["hidden"]), f.take("num_attention_heads", d["heads"])
+    head_dim = f.take("head_dim", d["head_dim"], null_is_default=True)
+    ctx = f.take("max_position_embeddings", d["ctx"])
+    switches: dict[str, Any] = {}
+    if family == "gemma":
+        # GemmaConfig turns the legacy "gelu" of the first Gemma uploads into the tanh approximation; transformers
+        # 4 read hidden_activation instead (5 ignores it), so a value that would disagree is refused.
+        f.expect("hidden_act", ("gelu_pytorch_tanh", "gelu"), "gelu_pytorch_tanh", ", GeGLU with tanh GELU")
+        f.expect("hidden_activation", (None, "gelu_pytorch_tanh"), None, ", GeGLU with tanh GELU")
+        f.expect("use_bidirectional_attention", (None, False), None, ", causal attention")
+        switches |= dict(hidden_act="gelu_pytorch_tanh", norm_unit_offset=True, scale_embeddings=True)
+    else:
+        f.expect("hidden_act", ("silu",), "silu", ", the SwiGLU gate")
+    if family in ("llama", "qwen3", "gemma"):
+        switches["attention_bias"] = f.take("attention_bias", False)  # q, k, v and o
+    elif family == "phi3":
+        f.expect("attention_bias", (False,), False, ", Phi-3's projections have no biases")
+    if family == "llama":
+        switches["mlp_bias"] = f.take("mlp_bias", False)
+    if family == "qwen2":
+        switches["qkv_bias"] = True  # Qwen2Attention: q, k, v with biases, o without, whatever the config says
+        f.expect("use_mrope", (False,), False, ", multimodal RoPE sections (Qwen2-VL)")
+    if family == "qwen3":
+        switches["qk_norm"] = True
+    if family in ("qwen2", "qwen3"):
+        _qwen_windows(f, ctx, d)
+    if family == "mistral":
+        # MistralConfig: no attention_bias / mlp_bias (MistralAttention and MistralMLP have no biases: a
+        # config.json carrying them is refused as unknown); sliding_window null: full attention. layer_types
+        # (alternating windows) is what transformers' MistralModel ignores with a warning: refused as unknown,
+        # so lmstep never guesses.
+        switches["sliding_window"] = f.take("sliding_window", 4096)
+    if family == "phi3":
+        window = f.take("sliding_window", None)
+        if window is not None and not (isinstance(window, int) and window >= ctx):
+            raise _window_error(f, f"sliding_window={json.dumps(window)}", ctx)
+        # auto_map names remote-code classes that transformers' own Phi3 replaces; the dropouts are training only
+        f.inert("resid_pdrop", "embd_pdrop", "auto_map")
+    # attention_dropout: training only; pretraining_tp: transformers 5 no longer reads it
+    f.inert("attention_dropout", *(("pretraining_tp",) if family == "llama" else ()))
     return llama.Config(
-        vocab_size=f.take("vocab_size", 32000),
+        vocab_size=f.take("vocab_size", d["vocab"]),
         hidden_size=hidden,
-        intermediate_size=f.take("intermediate_size", 11008),
-        num_hidden_layers=f.take("num_hidden_layers", 32),
+        intermediate_size=f.take("intermediate_size", d["inter"]),
+        num_hidden_layers=f.take("num_hidden_layers", d["layers"]),
         num_attention_heads=heads,
-        num_key_value_heads=f.take("num_key_value_heads", heads, null_is_default=True),  # None: multi-head
-        head_dim=f.take("head_dim", _div(hidden, heads), null_is_default=True),  # None: hidden // heads
-        max_position_embeddings=f.take("max_position_embeddings", 2048),
-        rms_norm_eps=f.take("rms_norm_eps", 1e-6),
-        rope_theta=_rope_theta(f),
-        attention_bias=f.take("attention_bias", False),
-        mlp_bias=f.take("mlp_bias", False),
-        tie_word_embeddings=f.take("tie_word_embeddings", False),
+        num_key_value_heads=_kv_heads(f, d["kv"], heads, family),
+        head_dim=_div(hidden, heads) if head_dim is None else head_dim,
+        max_position_embeddings=ctx,
+        rms_norm_eps=f.take("rms_norm_eps", EPS.get(family, 1e-6)),
+        tie_word_embeddings=f.take("tie_word_embeddings", family == "gemma"),
+        model_type=family,
+        **switches,
+        **_rope(f, family, ctx),
     )
 
 
-def _rope_theta(f: Fields) -> Any:
-    """RoPE base from transformers 5's ``rope_parameters`` or the older ``rope_theta`` + ``rope_scaling``.
+def _kv_heads(f: Fields, default: Any, heads: Any, family: str) -> Any:
+    kv = f.take("num_key_value_heads", default)
+    return heads if kv is None and family != "gemma" else kv
+
+
+def _qwen_windows(f: Fields, ctx: Any, d: dict[str, Any]) -> None:
+    """Qwen2/Qwen3 slide a window over the layers ``layer_types`` marks "sliding_attention" (by default the layers
+    from max_window_layers on), and only when use_sliding_window: the window is ``sliding_window`` keys. Accepted
+    when no layer slides, or the window covers every position (>= max_position_embeddings): the same math."""
+    use = f.expect("use_sliding_window", (False, True), False)
+    window = f.take("sliding_window", 4096) if use else None  # Qwen2Config: None unless use_sliding_window
+    f.inert("sliding_window")  # so without use_sliding_window it is read by nothing
+    first = f.take("max_window_layers", 28)
+    layers = f.raw.get("num_hidden_layers", d["layers"])
+    kinds = f.take("layer_types", None)
+    if kinds is None and isinstance(layers, int) and isinstance(first, int):
+        kinds = ["sliding_attention" if window is not None and i >= first else "full_attention" for i in range(layers)]
+    if not (isinstance(kinds, list) and all(k in ("full_attention", "sliding_attention") for k in kinds)):
+        raise f.error(f'layer_types must list "full_attention" or "sliding_attention" per layer, got {kinds!r}')
+    if len(kinds) != layers:
+        raise f.error(f"layer_types lists {len(kinds)} layers, but num_hidden_layers is {layers}; make them agree")
+    sliding = [i for i, k in enumerate(kinds) if k == "sliding_attention"]
+    if sliding and window is None:
+        raise f.error(
+            f"layer_types marks layers {sliding} sliding_attention, but use_sliding_window is false (no window); "
+            'transformers cannot run that either: mark them "full_attention" or set the window'
+        )
+    if sliding and not (isinstance(window, int) and isinstance(ctx, int) and window >= ctx):
+        raise _window_error(f, f"sliding_window={json.dumps(window)} on layers {sliding}", ctx)
+
+
+def _window_error(f: Fields, what: str, ctx: Any) -> ConfigError:
+    return f.error(
+        f"{what} is not supported by lmstep's {f.arch} (only no window, or one of at least "
+        f"max_position_embeddings={ctx}): a window shorter than the context changes the outputs of longer "
+        "sequences, so the checkpoint is refused"
+    )
+
+
+def _rope(f: Fields, family: str, ctx: Any) -> dict[str, Any]:
+    """RoPE parameters from transformers 5's ``rope_parameters`` or the older ``rope_theta`` + ``rope_scaling``.
 
     As transformers' ``convert_rope_params_to_dict``: a non-null rope_scaling wins over rope_parameters; keys
-    inside the dict win over top-level ones; theta defaults to 10000. Only plain RoPE is implemented.
+    inside the dict win over top-level ones; theta defaults to 10000. A llama3 dict without
+    original_max_position_embeddings takes max_position_embeddings (``standardize_rope_params``). A top-level
+    original_max_position_embeddings is inert: Phi3Config's own field is read only by longrope (refused), and
+    for the other families it becomes an attribute after the dict was standardised, so the dict's value stands
+    (measured with transformers 5.25: a top-level 16 beside a dict's 999 leaves 999).
     """
     scaling, params = f.take("rope_scaling", None), f.take("rope_parameters", None)
     top_theta, top_factor = f.take("rope_theta", None), f.take("partial_rotary_factor", None)
+    f.inert("original_max_position_embeddings")
     params = scaling or params or {}
     name = "rope_scaling" if scaling else "rope_parameters"
     if not isinstance(params, dict):
         raise f.error(f"{name} must be an object or null, got {json.dumps(params)}")
     kind = params.get("rope_type", params.get("type", "default"))
-    if kind != "default":
+    if family == "phi3" and kind in ("su", "yarn"):
+        kind = "longrope"  # Phi3Config's renaming of its older configs
+    allowed = ROPE_TYPES.get(family, ROPE_TYPES["llama"])
+    if kind not in allowed:
+        shown = ", ".join(json.dumps(a) for a in allowed)
         raise f.error(
-            f"{name} has rope_type {json.dumps(kind)}, which lmstep does not implement (only plain RoPE, "
-            '"default"); it changes the model\'s outputs, so the checkpoint is refused'
+            f"{name} has rope_type {json.dumps(kind)}, which lmstep's {family} does not implement (only {shown}); "
+            "it changes the model's outputs, so the checkpoint is refused"
         )
-    extra = sorted(set(params) - ROPE_KEYS)
+    extra = sorted(set(params) - ROPE_KEYS[kind])
     if extra:
-        raise f.error(f"{name} has field {extra[0]!r}, which plain RoPE does not use; remove it or fix rope_type")
+        raise f.error(f"{name} has field {extra[0]!r}, which {kind} RoPE does not use; remove it or fix rope_type")
     factor = params.get("partial_rotary_factor", 1.0 if top_factor is None else top_factor)
-    if not _same(factor, 1.0):
+    if family != "phi3" and not _same(factor, 1.0):
         raise f.error(
-            f"partial_rotary_factor={json.dumps(factor)} is not supported by lmstep's llama (only 1: RoPE on the "
-            "whole head); it changes the model's outputs, so the checkpoint is refused"
+            f"partial_rotary_factor={json.dumps(factor)} is not supported by lmstep's {family} (only 1: its "
+            "transformers code rotates the whole head); it changes the model's outputs, so the checkpoint is refused"
         )
-    return params.get("rope_theta", 10000.0 if top_theta is None else top_theta)
-
-
-# -- Mistral: transformers MistralConfig ------------------------------------------------------------------------
-def mistral_config(f: Fields) -> llama.Config:
-    """MistralConfig: Llama's fields and defaults where they share a name, except Mistral's own defaults below;
-    no attention_bias / mlp_bias (MistralAttention and MistralMLP have no biases: a config.json carrying them is
-    refused as unknown); ``sliding_window`` (null: full attention). ``layer_types`` (alternating windows) is
-    what transformers' MistralModel ignores with a warning: refused as unknown, so lmstep never guesses."""
-    hidden, heads = f.take("hidden_size", 4096), f.take("num_attention_heads", 32)
-    kv_heads = f.take("num_key_value_heads", 8)
-    f.expect("hidden_act", ("silu",), "silu", ", the SwiGLU gate")
-    f.inert("attention_dropout")
-    return llama.Config(
-        vocab_size=f.take("vocab_size", 32000),
-        hidden_size=hidden,
-        intermediate_size=f.take("intermediate_size", 14336),
-        num_hidden_layers=f.take("num_hidden_layers", 32),
-        num_attention_heads=heads,
-        num_key_value_heads=heads if kv_heads is None else kv_heads,  # None: multi-head (MistralConfig)
-        head_dim=f.take("head_dim", _div(hidden, heads), null_is_default=True),  # None: hidden // heads
-        max_position_embeddings=f.take("max_position_embeddings", 4096 * 32),
-        rms_norm_eps=f.take("rms_norm_eps", 1e-6),
-        rope_theta=_rope_theta(f),
-        tie_word_embeddings=f.take("tie_word_embeddings", False),
-        sliding_window=f.take("sliding_window", 4096),
-    )
+    out: dict[str, Any] = {
+        "rope_theta": params.get("rope_theta", 10000.0 if top_theta is None else top_theta),
+        "partial_rotary_factor": factor,
+        "rope_type": kind,
+    }
+    for key in ROPE_KEYS[kind] & set(rope.LLAMA3_KEYS):
+        if key == "original_max_position_embeddings":
+            out[key] = params.get(key, ctx)
+        elif key not in params:
+            raise f.error(f"{name} of rope_type {json.dumps(kind)} lacks {key!r}; transformers needs it too")
+        else:
+            out[key] = params[key]
+    return out
 
 
 # -- Mamba: transformers MambaConfig ---------------------------------------------------------------------------
@@ -361,8 +474,8 @@ def mamba2_config(f: Fields) -> mamba2.Config:
     )
 
 
-MAPPERS: dict[str, Callable[[Fields], Any]] = {"gpt2": gpt2_config, "llama": llama_config, "mamba": mamba_config}
-MAPPERS["mistral"] = mistral_config
+MAPPERS: dict[str, Callable[[Fields], Any]] = {"gpt2": gpt2_config, "mamba": mamba_config}
+MAPPERS |= {family: functools.partial(decoder_config, family=family) for family in DEFAULTS}
 MAPPERS["mamba2"] = mamba2_config
 
 
@@ -381,16 +494,16 @@ def read_config(path: str | os.PathLike) -> tuple[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must hold a JSON object, got {type(raw).__name__}")
     raw = from_json(raw)  # {"__float__": "Infinity"}, as transformers 5 writes inf (e.g. Mamba-2's time_step_limit)
-    arch = detect_architecture(raw, path)
-    fields = Fields(raw, path, arch)
+    family = detect_architecture(raw, path)
+    fields = Fields(raw, path, family)
     try:
-        cfg = MAPPERS[arch](fields)
+        cfg = MAPPERS[family](fields)
     except ConfigError as err:
         if str(err).startswith(path):
             raise
         raise ConfigError(f"{path}: {err}") from None  # a Config validator's message, now naming the file
     fields.finish()
-    return FAMILY_ARCH.get(arch, arch), cfg
+    return FAMILY_ARCH.get(family, family), cfg
 
 
 def detect_architecture(raw: dict[str, Any], path: str) -> str:

@@ -18,10 +18,12 @@ from .vocabulary import Operand, Ops, T
 MASKED = float(np.finfo(np.float32).min)
 
 
-def rms_norm(o: Ops[T], x: T, weight: T, eps: float) -> T:
-    """RMSNorm (Zhang & Sennrich 2019, eq. 4): x / sqrt(mean(x^2) + eps) * weight."""
+def rms_norm(o: Ops[T], x: T, weight: T, eps: float, unit_offset: bool = False) -> T:
+    """RMSNorm (Zhang & Sennrich 2019, eq. 4): x / sqrt(mean(x^2) + eps) * weight; with ``unit_offset`` the scale
+    is (1 + weight), one float32 addition, as Gemma stores its norm weights (around 0 rather than 1)."""
     var = o.reduce_mean(o.mul(x, x), axis=-1)
-    return o.mul(o.mul(x, o.reciprocal(o.sqrt(o.add(var, eps)))), weight)
+    scale = o.add(weight, 1.0) if unit_offset else weight
+    return o.mul(o.mul(x, o.reciprocal(o.sqrt(o.add(var, eps)))), scale)
 
 
 def layer_norm(o: Ops[T], x: T, weight: T, bias: T, eps: float) -> T:
@@ -92,21 +94,21 @@ def merge_heads(o: Ops[T], x: T) -> T:
     return o.reshape(o.transpose(x, (0, 2, 1, 3)), (0, 0, -1))
 
 
-def rope_inv_freq(head_dim: int, theta: float) -> np.ndarray:
-    """RoPE frequencies (Su et al. 2021, eq. 15): theta^(-2i/D), i < D/2, in float32 as Hugging Face builds them."""
-    exponents = np.arange(0, head_dim, 2, dtype=np.int64).astype(np.float32) / np.float32(head_dim)
-    return (np.float32(1.0) / (np.float32(theta) ** exponents)).astype(np.float32)
-
-
 def rope_cos_sin(o: Ops[T], positions: T, inv_freq: T) -> tuple[T, T]:
-    """cos and sin of position * frequency, duplicated to [B, 1, T, D] (the 'rotate half' layout)."""
-    angles = o.mul(o.unsqueeze(o.cast(positions, np.float32), -1), inv_freq)  # [B, T, D/2]
-    angles = o.unsqueeze(o.concat([angles, angles], axis=-1), 1)  # [B, 1, T, D]
+    """cos and sin of position * frequency, duplicated to [B, 1, T, R] (the 'rotate half' layout); inv_freq is
+    [R/2] (spec/rope.py), R the rotated dims of a head."""
+    angles = o.mul(o.unsqueeze(o.cast(positions, np.float32), -1), inv_freq)  # [B, T, R/2]
+    angles = o.unsqueeze(o.concat([angles, angles], axis=-1), 1)  # [B, 1, T, R]
     return o.cos(angles), o.sin(angles)
 
 
-def apply_rope(o: Ops[T], x: T, cos: T, sin: T, head_dim: int) -> T:
-    """x * cos + rotate_half(x) * sin, where rotate_half([a, b]) = [-b, a] (GPT-NeoX / Llama layout)."""
+def apply_rope(o: Ops[T], x: T, cos: T, sin: T, head_dim: int, rotary_dim: int | None = None) -> T:
+    """x * cos + rotate_half(x) * sin, where rotate_half([a, b]) = [-b, a] (GPT-NeoX / Llama layout), on the first
+    ``rotary_dim`` dims of each head (all of them by default); the rest pass unchanged (partial RoPE, Phi-3)."""
+    rot = head_dim if rotary_dim is None else rotary_dim
+    if rot < head_dim:
+        rotated = apply_rope(o, o.slice(x, -1, 0, rot), cos, sin, rot)
+        return o.concat([rotated, o.slice(x, -1, rot, None)], axis=-1)
     half = head_dim // 2
     first, second = o.slice(x, -1, 0, half), o.slice(x, -1, half, None)
     rotated = o.concat([o.neg(second), first], axis=-1)

@@ -34,6 +34,7 @@ def configs(draw, arch: str):
         kv = draw(st.sampled_from([1, 2]))
         heads = kv * draw(st.sampled_from([1, 2, 3]))
         head_dim = draw(st.sampled_from([4, 8]))
+        attention_bias = draw(st.booleans())
         return llama.Config(
             vocab_size=vocab,
             hidden_size=draw(st.sampled_from([8, 16, 24])),
@@ -44,10 +45,11 @@ def configs(draw, arch: str):
             head_dim=head_dim,
             max_position_embeddings=CONTEXT,
             rope_theta=draw(st.sampled_from([10000.0, 500000.0, 100.0])),
-            attention_bias=draw(st.booleans()),
+            attention_bias=attention_bias,
             mlp_bias=draw(st.booleans()),
             tie_word_embeddings=draw(st.booleans()),
             sliding_window=window,
+            **draw(family_switches(attention_bias)),
         )
     if arch == "gpt2":
         heads = draw(st.sampled_from([1, 2, 4]))
@@ -75,6 +77,35 @@ def configs(draw, arch: str):
         use_bias=draw(st.booleans()),
         use_conv_bias=draw(st.booleans()),
         tie_word_embeddings=draw(st.booleans()),
+    )
+
+
+# RoPE scalings (SPEC.md §4); llama3's wavelength thresholds 16 and 4 put the random configs' frequencies
+# (head_dim 4 or 8, theta 100 .. 5e5) in all three of its regimes.
+ROPE_SCALINGS = [
+    {},
+    {"rope_type": "linear", "factor": 4.0},
+    {
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 16,
+    },
+]
+
+
+@st.composite
+def family_switches(draw, attention_bias: bool):
+    """The Llama-style families' switches (SPEC.md §5), each drawn on its own so that any combination is tried."""
+    return dict(
+        qkv_bias=not attention_bias and draw(st.booleans()),
+        qk_norm=draw(st.booleans()),
+        norm_unit_offset=draw(st.booleans()),
+        scale_embeddings=draw(st.booleans()),
+        hidden_act=draw(st.sampled_from(["silu", "gelu_pytorch_tanh"])),
+        partial_rotary_factor=draw(st.sampled_from([1.0, 0.5])),
+        **draw(st.sampled_from(ROPE_SCALINGS)),
     )
 
 

@@ -20,6 +20,7 @@ BUGS = sorted(name for name, m in CHECKED.items() if m.conforms_at is None)
 CONTROLS = sorted(name for name, m in CHECKED.items() if m.conforms_at is not None)
 ARCHS = ["tiny-llama", "tiny-gpt2", "tiny-mamba"]
 WINDOWED = ["tiny-mistral"]  # a sliding window (SPEC.md §5); the external example implements the three above
+FAMILIES = ["tiny-llama3", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-phi3"]  # the Llama-style switches (§5)
 SSD = ["tiny-mamba2"]  # Mamba-2's chunked SSD (SPEC.md §11): its state is a conv window and one matrix per head
 
 
@@ -64,7 +65,7 @@ def test_a_positive_control_conforms_at_its_level_and_not_above(name):
     assert not above.passed and set(LAWS[above.failed_law][0]) & set(mutant.breaks), above.message
 
 
-@pytest.mark.parametrize("name", ARCHS + WINDOWED + SSD)
+@pytest.mark.parametrize("name", ARCHS + WINDOWED + FAMILIES + SSD)
 def test_the_spec_passes_at_l0(name):
     model = load(name)
     report = check(model, open_impl("spec", model), required=Level.L0, skip_laws=["batch"], max_examples=10)
@@ -177,7 +178,7 @@ def test_an_older_program_speaking_protocol_1_is_still_checked():
     assert any("protocol 1" in n for n in report.notes) and report.coverage["sampler"]["draws"] == 0
 
 
-@pytest.mark.parametrize("name", ARCHS + WINDOWED + SSD)
+@pytest.mark.parametrize("name", ARCHS + WINDOWED + FAMILIES + SSD)
 def test_the_onnxruntime_backend_passes_at_l1(name):
     model = load(name)
     report = check(model, open_impl("onnx", model, provider="cpu"), skip_laws=["batch"], max_examples=5)

@@ -1,6 +1,7 @@
-"""transformers as an implementation under check (the optional hf extra): Llama, GPT-2, Mistral (its sliding
-window's cache, W - 1 keys, compared tensor by tensor) and Mamba-2 conform at L1, and the checker pins down where
-transformers' Mamba and (with a binding time_step_limit) Mamba-2 diverge. Skipped, with the reason, without torch."""
+"""transformers as an implementation under check (the optional hf extra): Llama, GPT-2, one fixture of each
+Llama-style family (Llama 3.x RoPE, Qwen2, Qwen3, Gemma, Phi-3, and Mistral, whose sliding window's cache, W - 1
+keys, is compared tensor by tensor) and Mamba-2 conform at L1, and the checker pins down where transformers' Mamba
+and (with a binding time_step_limit) Mamba-2 diverge. Skipped, with the reason, without torch."""
 
 from pathlib import Path
 
@@ -15,18 +16,22 @@ from lmstep.spec import load  # noqa: E402
 FIXTURES = Path(__file__).parent / "fixtures" / "hf"
 
 
+FAMILIES = [
+    "llama3-rope-gqa",
+    "qwen2-mqa-tied-linear-bf16",  # (the windowed one: transformers trims its cache to W - 1 = 63 rows at pos 64)
+    "qwen3-mqa-tied-bias-llama3-f16-sharded",
+    "gemma-mqa-headdim",
+    "phi3-partial-rotary-tied-bf16",
+    "mistral-gqa-window4",
+]
+
+
 @pytest.mark.parametrize(
-    "name",
-    [
-        "llama-gqa-theta-sharded",
-        "llama-mqa-headdim-bias-bf16",
-        "gpt2-base",
-        "mistral-gqa-window4",
-        "mamba2-groups-chunk4",
-    ],
+    "name", ["llama-gqa-theta-sharded", "llama-mqa-headdim-bias-bf16", "gpt2-base", *FAMILIES, "mamba2-groups-chunk4"]
 )
 def test_transformers_conforms_at_l1(name):
     model = load(FIXTURES / name, temperature=0.8, top_k=20)
+    # transformers' adapter runs one sequence per handle (no 'batch'): the batch law is dropped, not left unexercised
     report = check(model, open_impl("hf", model), required=Level.L1, skip_laws=["batch"], max_examples=10)
     assert report.passed, report.message
     assert report.laws["state"]["level"] >= Level.L1  # the whole KV cache, not a sampled channel

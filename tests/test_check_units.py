@@ -42,7 +42,11 @@ def test_the_bound_is_factor_times_the_specs_own_error_with_a_floor():
     assert bound(spec, spec.astype(np.float64) + 0.5) == CEILING  # a twin that computes something else: capped
 
 
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral", "tiny-mamba2"])
+@pytest.mark.parametrize(
+    "name",
+    ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral", "tiny-mamba2"]
+    + ["tiny-llama3", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-phi3"],
+)
 def test_the_float64_twin_computes_what_the_spec_computes(name):
     """The bound trusts the float64 twin: its logits stay within float32 rounding of the spec's over a sequence
     that crosses a sliding window three times (and tiny-mamba2's chunks of 8: a 20-token prefill ends inside its

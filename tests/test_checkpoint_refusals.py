@@ -59,7 +59,14 @@ def refused(err: pytest.ExceptionInfo, file: str, *fragments: str) -> None:
 
 
 # -- config.json: (fixture, refused edit, accepted edit of the same field, words the message must contain) ------
-RELLAMA = {"rope_type": "llama3", "factor": 8.0, "rope_theta": 500000.0}
+RELLAMA = {
+    "rope_type": "llama3",
+    "factor": 8.0,
+    "rope_theta": 500000.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 32,
+}
 CONFIG_CASES = {
     "unknown-architecture": (
         "gpt2-base",
@@ -82,15 +89,74 @@ CONFIG_CASES = {
     ),
     "rope-scaling": (
         "llama-gqa-theta-sharded",
+        {"rope_parameters": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16}},
         {"rope_parameters": RELLAMA},
-        {"rope_parameters": {"rope_type": "default", "rope_theta": 500000.0}},
-        ["llama3"],
+        ["yarn", '"default", "linear", "llama3"'],
     ),
     "legacy-rope-scaling": (
         "llama-gqa-theta-sharded",
+        {"rope_scaling": {"type": "dynamic", "factor": 2.0}},
         {"rope_scaling": {"type": "linear", "factor": 2.0}},
+        ["dynamic"],
+    ),
+    "llama3-missing-key": (
+        "llama3-rope-gqa",
+        {"rope_parameters": {k: v for k, v in RELLAMA.items() if k != "low_freq_factor"}},
+        {"rope_parameters": RELLAMA},
+        ["low_freq_factor", "lacks"],
+    ),
+    "llama3-bad-frequency-band": (
+        "llama3-rope-gqa",
+        {"rope_parameters": RELLAMA | {"high_freq_factor": 1.0}},
+        {"rope_parameters": RELLAMA},
+        ["high_freq_factor > low_freq_factor"],
+    ),
+    "rope-extra-key": (
+        "qwen3-gqa-headdim",
+        {"rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "factor": 2.0}},
+        {"rope_parameters": {"rope_type": "linear", "rope_theta": 1e6, "factor": 2.0}},
+        ["factor", "does not use"],
+    ),
+    "phi3-longrope": (
+        "phi3-gqa",
+        {"rope_scaling": {"type": "su", "short_factor": [1.0] * 4, "long_factor": [2.0] * 4}},
         {"rope_scaling": None},
-        ["linear"],
+        ["longrope", "phi3"],
+    ),
+    "phi3-llama3": ("phi3-gqa", {"rope_parameters": RELLAMA}, {"rope_parameters": None}, ["llama3", "phi3"]),
+    "phi3-window": ("phi3-gqa", {"sliding_window": 32}, {"sliding_window": 64}, ["sliding_window=32", "64"]),
+    "phi3-attention-bias": ("phi3-gqa", {"attention_bias": True}, {"attention_bias": False}, ["attention_bias"]),
+    "qwen2-window": (
+        "qwen2-gqa-window-sharded",
+        {"sliding_window": 16},
+        {"sliding_window": 64},
+        ["sliding_window=16", "[1]", "max_position_embeddings=64"],
+    ),
+    "qwen2-layer-types-without-window": (
+        "qwen2-gqa-window-sharded",
+        {"use_sliding_window": False, "layer_types": ["full_attention", "sliding_attention"]},
+        {"use_sliding_window": False, "layer_types": ["full_attention", "full_attention"]},
+        ["sliding_attention", "use_sliding_window"],
+    ),
+    "qwen2-mrope": ("qwen2-mqa-tied-linear-bf16", {"use_mrope": True}, {"use_mrope": False}, ["use_mrope"]),
+    "qwen-partial-rotary": (
+        "qwen3-gqa-headdim",
+        {"partial_rotary_factor": 0.5},
+        {"partial_rotary_factor": 1.0},
+        ["partial_rotary_factor", "qwen3"],
+    ),
+    "gemma-exact-gelu": (
+        "gemma-mqa-headdim",
+        {"hidden_activation": "gelu"},
+        {"hidden_activation": "gelu_pytorch_tanh"},
+        ["hidden_activation"],
+    ),
+    "gemma-act": ("gemma-mqa-headdim", {"hidden_act": "silu"}, {"hidden_act": "gelu"}, ["hidden_act", "silu"]),
+    "gemma-bidirectional": (
+        "gemma-mqa-headdim",
+        {"use_bidirectional_attention": True},
+        {"use_bidirectional_attention": False},
+        ["use_bidirectional_attention"],
     ),
     "partial-rotary": (
         "llama-gqa-theta-sharded",
@@ -418,6 +484,69 @@ def test_mamba_ssm_era_config_fields(copy):
     with pytest.raises(ConfigError) as err:
         load(path)
     refused(err, os.path.join(path, "config.json"), "n_layer", "disagrees")
+
+
+# Configs as transformers 4.x and the original uploads wrote them (top-level rope_theta, rope_scaling instead of
+# rope_parameters, fields transformers 5 dropped): each must load to the same model, matching the recorded outputs.
+LLAMA3_LEGACY = {"factor": 4.0, "low_freq_factor": 1.0, "high_freq_factor": 2.0, "original_max_position_embeddings": 16}
+LEGACY_FAMILY_CONFIGS = {
+    "llama3-rope-scaling": (  # Llama 3.1's own config.json layout
+        "llama3-rope-gqa",
+        dict(rope_parameters=DELETE, rope_theta=100.0, rope_scaling={"rope_type": "llama3", **LLAMA3_LEGACY}),
+    ),
+    "llama3-original-context-at-top-level": (  # inert beside the dict's (transformers reads the dict's)
+        "llama3-rope-gqa",
+        dict(original_max_position_embeddings=999),
+    ),
+    "qwen2-4x": (  # Qwen2.5's layout: a window that use_sliding_window leaves off, no layer_types
+        "qwen2-gqa-window-sharded",
+        dict(
+            rope_parameters=DELETE,
+            rope_theta=1e6,
+            rope_scaling=None,
+            use_sliding_window=False,
+            sliding_window=32768,
+            max_window_layers=21,
+            layer_types=DELETE,
+        ),
+    ),
+    "gemma-1.1": (  # google/gemma-1.1-2b-it: hidden_act "gelu" next to hidden_activation
+        "gemma-gqa-bias-legacy-act-bf16-sharded",
+        dict(rope_parameters=DELETE, rope_theta=10000.0, rope_scaling=None, hidden_activation="gelu_pytorch_tanh"),
+    ),
+    "phi3-mini": (  # microsoft/Phi-3-mini's fields, with no window and no RoPE scaling
+        "phi3-partial-rotary-tied-bf16",
+        dict(
+            rope_parameters=DELETE,
+            rope_theta=10000.0,
+            rope_scaling=None,
+            partial_rotary_factor=0.5,
+            attention_bias=False,
+            auto_map={"AutoConfig": "configuration_phi3.Phi3Config"},
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LEGACY_FAMILY_CONFIGS))
+def test_older_family_configs_load_and_match(copy, case):
+    name, changes = LEGACY_FAMILY_CONFIGS[case]
+    path = copy(name)
+    edit_config(path, **changes)
+    assert load(path).config == load(folder(name)).config
+    assert deviations(load(path), name) == []
+
+
+def test_phi3_fused_tensor_of_the_wrong_size_is_refused(copy):
+    """The split of qkv_proj depends on the config's heads: a fused tensor that does not fit is named."""
+    path = copy("phi3-gqa")
+    name = "model.layers.0.self_attn.qkv_proj.weight"
+    edit_tensors(path, lambda t: None)
+    load(path)  # control
+    edit_tensors(path, lambda t: t.__setitem__(name, t[name][:-8].copy()))
+    with pytest.raises(CheckpointError) as err:
+        load(path)
+    refused(err, path, name, "[56, 32]", "[64, 32]")
 
 
 def test_mamba2_special_floats_and_inert_fields(copy):

@@ -5,6 +5,7 @@ check has a negative control: a plausible loader bug applied to the same fixture
 from __future__ import annotations
 
 import json
+import math
 
 import attrs
 import numpy as np
@@ -70,8 +71,9 @@ def test_fixtures_cover_the_issue():
     """The fixture set exercises what the issue asks for (so a regenerated set cannot silently drop a case)."""
     configs = {n: json.load(open(f"{folder(n)}/config.json")) for n in NAMES}
     arch = {n: c["model_type"] for n, c in configs.items()}
-    assert set(arch.values()) >= {"gpt2", "llama", "mamba", "mistral", "mamba2"}
-    assert all(sum(a == x for a in arch.values()) >= 2 for x in ("gpt2", "llama", "mamba", "mistral", "mamba2"))
+    families = ("gpt2", "llama", "mamba", "qwen2", "qwen3", "gemma", "phi3", "mistral", "mamba2")
+    assert set(families) <= set(arch.values())
+    assert all(sum(a == x for a in arch.values()) >= 2 for x in families)
     llama = [c for c in configs.values() if c["model_type"] == "llama"]
     assert any(c["num_key_value_heads"] < c["num_attention_heads"] for c in llama)  # GQA
     assert any(c["rope_parameters"]["rope_theta"] != 10000.0 for c in llama)
@@ -99,6 +101,31 @@ def test_fixtures_cover_the_issue():
     dtypes = {c["dtype"] for c in configs.values()}
     assert {"float32", "bfloat16", "float16"} <= dtypes
     assert sum("-sharded" in n for n in NAMES) >= 2
+    _cover_the_llama_style_families(configs)
+
+
+def _cover_the_llama_style_families(configs: dict[str, dict]) -> None:
+    """Issue 15: llama3 RoPE past the original context and linear RoPE; per family GQA and MQA, tied and untied
+    where the family allows both, and each family's own feature in a non-trivial setting."""
+    kinds = {c.get("model_type"): [] for c in configs.values()}
+    for n, c in configs.items():
+        kinds[c["model_type"]].append((n, c))
+    rope = [(n, c["rope_parameters"]) for n, c in configs.items() if "rope_parameters" in c]
+    longest = max(len(s) for n, _ in rope for s in expected(n)[0]["sequences"])
+    assert any(r["rope_type"] == "llama3" and longest > r["original_max_position_embeddings"] for _, r in rope)
+    assert {r["rope_type"] for n, r in rope if n.startswith(("llama", "qwen"))} >= {"default", "linear", "llama3"}
+    for family in ("qwen2", "qwen3", "gemma", "phi3"):
+        cs = [c for _, c in kinds[family]]
+        assert any(c["num_key_value_heads"] == 1 for c in cs) or family == "phi3", family
+        assert any(1 < c["num_key_value_heads"] < c["num_attention_heads"] for c in cs), family  # GQA
+        assert {c["tie_word_embeddings"] for c in cs} == ({True} if family == "gemma" else {True, False}), family
+    qwen2, qwen3, gemma, phi3 = ([c for _, c in kinds[f]] for f in ("qwen2", "qwen3", "gemma", "phi3"))
+    assert any(c["use_sliding_window"] and c["sliding_window"] >= c["max_position_embeddings"] for c in qwen2)
+    assert any(c["head_dim"] * c["num_attention_heads"] != c["hidden_size"] for c in qwen3)
+    assert any(c["attention_bias"] for c in qwen3)
+    assert any(c["head_dim"] * c["num_attention_heads"] != c["hidden_size"] for c in gemma)
+    assert any(math.sqrt(c["hidden_size"]) != int(math.sqrt(c["hidden_size"])) for c in gemma)  # scale not exact
+    assert any(c["rope_parameters"].get("partial_rotary_factor", 1.0) < 1 for c in phi3)
 
 
 # -- negative controls: plausible loader bugs, each caught by the same check ----------------------------------
@@ -148,6 +175,30 @@ def _dropped_bias(model: Model) -> Model:  # a bias silently dropped (as if atte
     return _evolve_layer(model, 0, v_bias=None)
 
 
+def _config(**changes):
+    return lambda model: attrs.evolve(model, config=attrs.evolve(model.config, **changes))
+
+
+_PLAIN_ROPE = dict(
+    rope_type="default", factor=None, low_freq_factor=None, high_freq_factor=None, original_max_position_embeddings=None
+)
+
+
+def _gate_up_swapped(model: Model) -> Model:  # Phi-3's gate_up_proj split as [up; gate] instead of [gate; up]
+    w = model.weights.layers[0]
+    return _evolve_layer(model, 0, gate_proj=w.up_proj, up_proj=w.gate_proj)
+
+
+def _qkv_split_as_kqv(model: Model) -> Model:  # Phi-3's qkv_proj read with k's rows first (MHA: equal blocks)
+    w = model.weights.layers[1]
+    return _evolve_layer(model, 1, q_proj=w.k_proj, k_proj=w.q_proj)
+
+
+def _qk_norms_swapped(model: Model) -> Model:  # Qwen3's q_norm and k_norm weights exchanged
+    w = model.weights.layers[0]
+    return _evolve_layer(model, 0, q_norm=w.k_norm, k_norm=w.q_norm)
+
+
 def _window_ignored(model: Model) -> Model:  # sliding_window not read: full attention
     return attrs.evolve(model, config=attrs.evolve(model.config, sliding_window=None))
 
@@ -167,6 +218,17 @@ CONTROLS = {
     "mamba2-dt-bias-dropped": ("mamba2-tied-bias-f16-sharded", _dt_bias_dropped),
     "mamba2-gated-norm-confused": ("mamba2-limit-groups4-bf16", _gated_norm_from_block_norm),
     "dropped-bias": ("llama-mqa-headdim-bias-bf16", _dropped_bias),
+    # the Llama-style families: each family's feature ignored or read wrongly by a loader
+    "llama3-rope-ignored": ("llama3-rope-gqa", _config(**_PLAIN_ROPE)),
+    "linear-rope-ignored": ("qwen2-mqa-tied-linear-bf16", _config(**_PLAIN_ROPE)),
+    "qwen2-bias-dropped": ("qwen2-gqa-window-sharded", _dropped_bias),
+    "qwen3-qk-norms-swapped": ("qwen3-gqa-headdim", _qk_norms_swapped),
+    "gemma-norm-without-offset": ("gemma-mqa-headdim", _config(norm_unit_offset=False)),
+    "gemma-embeddings-unscaled": ("gemma-gqa-bias-legacy-act-bf16-sharded", _config(scale_embeddings=False)),
+    "gemma-geglu-read-as-swiglu": ("gemma-mqa-headdim", _config(hidden_act="silu")),
+    "phi3-gate-up-swapped": ("phi3-gqa", _gate_up_swapped),
+    "phi3-qkv-split-order": ("phi3-partial-rotary-tied-bf16", _qkv_split_as_kqv),
+    "phi3-full-rotary": ("phi3-partial-rotary-tied-bf16", _config(partial_rotary_factor=1.0)),
     "window-ignored": ("mistral-gqa-window4", _window_ignored),
     "window-off-by-one": ("mistral-mqa-tied-headdim-window7-bf16-sharded", _window_off_by_one),
 }

@@ -95,7 +95,8 @@ def test_models_lists_what_each_is(capsys):
         ("tiny-llama", "llama"),
         ("tiny-gpt2", "gpt2"),
         ("tiny-mamba", "mamba"),
-        ("tiny-mistral", "llama"),
+        ("tiny-gemma", "gemma"),
+        ("tiny-mistral", "mistral"),
         ("tiny-mamba2", "mamba2"),
     ]:
         assert f"{name:<12} {arch}" in out
@@ -104,7 +105,9 @@ def test_models_lists_what_each_is(capsys):
     code, out, _ = run(capsys, "models", "--json")
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["name"] for r in rows][:3] == ["tiny-llama", "tiny-gpt2", "tiny-mamba"] and rows[0]["params"] > 0
-    assert {"tiny-mistral", "tiny-mamba2"} <= {r["name"] for r in rows}
+    families = {r["name"]: (r["arch"], r["family"]) for r in rows}
+    assert families["tiny-qwen3"] == ("llama", "qwen3") and families["tiny-llama3"] == ("llama", "llama")
+    assert families["tiny-mistral"] == ("llama", "mistral") and families["tiny-mamba2"] == ("mamba2", "mamba2")
 
 
 def test_the_readme_quick_start_command_runs(capsys):

@@ -30,6 +30,7 @@ from lmstep.runtime.onnx_model import OnnxModel
 from lmstep.spec import load
 
 BUILTINS = ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral", "tiny-mamba2"]
+FAMILIES = ["tiny-llama3", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-phi3"]  # the Llama-style families
 F32, I64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
 
 
@@ -58,7 +59,7 @@ def contract_problems(model, folder) -> list[str]:
 
 
 @pytest.mark.export("state-contract")
-@pytest.mark.parametrize("name", BUILTINS)
+@pytest.mark.parametrize("name", BUILTINS + FAMILIES)
 def test_builtin_export_is_checked_and_follows_the_contract(name):
     model = load(name)
     folder = exported(model)
@@ -70,6 +71,8 @@ def test_builtin_export_is_checked_and_follows_the_contract(name):
     assert m["arch"] == model.arch and config_from_manifest(m) == model.config
     genai = folder / GENAI_FILE
     assert genai.exists() == (model.arch not in ("mamba", "mamba2"))
+    if model.arch == "llama":  # genai's model type is the family's (runtime/genai.py)
+        assert json.loads(genai.read_text())["model"]["type"] == model.config.model_type
 
 
 @settings(max_examples=4)  # every export in the other tests is also checked by write_folder; this adds random configs
@@ -139,7 +142,7 @@ def test_bad_folders_are_one_line_errors(tmp_path):
         write_folder(load("tiny-mamba"), tmp_path)
 
 
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mistral"])
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mistral", *FAMILIES])
 def test_onnxruntime_genai_runs_the_export(name):
     og = pytest.importorskip(
         "onnxruntime_genai", reason="onnxruntime-genai is not installed (optional: pip install onnxruntime-genai)"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lmstep.spec import load
+from lmstep.spec import BUILTIN_MODELS, load
 
 SPEC = Path(__file__).resolve().parent.parent / "SPEC.md"
 M64 = 2**64 - 1
@@ -23,9 +23,13 @@ def mix(x: int) -> int:
     return z ^ (z >> 31)
 
 
-def affine(name: str, shape) -> tuple[float, float]:
+def affine(name: str, shape, config) -> tuple[float, float]:
     """SPEC.md §9's table."""
     leaf = name.rsplit(".", 1)[-1]
+    if getattr(config, "norm_unit_offset", False) and "norm" in leaf:  # Gemma's (1 + w) norms
+        return 0.1, 4.0 if name == "norm" else 0.0
+    if getattr(config, "scale_embeddings", False) and leaf == "embed_tokens":
+        return 1 / math.sqrt(config.hidden_size), 0.0
     table = {"A_log": (1.0, 0.5), "dt_proj_bias": (2.3, -4.6), "dt_bias": (2.3, -4.6), "D": (0.0, 1.0)}
     if leaf in table:
         return table[leaf]
@@ -43,7 +47,7 @@ def published_digests() -> dict[str, str]:
     return dict(re.findall(r"^\| (tiny-[a-z0-9]+) \| `([0-9a-f]{64})` \|$", SPEC.read_text(), re.M))
 
 
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-mamba", "tiny-mistral", "tiny-mamba2"])
+@pytest.mark.parametrize("name", BUILTIN_MODELS)
 def test_weights_regenerate_from_the_written_spec(name):
     model = load(name)
     key, offset, h = mix(20261126), 0, hashlib.sha256()
@@ -51,7 +55,7 @@ def test_weights_regenerate_from_the_written_spec(name):
         n = int(np.prod(shape))
         top24 = np.array([mix((key + offset + i) & M64) >> 40 for i in range(n)], np.float64)
         u = (2 * top24 / 2**24 - 1).astype(np.float32)  # exact: 25 significant bits at most fit float32 here
-        a, b = affine(pname, shape)
+        a, b = affine(pname, shape, model.config)
         values = (u * np.float32(a)).astype(np.float32) + np.float32(b)
         h.update(f"{pname}{tuple(shape)}".encode())
         h.update(values.astype("<f4").tobytes())

@@ -9,7 +9,8 @@ dt in [1e-3, 1e-1]; Mamba-2's per-head A_log and dt_bias alike) so the recurrenc
 With tied embeddings the logits are LN(x) . E_t and x starts as E[token], so strong embeddings make every token
 predict itself and greedy decoding repeats one token. Tied models therefore get embeddings of std 0.1 and a final
 norm weight five times larger: the blocks decide the next token and the logits stay sharp (measured over 4
-prompts x 12 greedy tokens: 3 to 10 distinct tokens per continuation instead of 1 to 2). Shared by
+prompts x 12 greedy tokens: 3 to 10 distinct tokens per continuation instead of 1 to 2); Gemma, whose norms scale by
+(1 + w), gets a final norm weight near 4 (scale ~5) instead. Shared by
 tools/make_fixtures.py and benchmarks/bench_checkpoint_decode.py.
 """
 
@@ -18,34 +19,30 @@ from __future__ import annotations
 import math
 
 import torch
-from transformers import (
-    GPT2Config,
-    GPT2LMHeadModel,
-    LlamaConfig,
-    LlamaForCausalLM,
-    Mamba2Config,
-    Mamba2ForCausalLM,
-    MambaConfig,
-    MambaForCausalLM,
-    MistralConfig,
-    MistralForCausalLM,
-)
+import transformers as tf
 
 CLASSES = {
-    "gpt2": (GPT2Config, GPT2LMHeadModel),
-    "llama": (LlamaConfig, LlamaForCausalLM),
-    "mamba": (MambaConfig, MambaForCausalLM),
-    "mamba2": (Mamba2Config, Mamba2ForCausalLM),
+    "gpt2": (tf.GPT2Config, tf.GPT2LMHeadModel),
+    "llama": (tf.LlamaConfig, tf.LlamaForCausalLM),
+    "mamba": (tf.MambaConfig, tf.MambaForCausalLM),
+    "qwen2": (tf.Qwen2Config, tf.Qwen2ForCausalLM),
+    "qwen3": (tf.Qwen3Config, tf.Qwen3ForCausalLM),
+    "gemma": (tf.GemmaConfig, tf.GemmaForCausalLM),
+    "phi3": (tf.Phi3Config, tf.Phi3ForCausalLM),
+    "mistral": (tf.MistralConfig, tf.MistralForCausalLM),
+    "mamba2": (tf.Mamba2Config, tf.Mamba2ForCausalLM),
 }
-CLASSES["mistral"] = (MistralConfig, MistralForCausalLM)
+# Gemma's RMSNorm scales by (1 + w): its norm weights are drawn around 0 (scale ~1) instead of around 1.
+UNIT_OFFSET_NORMS = {"gemma"}
 
 # Output projections get a larger gain so the residual branches, not the input token, steer the logits (with
 # tied embeddings a weak residual makes greedy decoding repeat the last token forever).
 GAINS = {"c_proj": 2.0, "o_proj": 2.0, "down_proj": 2.0, "out_proj": 2.0, "lm_head": 3.0}
 
-EMBEDDINGS = {"gpt2": "wte.weight", "llama": "embed_tokens.weight", "mamba": "embeddings.weight"}
-FINAL_NORMS = {"gpt2": "ln_f.weight", "llama": "model.norm.weight", "mamba": "norm_f.weight"}
-EMBEDDINGS["mistral"], FINAL_NORMS["mistral"] = EMBEDDINGS["llama"], FINAL_NORMS["llama"]
+EMBEDDINGS = {"gpt2": "wte.weight", "mamba": "embeddings.weight"}
+FINAL_NORMS = {"gpt2": "ln_f.weight", "mamba": "norm_f.weight"}
+for _family in ("llama", "qwen2", "qwen3", "gemma", "phi3", "mistral"):
+    EMBEDDINGS[_family], FINAL_NORMS[_family] = "embed_tokens.weight", "model.norm.weight"
 EMBEDDINGS["mamba2"], FINAL_NORMS["mamba2"] = EMBEDDINGS["mamba"], FINAL_NORMS["mamba"]
 
 
@@ -62,7 +59,7 @@ def build(arch: str, seed: int, **config: object) -> torch.nn.Module:
             if tied and name.endswith(EMBEDDINGS[arch]):
                 value = 0.1 * value
             if tied and name.endswith(FINAL_NORMS[arch]):
-                value = 5.0 * value
+                value = value + 4.0 if arch in UNIT_OFFSET_NORMS else 5.0 * value
             p.copy_(value)
     return model
 
@@ -75,7 +72,8 @@ def _draw(arch: str, name: str, p: torch.Tensor, gen: torch.Generator) -> torch.
     if leaf == "D":
         return 1.0 + 0.2 * noise
     if "norm" in name or ".ln_" in name or name.startswith("ln_"):
-        return (1.0 + 0.2 * noise) if leaf == "weight" else 0.2 * noise
+        offset = 0.0 if arch in UNIT_OFFSET_NORMS else 1.0
+        return (offset + 0.2 * noise) if leaf == "weight" else 0.2 * noise
     if leaf == "bias":
         return 0.2 * noise
     if name.endswith(("wte.weight", "wpe.weight", "embed_tokens.weight", "embeddings.weight")):

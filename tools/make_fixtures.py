@@ -1,8 +1,8 @@
 """Build the checkpoint fixtures in tests/fixtures/hf/ and record what transformers computes for them.
 
-    pip install -e '.[hf]'          # torch==2.13.0, transformers, safetensors
-    python tools/make_fixtures.py   # rewrites tests/fixtures/hf/
-    python tools/make_fixtures.py mamba2-groups-chunk4   # rewrites only the fixtures named
+    pip install -e '.[hf]'                 # torch==2.13.0, transformers, safetensors
+    python tools/make_fixtures.py          # rewrites tests/fixtures/hf/
+    python tools/make_fixtures.py NAME ..  # rewrites only these fixtures (the others keep their recorded bytes)
 
 Each fixture is a small randomly initialised transformers model (tools/hf_random.py), saved with
 ``save_pretrained`` as a checkpoint folder (config.json + model.safetensors, or shards + index), plus:
@@ -120,6 +120,179 @@ FIXTURES: dict[str, tuple[str, dict, dict]] = {
             layer_norm_epsilon=1e-4,
         ),
         {"dtype": torch.float16, "max_shard_size": 20_000},
+    ),
+    # The Llama-style families (SPEC.md §5). Llama 3.x RoPE past the original context: head_dim 16 and theta 100
+    # give wavelengths 6.3 (< 16/2: kept), 11.2 (between: interpolated) and 19.9 .. 353 (> 16/1: divided by 4),
+    # and the 17-token sequence and the greedy continuations run past original_max_position_embeddings = 16.
+    "llama3-rope-gqa": (
+        "llama",
+        dict(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=48,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            max_position_embeddings=64,
+            rope_parameters=dict(
+                rope_type="llama3",
+                rope_theta=100.0,
+                factor=4.0,
+                low_freq_factor=1.0,
+                high_freq_factor=2.0,
+                original_max_position_embeddings=16,
+            ),
+        ),
+        {},
+    ),
+    "llama-linear-rope-mqa-f16": (
+        "llama",
+        dict(
+            vocab_size=48,
+            hidden_size=24,
+            intermediate_size=40,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=1,
+            max_position_embeddings=64,
+            rope_parameters=dict(rope_type="linear", rope_theta=1000.0, factor=2.5),
+        ),
+        {"dtype": torch.float16},
+    ),
+    # Qwen2: layer 1 slides a window of 64 >= max_position_embeddings, which lmstep accepts as the same math.
+    "qwen2-gqa-window-sharded": (
+        "qwen2",
+        dict(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=48,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            use_sliding_window=True,
+            sliding_window=64,
+            max_window_layers=1,
+            rope_parameters=dict(rope_type="default", rope_theta=1e6),
+        ),
+        {"max_shard_size": 20_000},
+    ),
+    "qwen2-mqa-tied-linear-bf16": (
+        "qwen2",
+        dict(
+            vocab_size=56,
+            hidden_size=24,
+            intermediate_size=40,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=1,
+            max_position_embeddings=48,
+            tie_word_embeddings=True,
+            rope_parameters=dict(rope_type="linear", rope_theta=10000.0, factor=2.0),
+        ),
+        {"dtype": torch.bfloat16},
+    ),
+    "qwen3-gqa-headdim": (
+        "qwen3",
+        dict(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=48,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=12,
+            max_position_embeddings=64,
+            rope_parameters=dict(rope_type="default", rope_theta=1e6),
+        ),
+        {},
+    ),
+    "qwen3-mqa-tied-bias-llama3-f16-sharded": (
+        "qwen3",
+        dict(
+            vocab_size=56,
+            hidden_size=24,
+            intermediate_size=40,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=1,
+            head_dim=8,
+            attention_bias=True,
+            tie_word_embeddings=True,
+            max_position_embeddings=64,
+            rope_parameters=dict(
+                rope_type="llama3",
+                rope_theta=100.0,
+                factor=8.0,
+                low_freq_factor=1.0,
+                high_freq_factor=4.0,
+                original_max_position_embeddings=32,
+            ),
+        ),
+        {"dtype": torch.float16, "max_shard_size": 16_000},
+    ),
+    # Gemma: width 24, so sqrt(24) = 4.898979... is not exact in float32 (nor bfloat16).
+    "gemma-mqa-headdim": (
+        "gemma",
+        dict(
+            vocab_size=64,
+            hidden_size=24,
+            intermediate_size=40,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=1,
+            head_dim=16,
+            max_position_embeddings=64,
+        ),
+        {},
+    ),
+    "gemma-gqa-bias-legacy-act-bf16-sharded": (
+        "gemma",
+        dict(
+            vocab_size=56,
+            hidden_size=32,
+            intermediate_size=40,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=8,
+            attention_bias=True,
+            hidden_act="gelu",  # the first Gemma uploads' value, which GemmaConfig reads as the tanh GELU
+            rms_norm_eps=1e-5,
+            max_position_embeddings=64,
+        ),
+        {"dtype": torch.bfloat16, "max_shard_size": 16_000},
+    ),
+    "phi3-gqa": (
+        "phi3",
+        dict(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=48,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            original_max_position_embeddings=64,
+        ),
+        {},
+    ),
+    "phi3-partial-rotary-tied-bf16": (
+        "phi3",
+        dict(
+            vocab_size=56,
+            hidden_size=32,
+            intermediate_size=40,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            partial_rotary_factor=0.5,
+            tie_word_embeddings=True,
+            max_position_embeddings=64,
+            original_max_position_embeddings=64,
+        ),
+        {"dtype": torch.bfloat16},
     ),
     # Mamba-2: fixed seeds (not the position in this table), so adding fixtures elsewhere changes none of these.
     "mamba2-groups-chunk4": (  # 8 heads sharing B, C in 2 groups; chunks of 4 (the 6- and 17-token sequences cross)

@@ -6,7 +6,7 @@ import json
 
 import typer
 
-HELP = """List the built-in models: architecture, size, state per layer, and what each is.
+HELP = """List the built-in models: family, size, state per layer, and what each is.
 
 \b
 They are tiny, byte-level (vocabulary 256: --prompt text is UTF-8 bytes), and their
@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         for r in rows:  # two lines per model, so it reads well at 80 columns and in a pipe
             state = ", ".join(f"{k} [{', '.join(map(str, v))}]" for k, v in r["state_per_layer"].items())
             typer.echo(
-                f"{r['name']:<12} {r['arch']:<6} {r['params']:>9,} params  {r['layers']} layers  state/layer: {state}"
+                f"{r['name']:<12} {r['family']:<7} {r['params']:>9,} params  {r['layers']} layers  state/layer: {state}"
             )
             typer.echo(f"{'':<12} {r['description']}")
 
@@ -58,6 +58,7 @@ def _describe(name: str, desc: str) -> dict:
     return {
         "name": name,
         "arch": m.arch,
+        "family": m.config.model_type if m.arch == "llama" else m.arch,  # the Llama-style decoder's families
         "params": int(sum(a.size for _, a in tree_leaves(m.weights))),
         "layers": len(m.weights.layers),
         "vocab_size": m.vocab_size,

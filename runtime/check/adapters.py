@@ -8,6 +8,9 @@ python:module:factory   factory(model) -> an object with init/run/decode (+ opti
                         the module is imported with the current folder on the import path
 mutant:NAME             a mutant of the catalogue (lmstep/mutants.py) in its engine (engines.py)
 hf / hf:FOLDER          transformers on a checkpoint folder (the --model folder by default; the hf extra)
+llamacpp:[FILE.gguf]    llama.cpp in process (llamacpp_impl.py; the llamacpp extra), options after the file
+genai:[DIR]             onnxruntime-genai's generator API on an exported folder (genai_impl.py; the genai extra)
+openai:URL              an OpenAI-compatible /v1/completions server (openai_impl.py): top-N log-probabilities
 """
 
 from __future__ import annotations
@@ -107,9 +110,21 @@ def open_impl(spec: str, model: Model, timeout: float = 30.0, provider: str = "a
         from .hf_impl import HfImpl
 
         return HfImpl.open(model, arg or None)
+    if kind == "llamacpp":
+        from .llamacpp_impl import LlamaCppImpl
+
+        return LlamaCppImpl.open(arg, model)
+    if kind == "genai":
+        from .genai_impl import GenaiImpl
+
+        return GenaiImpl.open(arg, model)
+    if kind == "openai":
+        from .openai_impl import OpenAIImpl
+
+        return OpenAIImpl.open(arg, model)
     raise InputError(
         f'unknown implementation {spec!r}; use spec, onnx, onnx:DIR, cmd:"program args", python:module:factory, '
-        "hf[:FOLDER] or mutant:NAME"
+        "hf[:FOLDER], llamacpp[:FILE.gguf], genai[:DIR], openai:URL or mutant:NAME"
     )
 
 

@@ -42,6 +42,7 @@ from .levels import (
     grade_sample,
     plausible_excuses,
 )
+from .logprobs import TopLogprobs, grade_logprobs, grade_same
 from .protocol import Guarded, guard
 
 # The checker's laws by their user-facing names: the laws each checks (lmstep.spec.laws ids, `lmstep laws`; the
@@ -70,6 +71,30 @@ CAPS = {"causality": Level.L1}
 
 def needed(law: str, required: Level) -> Level:
     return min(required, CAPS.get(law, required))
+
+
+def grade_output(got: Any, spec: np.ndarray, wide: np.ndarray) -> Grade:
+    """Logits, or the top-N log-probabilities of an engine that exposes only those (logprobs.py), against the
+    float32 spec with the bound of its own error against ``wide``."""
+    if isinstance(got, TopLogprobs):
+        return attrs.evolve(grade_logprobs(got, spec, bound(spec, wide)), wide_err=rel_err(spec, wide))
+    return grade_logits(got, spec, wide)
+
+
+def grade_twice(second: Any, first: Any, limit: float) -> Grade:
+    """The same question asked twice of one implementation."""
+    if isinstance(first, TopLogprobs) and isinstance(second, TopLogprobs):
+        return grade_same(second, first, limit)
+    return grade_numbers(second, first, limit)
+
+
+def sampled_on(got: Any, spec: np.ndarray, g: Grade) -> tuple[np.ndarray, float]:
+    """The logits the sampler law grades a token on, and the logit change that may excuse a near tie: the
+    implementation's own logits within the comparison's bound; for an engine that shows only log-probabilities,
+    the spec's logits within the error its log-probabilities showed."""
+    if isinstance(got, TopLogprobs):
+        return spec, max(g.bound, g.err if np.isfinite(g.err) else 0.0)
+    return got, g.bound
 
 
 @attrs.frozen
@@ -209,7 +234,7 @@ class Executor:
             g = grade_against(np.asarray(got[name]), want[name], wide[name], STATE_FACTOR)
             self.grade("state", attrs.evolve(g, note=f"{name}: {g.note}" if g.note else name), where, seen)
 
-    def _sample(self, token: int, logits: np.ndarray, u: float, s: Sampler, eps: float, where: str, seen: Seen) -> None:
+    def _sample(self, token: int, logits: np.ndarray, eps: float, u: float, s: Sampler, where: str, seen: Seen) -> None:
         g = grade_sample(token, logits, u, s, eps)
         self.excused += g.excused
         self.expected += g.plausible
@@ -241,7 +266,7 @@ class Executor:
         new = self.sessions[op["new"]] = self._next(s, op["session"], handle, spec_state, wide_state)
         law = "fork" if forked else ("unrolled" if s.spec.pos == 0 else "split")
         seen = Seen(pos=spec_state.pos - 1, chunk=len(tokens), forked=forked)
-        self.grade(law, grade_logits(logits, spec_logits, wide_logits), where, seen)
+        self.grade(law, grade_output(logits, spec_logits, wide_logits), where, seen)
         self._check_state(new, where)
 
     def _decode(self, op: dict[str, Any], where: str) -> None:
@@ -253,9 +278,9 @@ class Executor:
         wide_state, wide_logits = self.wide.step(s.wide, op["token"])
         new = self.sessions[op["new"]] = self._next(s, op["session"], handle, spec_state, wide_state)
         seen = Seen(pos=s.spec.pos, chunk=1, forked=forked)
-        g = grade_logits(logits, out.logits, wide_logits)
+        g = grade_output(logits, out.logits, wide_logits)
         self.grade("fork" if forked else "recurrent", g, where, seen)
-        self._sample(token, logits, rand, settings, g.bound, where, seen)
+        self._sample(token, *sampled_on(logits, out.logits, g), rand, settings, where, seen)
         self._check_state(new, where)
 
     def _fork(self, op: dict[str, Any], where: str) -> None:
@@ -288,7 +313,7 @@ class Executor:
             wide_state, wide_logits = self.wide.prefill(s.wide, c)
             self.sessions[new_id] = self._next(s, sid, handle, spec_state, wide_state)
             seen = Seen(pos=spec_state.pos - 1, chunk=len(c), forked=forked, batch=True)
-            graded.append((grade_logits(logits, spec_logits, wide_logits), seen))
+            graded.append((grade_output(logits, spec_logits, wide_logits), seen))
         for k, (g, seen) in enumerate(graded):
             self.grade("batch", g, f"{where} [sequence {k}]", seen)
         for new_id in op["new"]:
@@ -336,7 +361,7 @@ class Executor:
             spec_z = spec_z[1].logits
             wide_z = self.wide.step(self.wide.prefill(self.wide.init_state(), op["tokens"])[0], op["token"])[1]
             pos = len(op["tokens"])
-        g = grade_numbers(zb, za, bound(spec_z, wide_z))
+        g = grade_twice(zb, za, bound(spec_z, wide_z))
         if ta != tb:  # the same rand gave two tokens: a sampler not keyed by rand can at best agree in distribution
             level = Level.L3 if s.temperature > 0 else Level.FAIL
             g = Grade(min(level, g.level), g.err, g.bound, note=f"sampled {ta}, then {tb} with the same rand")
@@ -354,7 +379,7 @@ class Executor:
         l32 = self.model.unrolled(prefix + extra)[: len(prefix)]
         l64 = self.wide.prefill(self.wide.init_state(), prefix + extra)[1][: len(prefix)]
         limit = max(FLOOR, FACTOR * (rel_err(s32, s64) + rel_err(l32, l64)))  # two computations, each may err
-        g = grade_numbers(longer[: len(prefix)], short, limit)
+        g = grade_twice(longer[: len(prefix)], short, limit)
         self.grade("causality", g, where, Seen(pos=len(prefix) - 1, chunk=len(prefix) + len(extra)))
 
     def _distribution(self, op: dict[str, Any], where: str) -> None:
@@ -375,9 +400,12 @@ class Executor:
         spec_z = self.model.step(s.spec, op["token"], 0.0)[1].logits
         wide_z = self.wide.step(s.wide, op["token"])[1]
         seen = Seen(pos=s.spec.pos, chunk=1, forked=forked)
-        g = grade_logits(logits[0], spec_z, wide_z)
+        g = grade_output(logits[0], spec_z, wide_z)
         self.grade("fork" if forked else "recurrent", g, where, seen)
-        draws = grade_distribution(tokens, logits, rands, settings, g.bound)
+        own, eps = sampled_on(logits[0], spec_z, g)
+        draws = grade_distribution(
+            tokens, [own if isinstance(z, TopLogprobs) else z for z in logits], rands, settings, eps
+        )
         draws_seen = attrs.evolve(seen, draws=len(rands) if settings.temperature > 0 else 0)
         self.grade("sampler", draws, where, draws_seen)
 
@@ -386,4 +414,16 @@ def _plain(h: Any) -> bool:
     return isinstance(h, (str, int))
 
 
-__all__ = ["CAPS", "LAWS", "Executor", "Guarded", "NotApplicable", "Seen", "needed", "sampler_json", "sampler_from"]
+__all__ = [
+    "CAPS",
+    "TopLogprobs",
+    "grade_output",
+    "LAWS",
+    "Executor",
+    "Guarded",
+    "NotApplicable",
+    "Seen",
+    "needed",
+    "sampler_json",
+    "sampler_from",
+]

@@ -18,6 +18,8 @@ Optional, announced in ``capabilities``:
                sequence slots frees one); the checker releases every handle it holds when a run ends
 
 Handles are opaque. Without "immutable", the checker never reuses a handle after passing it to run/decode.
+An engine that shows only its top-N log-probabilities (an OpenAI-compatible server) returns a
+logprobs.TopLogprobs where the logits go; the checker grades it against the spec's log-softmax (L1 at best).
 :class:`Guarded` wraps every implementation the checker drives: an exception inside it becomes an
 :class:`ImplementationError` carrying its traceback tail, and every reply is validated.
 """
@@ -67,8 +69,17 @@ class Implementation(Protocol):
     def decode(self, handle: Any, token: int, rand: float, sampler: Sampler) -> tuple[Any, np.ndarray, int]: ...
 
 
-def check_logits(logits: Any, rows: int | None, vocab: int, what: str) -> np.ndarray:
-    """Validate what an implementation returned: a float array of the right shape, else ImplementationError."""
+def check_logits(logits: Any, rows: int | None, vocab: int, what: str) -> Any:
+    """Validate what an implementation returned: a float array of the right shape, else ImplementationError.
+    A TopLogprobs (an engine that shows only log-probabilities) needs one row per position."""
+    from .logprobs import TopLogprobs
+
+    if isinstance(logits, TopLogprobs):
+        if len(logits) != (1 if rows is None else rows):
+            raise ImplementationError(
+                f"{what}: {len(logits)} rows of log-probabilities, expected {1 if rows is None else rows}", alive=True
+            )
+        return logits
     try:
         arr = np.asarray(logits, dtype=np.float32)
     except (TypeError, ValueError) as err:

@@ -83,8 +83,8 @@ def check(
 
     ``depth``: the position the coverage run passes (default 512; the thorough profile uses 2048), capped by the
     model's context. ``skip_laws``: checker laws dropped on purpose (reported; never required). ``seed``: the same
-    seed explores the same operations (the default 0 is what the CLI runs). ``on_example(n)`` / ``on_op(n)`` are
-    told how many runs / operations have started (progress of a long check)."""
+    seed explores the same operations, in any process and folder (the default 0 is what the CLI runs).
+    ``on_example(n)`` / ``on_op(n)`` are told how many runs / operations have started (progress of a long check)."""
     skip = frozenset(parse_skip(skip_laws))
     impl = guard(impl)
     rec = Recorder(required)

@@ -12,7 +12,8 @@ HELP = """Check an implementation against the spec, law by law.
 
 \b
 IMPL: spec | onnx | onnx:DIR | cmd:"program args" | python:module:factory |
-      hf[:FOLDER] | mutant:NAME
+      hf[:FOLDER] | mutant:NAME | llamacpp:[FILE.gguf] [opts] | genai:[DIR] |
+      openai:URL [opts]    (docs/checking.md, Engines)
 Levels: L0 bitwise, L1 numeric (10x the spec's own float32 error), L2 tokens
 (near ties), L3 distribution. A law never exercised fails unless dropped
 with --skip-law. A coverage run passes position 512 (thorough: 2048), then
@@ -22,7 +23,7 @@ random programs explore; a failure is shrunk, written with --out, replayed by
 Examples:
   lmstep check -m tiny-llama --impl onnx --skip-law batch
   lmstep check -m tiny-gpt2 --impl cmd:"python my_engine.py" --level L2 --out cex.json
-  lmstep check -m tiny-mamba --impl mutant:conv-not-shifted --examples 50
+  lmstep check -m tiny-llama --impl "llamacpp: kv=f16 fa=on" --level L2
 """
 
 PROFILES = {"quick": (30, 10, 512), "thorough": (300, 25, 2048)}

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from lmstep.spec import Sampler
+from lmstep.spec import Sampler, rand_for
 
 from ..codec import f32_hex
 from .lockstep import Executor, NotApplicable, sampler_json
@@ -116,8 +116,6 @@ class Driver:
             op: dict[str, Any] = {"op": "repeat", "session": sid, "token": token, "rand": f32_hex(rand)}
         else:
             settings = self.ex.model.sampler if not self.ex.impl.v2 else SETTINGS[pick % len(SETTINGS)][0]
-            from lmstep.spec import rand_for
-
             rand = rand_for(seed, len(tokens) + 1)
             op = {"op": "twice", "tokens": tokens, "token": token, "rand": f32_hex(rand)}
         if settings != self.ex.model.sampler:
@@ -125,8 +123,6 @@ class Driver:
         self.do(op)
 
     def distribution(self, sid: int, token: int, seed: int, settings: Sampler) -> None:
-        from lmstep.spec import rand_for
-
         if settings.temperature == 0:
             return
         pos = self.pos(sid)
